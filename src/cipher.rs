@@ -1,0 +1,481 @@
+//! Ciphers for secrets, on top of the safe libsodium wrapper.
+//!
+//! `aead-det` is XChaCha20-SIV exactly as supabase_vault / pgsodium implement it (see
+//! ../shared/vectors/README.md): blob = ciphertext || 32-byte S2V tag, optional 16-byte nonce.
+//! `aead-ietf` and `aes256gcm` are libsodium's combined-mode AEADs (blob = ciphertext || 16-byte
+//! tag). Ciphertext is stored as PostgreSQL `encode(blob, 'base64')` text.
+#![forbid(unsafe_code)]
+
+use crate::sodium::{self, Aead, Blake2b256, SecretBytes, SecretVec};
+
+pub const DET_TAG_BYTES: usize = 32;
+pub const DET_NONCE_BYTES: usize = 16;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum KeyType {
+    AeadDet,
+    AeadIetf,
+    Aes256Gcm,
+}
+
+impl KeyType {
+    pub fn parse(s: &str) -> Option<KeyType> {
+        match s {
+            "aead-det" => Some(KeyType::AeadDet),
+            "aead-ietf" => Some(KeyType::AeadIetf),
+            "aes256gcm" => Some(KeyType::Aes256Gcm),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::AeadDet => "aead-det",
+            KeyType::AeadIetf => "aead-ietf",
+            KeyType::Aes256Gcm => "aes256gcm",
+        }
+    }
+
+    /// Whether this machine can use the key type (AES-GCM needs AES-NI + CLMUL).
+    pub fn supported(self) -> bool {
+        self != KeyType::Aes256Gcm || sodium::aes256gcm_available()
+    }
+
+    pub fn nonce_bytes(self) -> usize {
+        match self {
+            KeyType::AeadDet => DET_NONCE_BYTES,
+            KeyType::AeadIetf => Aead::XChaCha20Poly1305Ietf.nonce_bytes(),
+            KeyType::Aes256Gcm => Aead::Aes256Gcm.nonce_bytes(),
+        }
+    }
+
+    /// The shortest well-formed blob (an empty message's tag).
+    pub fn min_blob_bytes(self) -> usize {
+        match self {
+            KeyType::AeadDet => DET_TAG_BYTES,
+            _ => sodium::AEAD_TAG_BYTES,
+        }
+    }
+
+    fn aead(self) -> Option<Aead> {
+        match self {
+            KeyType::AeadDet => None,
+            KeyType::AeadIetf => Some(Aead::XChaCha20Poly1305Ietf),
+            KeyType::Aes256Gcm => Some(Aead::Aes256Gcm),
+        }
+    }
+}
+
+/// A data key ready for use. For aead-det it holds the split keys and the per-key S2V
+/// constant: ka (MAC key) | ke (stream key) | d0 = H_ka(32 zero bytes).
+pub struct DataKey {
+    key_type: KeyType,
+    material: SecretBytes,
+}
+
+/// Why a blob could not be decrypted. Deliberately carries no data.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CipherError {
+    /// Shorter than the tag, or a nonce of the wrong size.
+    Malformed,
+    /// The tag does not authenticate (wrong key, id, nonce, or tampered bytes).
+    Forged,
+}
+
+impl DataKey {
+    /// Build from a 32-byte derived data key. None only when guarded memory is exhausted.
+    pub fn new(key_type: KeyType, data_key: &[u8]) -> Option<DataKey> {
+        assert_eq!(data_key.len(), 32);
+        let material = match key_type {
+            KeyType::AeadDet => {
+                let mut m = SecretBytes::zeroed(96)?;
+                let buf = m.as_mut_slice();
+                sodium::generichash(&mut buf[..64], &[], data_key);
+                let ka: [u8; 32] = buf[..32].try_into().expect("32 bytes");
+                let d0 = hash32(&ka, &[&[0u8; 32]]);
+                buf[64..].copy_from_slice(&d0);
+                m
+            }
+            _ => {
+                let mut m = SecretBytes::zeroed(32)?;
+                m.as_mut_slice().copy_from_slice(data_key);
+                m
+            }
+        };
+        material.set_read_only();
+        Some(DataKey { key_type, material })
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    fn part(&self, i: usize) -> &[u8; 32] {
+        self.material.as_slice()[i * 32..(i + 1) * 32].try_into().expect("32 bytes")
+    }
+
+    /// Encrypt `msg` bound to `ad` and `nonce`; returns the blob (ciphertext || tag).
+    /// For aead-det the nonce may be None (skipped in S2V, as supabase_vault allows).
+    pub fn encrypt(&self, msg: &[u8], ad: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
+        match self.key_type.aead() {
+            None => {
+                let tag = self.s2v(ad, nonce, msg);
+                let mut blob = Vec::with_capacity(msg.len() + DET_TAG_BYTES);
+                blob.extend_from_slice(msg);
+                sodium::xchacha20_xor_in_place(&mut blob, tag[..24].try_into().expect("24"), self.part(1));
+                blob.extend_from_slice(&tag);
+                blob
+            }
+            Some(aead) => aead.encrypt(msg, ad, nonce.expect("AEAD key types need a nonce"), self.part(0)),
+        }
+    }
+
+    /// Decrypt a blob in place (it is consumed); returns the plaintext.
+    pub fn decrypt(&self, mut blob: SecretVec, ad: &[u8], nonce: Option<&[u8]>) -> Result<SecretVec, CipherError> {
+        match self.key_type.aead() {
+            None => {
+                if nonce.is_some_and(|n| n.len() != DET_NONCE_BYTES) {
+                    return Err(CipherError::Malformed);
+                }
+                let b = blob.vec_mut();
+                if b.len() < DET_TAG_BYTES {
+                    return Err(CipherError::Malformed);
+                }
+                let split = b.len() - DET_TAG_BYTES;
+                let tag: [u8; 32] = b[split..].try_into().expect("32");
+                b.truncate(split);
+                sodium::xchacha20_xor_in_place(b, tag[..24].try_into().expect("24"), self.part(1));
+                let expected = self.s2v(ad, nonce, b);
+                if sodium::verify_32(&tag, &expected) {
+                    Ok(blob)
+                } else {
+                    sodium::memzero(blob.vec_mut());
+                    Err(CipherError::Forged)
+                }
+            }
+            Some(aead) => {
+                let n = nonce.ok_or(CipherError::Malformed)?;
+                if n.len() != aead.nonce_bytes() || blob.as_slice().len() < sodium::AEAD_TAG_BYTES {
+                    return Err(CipherError::Malformed);
+                }
+                aead.decrypt(blob.as_slice(), ad, n, self.part(0)).ok_or(CipherError::Forged)
+            }
+        }
+    }
+
+    /// S2V over (AD, nonce, message) with BLAKE2b-256 keyed by ka.
+    fn s2v(&self, ad: &[u8], nonce: Option<&[u8]>, msg: &[u8]) -> [u8; 32] {
+        let ka = self.part(0);
+        let mut d = *self.part(2);
+        if !ad.is_empty() {
+            dbl(&mut d);
+            xor32(&mut d, &hash32(ka, &[ad]));
+        }
+        if let Some(n) = nonce {
+            dbl(&mut d);
+            xor32(&mut d, &hash32(ka, &[n]));
+        }
+        let tag = if msg.len() >= 32 {
+            let (head, last) = msg.split_at(msg.len() - 32);
+            let mut t: [u8; 32] = last.try_into().expect("32");
+            xor32(&mut t, &d);
+            let out = hash32(ka, &[head, &t]);
+            sodium::memzero(&mut t);
+            out
+        } else {
+            dbl(&mut d);
+            for (x, m) in d.iter_mut().zip(msg) {
+                *x ^= m;
+            }
+            d[msg.len()] ^= 0x80;
+            hash32(ka, &[&d])
+        };
+        sodium::memzero(&mut d);
+        tag
+    }
+}
+
+fn hash32(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Blake2b256::new(key);
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+}
+
+fn xor32(a: &mut [u8; 32], b: &[u8; 32]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x ^= y;
+    }
+}
+
+/// Doubling in GF(2^256) as S2V uses it: big-endian shift left by one, reduce with 0x425.
+fn dbl(x: &mut [u8; 32]) {
+    let carry = x[0] >> 7;
+    for i in 0..31 {
+        x[i] = (x[i] << 1) | (x[i + 1] >> 7);
+    }
+    x[31] <<= 1;
+    let mask = 0u8.wrapping_sub(carry);
+    x[30] ^= 0x04 & mask;
+    x[31] ^= 0x25 & mask;
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// PostgreSQL `encode(bytes, 'base64')`: RFC 4648 with padding and a newline after every
+/// 76 output characters (so after every 57 input bytes, including the last full line).
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4 + data.len() / 57 + 1);
+    for line in data.chunks(57) {
+        for g in line.chunks(3) {
+            let b = [g[0], *g.get(1).unwrap_or(&0), *g.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            out.push(B64[(n >> 18) as usize & 63]);
+            out.push(B64[(n >> 12) as usize & 63]);
+            out.push(if g.len() > 1 { B64[(n >> 6) as usize & 63] } else { b'=' });
+            out.push(if g.len() > 2 { B64[n as usize & 63] } else { b'=' });
+        }
+        if line.len() == 57 {
+            out.push(b'\n');
+        }
+    }
+    String::from_utf8(out).expect("base64 is ASCII")
+}
+
+fn b64_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+/// Decode base64 as PostgreSQL's `decode(.., 'base64')` accepts it: whitespace ignored,
+/// `=` padding only at the end. None when malformed.
+pub fn base64_decode(text: &[u8]) -> Option<SecretVec> {
+    let mut out = SecretVec::with_capacity(text.len() / 4 * 3 + 3);
+    let v = out.vec_mut();
+    let (mut acc, mut bits, mut pad, mut count) = (0u32, 0u32, 0usize, 0usize);
+    for &c in text {
+        if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        count += 1;
+        if c == b'=' {
+            pad += 1;
+            if pad > 2 {
+                return None;
+            }
+            continue;
+        }
+        if pad > 0 {
+            return None; // data after padding
+        }
+        acc = (acc << 6) | u32::from(b64_value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            v.push((acc >> bits) as u8);
+        }
+    }
+    // Each group is 4 symbols; padding must complete the last group exactly.
+    if count % 4 != 0 || (pad > 0 && (count / 4) * 3 - pad != v.len()) {
+        return None;
+    }
+    Some(out)
+}
+
+/// Lower-case hyphenated UUID text (what `id::text` gives), the associated data of a secret.
+pub fn uuid_text(bytes: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut j = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            j += 1;
+        }
+        out[j] = HEX[(b >> 4) as usize];
+        out[j + 1] = HEX[(b & 15) as usize];
+        j += 2;
+    }
+    out
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decode exactly `N` bytes from 2N hex characters (either case).
+pub fn hex_decode_exact<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let nib = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; N];
+    for (i, pair) in s.chunks(2).enumerate() {
+        out[i] = (nib(pair[0])? << 4) | nib(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn vectors() -> Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/supabase_vault_0.3.1.json");
+        let text = std::fs::read_to_string(path).expect("../shared/vectors present beside the checkout");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.as_bytes().chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+    }
+
+    fn compat_key(root: &[u8]) -> DataKey {
+        let mut dk = [0u8; 32];
+        sodium::kdf_derive(&mut dk, 0, b"pgsodium", root);
+        DataKey::new(KeyType::AeadDet, &dk).unwrap()
+    }
+
+    /// Every stored secret of a vector (final state and each pre-update state).
+    fn cases(v: &Value) -> Vec<(String, String, String, String)> {
+        let mut out = vec![];
+        let id = v["id"].as_str().unwrap().to_string();
+        let push = |out: &mut Vec<_>, s: &Value| {
+            out.push((
+                id.clone(),
+                s["secret"].as_str().unwrap().to_string(),
+                s["nonce"].as_str().unwrap().to_string(),
+                s["plaintext"].as_str().unwrap().to_string(),
+            ))
+        };
+        push(&mut out, v);
+        for u in v["updates"].as_array().into_iter().flatten() {
+            push(&mut out, &u["before"]);
+        }
+        out
+    }
+
+    #[test]
+    fn kdf_matches_supabase_vault() {
+        sodium::init().unwrap();
+        let j = vectors();
+        let mut dk = [0u8; 32];
+        sodium::kdf_derive(&mut dk, 0, b"pgsodium", &hex(j["root_key_hex"].as_str().unwrap()));
+        assert_eq!(hex_encode(&dk), j["kdf"]["derived_key_hex"].as_str().unwrap());
+    }
+
+    #[test]
+    fn all_vectors_decrypt_and_reencrypt_byte_for_byte() {
+        sodium::init().unwrap();
+        let j = vectors();
+        let vs = j["vectors"].as_array().unwrap();
+        assert_eq!(vs.len(), 35);
+        let mut checked = 0;
+        for v in vs {
+            let key = compat_key(&hex(v["root_key_hex"].as_str().unwrap()));
+            for (id, secret, nonce, plain) in cases(v) {
+                let nonce = hex(&nonce);
+                let blob = base64_decode(secret.as_bytes()).expect("valid base64");
+                let pt = key.decrypt(blob, id.as_bytes(), Some(&nonce)).expect("decrypts");
+                assert_eq!(pt.as_slice(), plain.as_bytes(), "{}", v["label"]);
+                let again = key.encrypt(plain.as_bytes(), id.as_bytes(), Some(&nonce));
+                assert_eq!(base64_encode(&again), secret, "{}: base64 text identical", v["label"]);
+                checked += 1;
+            }
+        }
+        assert!(checked > 35);
+    }
+
+    #[test]
+    fn every_tampered_bit_is_rejected() {
+        sodium::init().unwrap();
+        let j = vectors();
+        for v in j["vectors"].as_array().unwrap() {
+            if v["plaintext_bytes"].as_u64().unwrap() > 200 {
+                continue; // long ones add time, not coverage: the tag covers every byte alike
+            }
+            let key = compat_key(&hex(v["root_key_hex"].as_str().unwrap()));
+            let (id, secret, nonce, _) = cases(v).remove(0);
+            let nonce = hex(&nonce);
+            let blob = base64_decode(secret.as_bytes()).unwrap().as_slice().to_vec();
+            for bit in 0..blob.len() * 8 {
+                let mut b = blob.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert_eq!(key.decrypt(SecretVec::from_vec(b), id.as_bytes(), Some(&nonce)).err(), Some(CipherError::Forged));
+            }
+            for bit in 0..nonce.len() * 8 {
+                let mut n = nonce.clone();
+                n[bit / 8] ^= 1 << (bit % 8);
+                assert!(key.decrypt(SecretVec::from_vec(blob.clone()), id.as_bytes(), Some(&n)).is_err());
+            }
+            for bit in 0..id.len() * 8 {
+                let mut a = id.as_bytes().to_vec();
+                a[bit / 8] ^= 1 << (bit % 8);
+                assert!(key.decrypt(SecretVec::from_vec(blob.clone()), &a, Some(&nonce)).is_err());
+            }
+            let short = blob[..DET_TAG_BYTES - 1].to_vec();
+            assert_eq!(key.decrypt(SecretVec::from_vec(short), id.as_bytes(), Some(&nonce)).err(), Some(CipherError::Malformed));
+        }
+    }
+
+    #[test]
+    fn other_key_types_round_trip_and_reject_tampering() {
+        sodium::init().unwrap();
+        for kt in [KeyType::AeadIetf, KeyType::Aes256Gcm] {
+            if !kt.supported() {
+                continue;
+            }
+            let key = DataKey::new(kt, &[7u8; 32]).unwrap();
+            let mut nonce = vec![0u8; kt.nonce_bytes()];
+            sodium::random_bytes(&mut nonce);
+            for msg in [&b""[..], b"x", &[0xabu8; 1000]] {
+                let blob = key.encrypt(msg, b"ad", Some(&nonce));
+                assert_eq!(blob.len(), msg.len() + kt.min_blob_bytes());
+                let pt = key.decrypt(SecretVec::from_vec(blob.clone()), b"ad", Some(&nonce)).unwrap();
+                assert_eq!(pt.as_slice(), msg);
+                let mut bad = blob.clone();
+                bad[0] ^= 1;
+                assert!(key.decrypt(SecretVec::from_vec(bad), b"ad", Some(&nonce)).is_err());
+                assert!(key.decrypt(SecretVec::from_vec(blob), b"ae", Some(&nonce)).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn base64_matches_postgres_layout() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        let t = base64_encode(&[0u8; 57]);
+        assert_eq!(t.len(), 77);
+        assert!(t.ends_with('\n'));
+        let t = base64_encode(&[1u8; 58]);
+        assert_eq!(t.matches('\n').count(), 1);
+        assert!(!t.ends_with('\n'));
+        for n in 0..200 {
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(base64_encode(&data).as_bytes()).unwrap().as_slice(), &data[..]);
+        }
+        for bad in [&b"Zg="[..], b"Z===", b"Zg=a", b"Zm9-", b"Zg==Zg==", b"A"] {
+            assert!(base64_decode(bad).is_none(), "{:?}", std::str::from_utf8(bad));
+        }
+        assert_eq!(base64_decode(b" Zm\n9v ").unwrap().as_slice(), b"foo");
+    }
+
+    #[test]
+    fn uuid_and_hex_helpers() {
+        let b = hex_decode_exact::<16>(b"d9abdb1e4e7040c3b8d32779ae500292").unwrap();
+        assert_eq!(&uuid_text(&b), b"d9abdb1e-4e70-40c3-b8d3-2779ae500292");
+        assert!(hex_decode_exact::<2>(b"abcg").is_none());
+        assert!(hex_decode_exact::<2>(b"abc").is_none());
+        assert_eq!(hex_decode_exact::<2>(b"ABcd"), Some([0xab, 0xcd]));
+    }
+}

@@ -1,0 +1,322 @@
+//! The only module that calls into libsodium. Everything else uses the small safe API here.
+//!
+//! Buffers that hold key material live in `SecretBytes` (libsodium guarded heap: guard pages,
+//! `mlock`, excluded from core dumps, zeroed on free). Plaintext buffers use `SecretVec`, which
+//! zeroes itself when dropped. Neither type implements `Debug` or `Display`.
+
+use libsodium_sys as ffi;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+/// Initialise libsodium. Safe to call more than once.
+pub fn init() -> Result<(), ()> {
+    // SAFETY: sodium_init is thread-safe and idempotent; it returns -1 only on failure.
+    if unsafe { ffi::sodium_init() } < 0 {
+        Err(())
+    } else {
+        Ok(())
+    }
+}
+
+/// Key material in libsodium's guarded heap.
+pub struct SecretBytes {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: SecretBytes owns its allocation exclusively; the pointer is never shared outside
+// borrows tied to `&self`/`&mut self`, so moving it between threads is sound. Postgres
+// backends are single-threaded in any case.
+unsafe impl Send for SecretBytes {}
+// SAFETY: shared access only ever reads (or changes page protection, which is idempotent).
+unsafe impl Sync for SecretBytes {}
+
+impl SecretBytes {
+    /// A zero-filled guarded buffer of `len` bytes (len > 0), or None when allocation fails.
+    pub fn zeroed(len: usize) -> Option<Self> {
+        assert!(len > 0);
+        // SAFETY: sodium_malloc returns NULL or a pointer to `len` writable bytes.
+        let raw = unsafe { ffi::sodium_malloc(len) } as *mut u8;
+        let ptr = NonNull::new(raw)?;
+        // SAFETY: `ptr` points to `len` writable bytes just allocated.
+        unsafe { ffi::sodium_memzero(ptr.as_ptr() as *mut c_void, len) };
+        Some(SecretBytes { ptr, len })
+    }
+
+    /// A guarded buffer filled from the operating system's CSPRNG.
+    pub fn random(len: usize) -> Option<Self> {
+        let mut s = Self::zeroed(len)?;
+        random_bytes(s.as_mut_slice());
+        Some(s)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr/len describe our live allocation; callers keep it readable (see
+        // `set_no_access`, whose users restore access before reading).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Make the pages unreadable until `set_read_only` is called; any stray read crashes
+    /// instead of leaking.
+    pub fn set_no_access(&self) {
+        // SAFETY: ptr came from sodium_malloc.
+        unsafe { ffi::sodium_mprotect_noaccess(self.ptr.as_ptr() as *mut c_void) };
+    }
+
+    pub fn set_read_only(&self) {
+        // SAFETY: ptr came from sodium_malloc.
+        unsafe { ffi::sodium_mprotect_readonly(self.ptr.as_ptr() as *mut c_void) };
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from sodium_malloc and is freed exactly once; sodium_free makes the
+        // pages writable again, zeroes them and releases them.
+        unsafe { ffi::sodium_free(self.ptr.as_ptr() as *mut c_void) };
+    }
+}
+
+/// A growable byte buffer (plaintext, decoded ciphertext) that is zeroed when dropped.
+pub struct SecretVec(Vec<u8>);
+
+impl SecretVec {
+    pub fn with_capacity(n: usize) -> Self {
+        SecretVec(Vec::with_capacity(n))
+    }
+    pub fn from_vec(v: Vec<u8>) -> Self {
+        SecretVec(v)
+    }
+    pub fn vec_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretVec {
+    fn drop(&mut self) {
+        // Zero the whole capacity: earlier contents may sit beyond len.
+        let cap = self.0.capacity();
+        if cap > 0 {
+            // SAFETY: the Vec owns `cap` bytes at as_mut_ptr(); zeroing them (including the
+            // uninitialised tail) is a plain write through a valid pointer.
+            unsafe { ffi::sodium_memzero(self.0.as_mut_ptr() as *mut c_void, cap) };
+        }
+    }
+}
+
+pub fn memzero(buf: &mut [u8]) {
+    // SAFETY: buf is a valid, writable slice.
+    unsafe { ffi::sodium_memzero(buf.as_mut_ptr() as *mut c_void, buf.len()) };
+}
+
+pub fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: buf is a valid, writable slice of buf.len() bytes.
+    unsafe { ffi::randombytes_buf(buf.as_mut_ptr() as *mut c_void, buf.len()) };
+}
+
+/// Constant-time comparison of two 32-byte values.
+pub fn verify_32(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    // SAFETY: both pointers refer to 32 readable bytes.
+    unsafe { ffi::crypto_verify_32(a.as_ptr(), b.as_ptr()) == 0 }
+}
+
+/// libsodium `crypto_kdf_derive_from_key` (BLAKE2b-based), into a 32-byte `out`.
+pub fn kdf_derive(out: &mut [u8], subkey_id: u64, context: &[u8; 8], key: &[u8]) {
+    assert_eq!(out.len(), 32);
+    assert_eq!(key.len(), 32);
+    // SAFETY: out has 32 writable bytes (within the KDF's 16..64 range); context has the 8
+    // bytes crypto_kdf_CONTEXTBYTES requires; key has crypto_kdf_KEYBYTES (32) bytes.
+    let rc = unsafe {
+        ffi::crypto_kdf_derive_from_key(
+            out.as_mut_ptr(),
+            out.len(),
+            subkey_id,
+            context.as_ptr() as *const _,
+            key.as_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_kdf_derive_from_key rejected fixed-size arguments");
+}
+
+/// Keyed BLAKE2b (`crypto_generichash`) of `msg` into `out` (16..=64 bytes).
+pub fn generichash(out: &mut [u8], msg: &[u8], key: &[u8]) {
+    // SAFETY: all pointers/lengths come from valid slices; libsodium checks the size ranges
+    // (out 16..64, key 0..64) and we only pass fixed sizes inside them.
+    let rc = unsafe {
+        ffi::crypto_generichash(
+            out.as_mut_ptr(),
+            out.len(),
+            msg.as_ptr(),
+            msg.len() as _,
+            if key.is_empty() { std::ptr::null() } else { key.as_ptr() },
+            key.len(),
+        )
+    };
+    assert_eq!(rc, 0, "crypto_generichash rejected fixed-size arguments");
+}
+
+/// Multi-part keyed BLAKE2b with a 32-byte output. The state holds key material and is
+/// zeroed on drop.
+pub struct Blake2b256 {
+    state: Box<ffi::crypto_generichash_state>,
+}
+
+impl Blake2b256 {
+    pub fn new(key: &[u8; 32]) -> Self {
+        let mut state = Box::new(ffi::crypto_generichash_state { opaque: [0u8; 384] });
+        // SAFETY: state is a valid, writable, properly aligned libsodium state; key is 32 bytes.
+        let rc = unsafe { ffi::crypto_generichash_init(&mut *state, key.as_ptr(), 32, 32) };
+        assert_eq!(rc, 0);
+        Blake2b256 { state }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        // SAFETY: state was initialised by new(); data is a valid slice.
+        unsafe { ffi::crypto_generichash_update(&mut *self.state, data.as_ptr(), data.len() as _) };
+    }
+
+    pub fn finalize(mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // SAFETY: state was initialised; out has the 32 bytes requested at init.
+        unsafe { ffi::crypto_generichash_final(&mut *self.state, out.as_mut_ptr(), 32) };
+        out
+    }
+}
+
+impl Drop for Blake2b256 {
+    fn drop(&mut self) {
+        memzero(&mut self.state.opaque);
+    }
+}
+
+/// XOR `buf` in place with the XChaCha20 keystream (block counter 0).
+pub fn xchacha20_xor_in_place(buf: &mut [u8], nonce: &[u8; 24], key: &[u8; 32]) {
+    if buf.is_empty() {
+        return;
+    }
+    // SAFETY: libsodium's stream functions allow c == m (in place); nonce and key have the
+    // sizes crypto_stream_xchacha20 requires.
+    unsafe {
+        ffi::crypto_stream_xchacha20_xor(
+            buf.as_mut_ptr(),
+            buf.as_ptr(),
+            buf.len() as _,
+            nonce.as_ptr(),
+            key.as_ptr(),
+        )
+    };
+}
+
+/// The two libsodium combined-mode AEADs vault_ext offers besides aead-det.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Aead {
+    /// crypto_aead_xchacha20poly1305_ietf: 24-byte nonce, 16-byte tag.
+    XChaCha20Poly1305Ietf,
+    /// crypto_aead_aes256gcm: 12-byte nonce, 16-byte tag; needs AES-NI and CLMUL.
+    Aes256Gcm,
+}
+
+pub const AEAD_TAG_BYTES: usize = 16;
+
+pub fn aes256gcm_available() -> bool {
+    // SAFETY: a pure CPU-feature query (sodium_init has run).
+    unsafe { ffi::crypto_aead_aes256gcm_is_available() == 1 }
+}
+
+impl Aead {
+    pub fn nonce_bytes(self) -> usize {
+        match self {
+            Aead::XChaCha20Poly1305Ietf => 24,
+            Aead::Aes256Gcm => 12,
+        }
+    }
+
+    /// Returns ciphertext || 16-byte tag.
+    pub fn encrypt(self, msg: &[u8], ad: &[u8], nonce: &[u8], key: &[u8; 32]) -> Vec<u8> {
+        assert_eq!(nonce.len(), self.nonce_bytes());
+        let mut out = vec![0u8; msg.len() + AEAD_TAG_BYTES];
+        let mut out_len: u64 = 0;
+        // SAFETY: out has room for msg + tag; nonce length checked above; key is 32 bytes;
+        // aes256gcm is only reached after aes256gcm_available() (checked by the caller).
+        let rc = unsafe {
+            match self {
+                Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_encrypt(
+                    out.as_mut_ptr(),
+                    &mut out_len as *mut u64 as *mut _,
+                    msg.as_ptr(),
+                    msg.len() as _,
+                    ad.as_ptr(),
+                    ad.len() as _,
+                    std::ptr::null(),
+                    nonce.as_ptr(),
+                    key.as_ptr(),
+                ),
+                Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_encrypt(
+                    out.as_mut_ptr(),
+                    &mut out_len as *mut u64 as *mut _,
+                    msg.as_ptr(),
+                    msg.len() as _,
+                    ad.as_ptr(),
+                    ad.len() as _,
+                    std::ptr::null(),
+                    nonce.as_ptr(),
+                    key.as_ptr(),
+                ),
+            }
+        };
+        assert_eq!(rc, 0);
+        out.truncate(out_len as usize);
+        out
+    }
+
+    /// Verifies and decrypts ciphertext || tag; None when it does not authenticate.
+    pub fn decrypt(self, blob: &[u8], ad: &[u8], nonce: &[u8], key: &[u8; 32]) -> Option<SecretVec> {
+        if nonce.len() != self.nonce_bytes() || blob.len() < AEAD_TAG_BYTES {
+            return None;
+        }
+        let mut out = SecretVec::from_vec(vec![0u8; blob.len() - AEAD_TAG_BYTES]);
+        let mut out_len: u64 = 0;
+        // SAFETY: out has blob.len() - tag bytes; the other pointers are valid slices of the
+        // sizes libsodium requires (checked above).
+        let rc = unsafe {
+            let m = out.vec_mut().as_mut_ptr();
+            match self {
+                Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    m,
+                    &mut out_len as *mut u64 as *mut _,
+                    std::ptr::null_mut(),
+                    blob.as_ptr(),
+                    blob.len() as _,
+                    ad.as_ptr(),
+                    ad.len() as _,
+                    nonce.as_ptr(),
+                    key.as_ptr(),
+                ),
+                Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_decrypt(
+                    m,
+                    &mut out_len as *mut u64 as *mut _,
+                    std::ptr::null_mut(),
+                    blob.as_ptr(),
+                    blob.len() as _,
+                    ad.as_ptr(),
+                    ad.len() as _,
+                    nonce.as_ptr(),
+                    key.as_ptr(),
+                ),
+            }
+        };
+        if rc != 0 {
+            return None;
+        }
+        out.vec_mut().truncate(out_len as usize);
+        Some(out)
+    }
+}
