@@ -106,12 +106,10 @@ impl DataKey {
         Some(DataKey { key_type, material })
     }
 
-    pub fn key_type(&self) -> KeyType {
-        self.key_type
-    }
-
     fn part(&self, i: usize) -> &[u8; 32] {
-        self.material.as_slice()[i * 32..(i + 1) * 32].try_into().expect("32 bytes")
+        self.material.as_slice()[i * 32..(i + 1) * 32]
+            .try_into()
+            .expect("32 bytes")
     }
 
     /// Encrypt `msg` bound to `ad` and `nonce`; returns the blob (ciphertext || tag).
@@ -158,7 +156,8 @@ impl DataKey {
                 if n.len() != aead.nonce_bytes() || blob.as_slice().len() < sodium::AEAD_TAG_BYTES {
                     return Err(CipherError::Malformed);
                 }
-                aead.decrypt(blob.as_slice(), ad, n, self.part(0)).ok_or(CipherError::Forged)
+                aead.decrypt(blob.as_slice(), ad, n, self.part(0))
+                    .ok_or(CipherError::Forged)
             }
         }
     }
@@ -328,13 +327,19 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/supabase_vault_0.3.1.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vectors/supabase_vault_0.3.1.json"
+        );
         let text = std::fs::read_to_string(path).expect("../shared/vectors present beside the checkout");
         serde_json::from_str(&text).unwrap()
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        s.as_bytes().chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
+        s.as_bytes()
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
+            .collect()
     }
 
     fn compat_key(root: &[u8]) -> DataKey {
@@ -408,20 +413,31 @@ mod tests {
             for bit in 0..blob.len() * 8 {
                 let mut b = blob.clone();
                 b[bit / 8] ^= 1 << (bit % 8);
-                assert_eq!(key.decrypt(SecretVec::from_vec(b), id.as_bytes(), Some(&nonce)).err(), Some(CipherError::Forged));
+                assert_eq!(
+                    key.decrypt(SecretVec::from_vec(b), id.as_bytes(), Some(&nonce)).err(),
+                    Some(CipherError::Forged)
+                );
             }
             for bit in 0..nonce.len() * 8 {
                 let mut n = nonce.clone();
                 n[bit / 8] ^= 1 << (bit % 8);
-                assert!(key.decrypt(SecretVec::from_vec(blob.clone()), id.as_bytes(), Some(&n)).is_err());
+                assert!(key
+                    .decrypt(SecretVec::from_vec(blob.clone()), id.as_bytes(), Some(&n))
+                    .is_err());
             }
             for bit in 0..id.len() * 8 {
                 let mut a = id.as_bytes().to_vec();
                 a[bit / 8] ^= 1 << (bit % 8);
-                assert!(key.decrypt(SecretVec::from_vec(blob.clone()), &a, Some(&nonce)).is_err());
+                assert!(key
+                    .decrypt(SecretVec::from_vec(blob.clone()), &a, Some(&nonce))
+                    .is_err());
             }
             let short = blob[..DET_TAG_BYTES - 1].to_vec();
-            assert_eq!(key.decrypt(SecretVec::from_vec(short), id.as_bytes(), Some(&nonce)).err(), Some(CipherError::Malformed));
+            assert_eq!(
+                key.decrypt(SecretVec::from_vec(short), id.as_bytes(), Some(&nonce))
+                    .err(),
+                Some(CipherError::Malformed)
+            );
         }
     }
 
@@ -438,7 +454,9 @@ mod tests {
             for msg in [&b""[..], b"x", &[0xabu8; 1000]] {
                 let blob = key.encrypt(msg, b"ad", Some(&nonce));
                 assert_eq!(blob.len(), msg.len() + kt.min_blob_bytes());
-                let pt = key.decrypt(SecretVec::from_vec(blob.clone()), b"ad", Some(&nonce)).unwrap();
+                let pt = key
+                    .decrypt(SecretVec::from_vec(blob.clone()), b"ad", Some(&nonce))
+                    .unwrap();
                 assert_eq!(pt.as_slice(), msg);
                 let mut bad = blob.clone();
                 bad[0] ^= 1;
@@ -462,7 +480,10 @@ mod tests {
         assert!(!t.ends_with('\n'));
         for n in 0..200 {
             let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64_decode(base64_encode(&data).as_bytes()).unwrap().as_slice(), &data[..]);
+            assert_eq!(
+                base64_decode(base64_encode(&data).as_bytes()).unwrap().as_slice(),
+                &data[..]
+            );
         }
         for bad in [&b"Zg="[..], b"Z===", b"Zg=a", b"Zm9-", b"Zg==Zg==", b"A"] {
             assert!(base64_decode(bad).is_none(), "{:?}", std::str::from_utf8(bad));

@@ -1,6 +1,81 @@
+//! vault_ext: application secrets encrypted inside PostgreSQL, compatible with supabase_vault.
+//!
+//! Load order: `_PG_init` runs in the postmaster while preloading → settings → libsodium →
+//! root key. Backends inherit the key through fork. Without preloading the SQL objects still
+//! install, but anything that needs a key raises 55000.
+
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-::pgrx::pg_module_magic!(name, version);
+
 mod cipher;
+mod errors;
+mod guc;
+mod hooks;
+mod kdf;
+mod keys;
+mod root_key;
+mod secrets;
 mod sodium;
-#[pg_extern]
-fn hello() -> &'static str { "x" }
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+fn fatal(message: String, hint: &str) -> ! {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR, message, "vault_ext")
+        .set_hint(hint)
+        .report(PgLogLevel::FATAL);
+    unreachable!("FATAL does not return")
+}
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    if !hooks::preloading() {
+        return;
+    }
+    guc::init();
+    hooks::reserve_guc_prefix();
+    if sodium::init().is_err() {
+        fatal(
+            "vault_ext could not initialise libsodium".into(),
+            "Check the server's /dev/urandom.",
+        );
+    }
+    let data_dir = hooks::data_dir().unwrap_or_else(|| ".".into());
+    let file = data_dir.join(guc::root_key_file());
+    let src = root_key::KeySource {
+        script: guc::getkey_script().map(Into::into),
+        file,
+        autogenerate: guc::root_key_autogenerate(),
+        data_dir,
+    };
+    match root_key::load(&src) {
+        Ok((origin, fp)) => {
+            let msg = match origin {
+                root_key::Origin::Script(p) => format!("vault_ext: root key loaded from getkey script \"{}\" (fingerprint {fp})", p.display()),
+                root_key::Origin::File(p) => format!("vault_ext: root key loaded from \"{}\" (fingerprint {fp})", p.display()),
+                root_key::Origin::Generated(p) => format!(
+                    "vault_ext: generated a new root key in \"{}\" (fingerprint {fp}); back this file up: secrets cannot be decrypted without it",
+                    p.display()
+                ),
+            };
+            pgrx::log!("{msg}");
+        }
+        Err(e) => fatal(e.message, &e.hint),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'vault_ext'"]
+    }
+}

@@ -1,0 +1,54 @@
+-- vault_ext: roles and tables. Runs first; functions, views and grants are in finalize.sql.
+
+DO $$
+BEGIN
+  IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+    RAISE EXCEPTION 'vault_ext needs a UTF8 database (this one is %)', pg_catalog.getdatabaseencoding()
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Create the database with ENCODING ''UTF8''; secrets are stored as UTF-8 like supabase_vault''s.';
+  END IF;
+  -- Roles are cluster-wide: a second database reuses them.
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'vault_reader') THEN
+    CREATE ROLE vault_reader NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'vault_admin') THEN
+    CREATE ROLE vault_admin NOLOGIN;
+  END IF;
+  IF NOT pg_catalog.pg_has_role('vault_admin', 'vault_reader', 'MEMBER') THEN
+    GRANT vault_reader TO vault_admin;
+  END IF;
+END
+$$;
+
+CREATE TABLE vault.keys (
+  id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  name text UNIQUE,
+  key_type text NOT NULL DEFAULT 'aead-det'
+    CHECK (key_type IN ('aead-det', 'aead-ietf', 'aes256gcm')),
+  key_id bigint NOT NULL CHECK (key_id >= 0),
+  key_context bytea NOT NULL DEFAULT 'pgsodium' CHECK (pg_catalog.length(key_context) = 8),
+  status text NOT NULL DEFAULT 'valid'
+    CHECK (status IN ('default', 'valid', 'expired', 'invalid')),
+  created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  expires_at timestamptz,
+  comment text,
+  -- vault.root_key_fingerprint() of the root key this key was created (or first used) under.
+  root_key_fingerprint text,
+  UNIQUE (key_id, key_context)
+);
+-- Exactly one default key.
+CREATE UNIQUE INDEX keys_one_default ON vault.keys ((true)) WHERE status = 'default';
+COMMENT ON TABLE vault.keys IS 'Data keys: metadata only. Key bytes are derived from the root key, never stored.';
+
+CREATE TABLE vault.secrets (
+  id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  name text,
+  description text NOT NULL DEFAULT '',
+  secret text NOT NULL,
+  key_id uuid REFERENCES vault.keys (id),
+  nonce bytea,
+  created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  updated_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE UNIQUE INDEX secrets_name_idx ON vault.secrets (name) WHERE name IS NOT NULL;
+COMMENT ON TABLE vault.secrets IS 'Encrypted secrets. secret holds base64 ciphertext; insert plaintext with nonce NULL and a trigger encrypts it.';

@@ -1,0 +1,128 @@
+-- vault_ext: the default key, triggers, views, SQL functions and privileges. Runs last.
+
+-- The compatibility key: what vault.secrets.key_id IS NULL means (supabase_vault's only key).
+INSERT INTO vault.keys (id, name, key_type, key_id, key_context, status, comment, root_key_fingerprint)
+VALUES ('00000000-0000-0000-0000-000000000000', 'default', 'aead-det', 0, 'pgsodium', 'default',
+        'supabase_vault-compatible key (key_id 0, context pgsodium)', vault._loaded_fingerprint());
+
+CREATE TRIGGER secrets_encrypt BEFORE INSERT OR UPDATE ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_encrypt();
+CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.keys
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.keys_changed();
+
+CREATE VIEW vault.decrypted_secrets AS
+SELECT s.id, s.name, s.description, s.secret,
+       vault._decrypt(s.id, s.secret, s.nonce, k.id, k.key_type, k.key_id, k.key_context,
+                      k.status, k.root_key_fingerprint) AS decrypted_secret,
+       s.key_id, s.nonce, s.created_at, s.updated_at
+  FROM vault.secrets s
+  LEFT JOIN vault.keys k
+    ON k.id OPERATOR(pg_catalog.=) COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid);
+COMMENT ON VIEW vault.decrypted_secrets IS 'vault.secrets with decrypted_secret; readable by vault_reader.';
+
+CREATE FUNCTION vault.create_secret(
+  new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT '',
+  new_key_id uuid DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  rec_id uuid;
+BEGIN
+  -- One INSERT: the BEFORE trigger encrypts (nonce NULL = plaintext) before the row is stored.
+  INSERT INTO vault.secrets (secret, name, description, key_id)
+  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id)
+  RETURNING id INTO rec_id;
+  RETURN rec_id;
+END
+$$;
+
+CREATE FUNCTION vault.update_secret(
+  secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
+  new_description text DEFAULT NULL, new_key_id uuid DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  UPDATE vault.secrets s SET
+    -- nonce NULL marks secret as plaintext: the trigger encrypts it with a fresh nonce.
+    secret = CASE WHEN new_secret IS NULL THEN s.secret ELSE new_secret END,
+    nonce = CASE WHEN new_secret IS NULL THEN s.nonce ELSE NULL END,
+    name = COALESCE(new_name, s.name),
+    description = COALESCE(new_description, s.description),
+    key_id = CASE WHEN new_key_id IS NULL THEN s.key_id
+                  WHEN new_key_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN NULL
+                  ELSE new_key_id END,
+    updated_at = pg_catalog.now()
+  WHERE s.id OPERATOR(pg_catalog.=) secret_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'secret % does not exist', secret_id
+      USING ERRCODE = 'no_data_found', HINT = 'See vault.decrypted_secrets for existing ids.';
+  END IF;
+END
+$$;
+
+CREATE FUNCTION vault.read_secret(secret_name text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = ''
+AS $$
+DECLARE
+  value text;
+BEGIN
+  SELECT d.decrypted_secret INTO value
+    FROM vault.decrypted_secrets d WHERE d.name OPERATOR(pg_catalog.=) secret_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'secret "%" does not exist', secret_name
+      USING ERRCODE = 'no_data_found', HINT = 'Secret names are case-sensitive; see vault.decrypted_secrets.';
+  END IF;
+  RETURN value;
+END
+$$;
+
+CREATE FUNCTION vault.create_key(
+  name text DEFAULT NULL, key_type text DEFAULT 'aead-det', expires_at timestamptz DEFAULT NULL,
+  comment text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  new_id uuid;
+  next_num bigint;
+BEGIN
+  IF create_key.key_type IS NULL THEN
+    RAISE EXCEPTION 'key_type must not be NULL' USING ERRCODE = 'invalid_parameter_value',
+      HINT = 'Use aead-det, aead-ietf or aes256gcm.';
+  END IF;
+  PERFORM vault._check_key_type(create_key.key_type);
+  -- Serialise key creation so two sessions cannot pick the same key_id.
+  LOCK TABLE vault.keys IN SHARE ROW EXCLUSIVE MODE;
+  SELECT COALESCE(pg_catalog.max(k.key_id) OPERATOR(pg_catalog.+) 1, 0) INTO next_num
+    FROM vault.keys k WHERE k.key_context OPERATOR(pg_catalog.=) 'pgsodium'::bytea;
+  INSERT INTO vault.keys (name, key_type, key_id, key_context, status, expires_at, comment, root_key_fingerprint)
+  VALUES (create_key.name, create_key.key_type, next_num, 'pgsodium', 'valid', create_key.expires_at,
+          create_key.comment, vault._loaded_fingerprint())
+  RETURNING id INTO new_id;
+  RETURN new_id;
+END
+$$;
+
+-- pg_dump keeps the rows of both tables; the extension's own compatibility key is recreated
+-- by CREATE EXTENSION, so it is left out of the dump.
+SELECT pg_catalog.pg_extension_config_dump('vault.secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.keys',
+  'WHERE id <> ''00000000-0000-0000-0000-000000000000''');
+
+-- Privileges: nothing for PUBLIC; vault_reader reads; vault_admin also writes and manages keys.
+REVOKE ALL ON SCHEMA vault FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA vault FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault FROM PUBLIC;
+GRANT USAGE ON SCHEMA vault TO vault_reader, vault_admin;
+GRANT SELECT ON vault.decrypted_secrets TO vault_reader;
+GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text),
+                          vault.read_secret(text), vault.root_key_fingerprint()
+  TO vault_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid),
+                          vault.update_secret(uuid, text, text, text, uuid),
+                          vault.create_key(text, text, timestamptz, text),
+                          vault._check_key_type(text), vault._loaded_fingerprint()
+  TO vault_admin;

@@ -1,0 +1,56 @@
+//! Every vault_ext setting, in one place.
+#![forbid(unsafe_code)]
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+pub static GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"vault_root.key"));
+pub static ROOT_KEY_AUTOGENERATE: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Define the settings. Only while preloading: PGC_POSTMASTER settings defined later
+/// would crash the backend.
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"vault.getkey_script",
+        c"Executable whose first output line is the 64-hex-character root key.",
+        c"When set it wins over vault.root_key_file. Same meaning as supabase_vault's setting.",
+        &GETKEY_SCRIPT,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"vault.root_key_file",
+        c"File holding the root key as 64 hex characters (relative to the data directory).",
+        c"Must be mode 0600 and owned by the server's OS user.",
+        &ROOT_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"vault.root_key_autogenerate",
+        c"Generate a random root key file at start when vault.root_key_file does not exist.",
+        c"",
+        &ROOT_KEY_AUTOGENERATE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+}
+
+fn non_empty(s: &GucSetting<Option<CString>>) -> Option<String> {
+    s.get()
+        .map(|c| c.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn getkey_script() -> Option<String> {
+    non_empty(&GETKEY_SCRIPT)
+}
+
+pub fn root_key_file() -> String {
+    non_empty(&ROOT_KEY_FILE).unwrap_or_else(|| "vault_root.key".to_string())
+}
+
+pub fn root_key_autogenerate() -> bool {
+    ROOT_KEY_AUTOGENERATE.get()
+}

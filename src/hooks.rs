@@ -1,0 +1,31 @@
+//! The Postgres globals pgrx does not wrap. Every unsafe read of server state lives here.
+
+use pgrx::pg_sys;
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+/// True while the postmaster loads `shared_preload_libraries`.
+pub fn preloading() -> bool {
+    // SAFETY: a plain bool global written by the postmaster before it loads libraries; we
+    // only read it, from the process's only thread.
+    unsafe { pg_sys::process_shared_preload_libraries_in_progress }
+}
+
+/// The server's data directory (absolute), once the postmaster has set it.
+pub fn data_dir() -> Option<PathBuf> {
+    // SAFETY: DataDir is NULL or a NUL-terminated string owned by the server for its lifetime.
+    unsafe {
+        let p = pg_sys::DataDir;
+        if p.is_null() {
+            None
+        } else {
+            Some(PathBuf::from(CStr::from_ptr(p).to_string_lossy().into_owned()))
+        }
+    }
+}
+
+/// Reserve the `vault.` GUC prefix so typos in postgresql.conf are reported.
+pub fn reserve_guc_prefix() {
+    // SAFETY: called from _PG_init with a static NUL-terminated string.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"vault".as_ptr()) };
+}

@@ -1,0 +1,34 @@
+//! Data keys: derived from the root key with crypto_kdf_derive_from_key, never stored, cached
+//! per backend (zeroed when dropped: guarded memory is wiped on free).
+#![forbid(unsafe_code)]
+
+use crate::cipher::{DataKey, KeyType};
+use crate::errors::{VResult, VaultError};
+use crate::root_key;
+use crate::sodium::{self, SecretBytes};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+type CacheKey = (KeyType, u64, [u8; 8]);
+
+thread_local! {
+    static CACHE: RefCell<HashMap<CacheKey, Rc<DataKey>>> = RefCell::new(HashMap::new());
+}
+
+/// The data key for (type, subkey id, context), derived on first use in this backend.
+pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<Rc<DataKey>> {
+    let ck = (key_type, key_num, *context);
+    if let Some(k) = CACHE.with(|c| c.borrow().get(&ck).cloned()) {
+        return Ok(k);
+    }
+    if !key_type.supported() {
+        return Err(VaultError::KeyTypeUnsupported(key_type.as_str()));
+    }
+    let mut sub = SecretBytes::zeroed(32).ok_or(VaultError::OutOfMemory)?;
+    root_key::with_key(|root| sodium::kdf_derive(sub.as_mut_slice(), key_num, context, root))
+        .ok_or(VaultError::NoRootKey)?;
+    let key = Rc::new(DataKey::new(key_type, sub.as_slice()).ok_or(VaultError::OutOfMemory)?);
+    CACHE.with(|c| c.borrow_mut().insert(ck, key.clone()));
+    Ok(key)
+}

@@ -1,0 +1,299 @@
+//! Key metadata from `vault.keys`, and the SQL helpers for keys.
+//!
+//! Writers look a key up once per transaction (SPI, as the calling role), not once per row; the
+//! cache is dropped at transaction end and whenever `vault.keys` changes. Readers never look
+//! keys up: the `vault.decrypted_secrets` view joins `vault.keys` and passes the columns in.
+#![forbid(unsafe_code)]
+
+use crate::cipher::{DataKey, KeyType};
+use crate::errors::{raise, OrRaise, VResult, VaultError};
+use crate::{kdf, root_key};
+use pgrx::prelude::*;
+use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// `vault.keys.id` of the compatibility key (aead-det, key_id 0, context `pgsodium`) that
+/// `vault.secrets.key_id IS NULL` means. Created by CREATE EXTENSION; kept out of pg_dump.
+pub const COMPAT_KEY_ID: [u8; 16] = [0; 16];
+pub const COMPAT_CONTEXT: &[u8; 8] = b"pgsodium";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Status {
+    Default,
+    Valid,
+    Expired,
+    Invalid,
+}
+
+impl Status {
+    fn parse(s: &str) -> Status {
+        match s {
+            "default" => Status::Default,
+            "valid" => Status::Valid,
+            "expired" => Status::Expired,
+            // The table's CHECK constraint admits nothing else; refuse anything unexpected.
+            _ => Status::Invalid,
+        }
+    }
+}
+
+pub struct KeyInfo {
+    pub id: [u8; 16],
+    pub key_type: KeyType,
+    pub key_num: u64,
+    pub context: [u8; 8],
+    pub status: Status,
+    /// `expires_at` has passed (as of the transaction's start).
+    pub past_expiry: bool,
+    /// Root key fingerprint recorded when the key was created (or first used).
+    pub fingerprint: Option<String>,
+}
+
+impl KeyInfo {
+    /// The key `key_id IS NULL` means, when its row is missing.
+    pub fn compat() -> KeyInfo {
+        KeyInfo {
+            id: COMPAT_KEY_ID,
+            key_type: KeyType::AeadDet,
+            key_num: 0,
+            context: *COMPAT_CONTEXT,
+            status: Status::Valid,
+            past_expiry: false,
+            fingerprint: None,
+        }
+    }
+
+    /// Build from `vault.keys` columns as the view passes them (all NULL: compatibility key).
+    pub fn from_columns(
+        id: Option<Uuid>,
+        key_type: Option<&str>,
+        key_num: Option<i64>,
+        context: Option<&[u8]>,
+        status: Option<&str>,
+        fingerprint: Option<&str>,
+    ) -> VResult<KeyInfo> {
+        let Some(id) = id else {
+            return Ok(KeyInfo::compat());
+        };
+        let shown = || uuid_string(id.as_bytes());
+        let key_type = key_type
+            .and_then(KeyType::parse)
+            .ok_or_else(|| VaultError::KeyUnusable {
+                key: shown(),
+                why: "unknown key type".into(),
+            })?;
+        let key_num = key_num
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| VaultError::KeyUnusable {
+                key: shown(),
+                why: "key_id must be a non-negative number".into(),
+            })?;
+        let context: [u8; 8] = context
+            .and_then(|c| c.try_into().ok())
+            .ok_or_else(|| VaultError::KeyUnusable {
+                key: shown(),
+                why: "key_context must be exactly 8 bytes".into(),
+            })?;
+        Ok(KeyInfo {
+            id: *id.as_bytes(),
+            key_type,
+            key_num,
+            context,
+            status: Status::parse(status.unwrap_or("invalid")),
+            past_expiry: false,
+            fingerprint: fingerprint.map(str::to_string),
+        })
+    }
+
+    pub fn is_compat(&self) -> bool {
+        self.id == COMPAT_KEY_ID
+    }
+
+    pub fn id_string(&self) -> String {
+        uuid_string(&self.id)
+    }
+
+    /// The data key for decrypting: every status but `invalid` may decrypt.
+    pub fn for_decrypt(&self) -> VResult<Rc<DataKey>> {
+        if self.status == Status::Invalid {
+            return Err(VaultError::KeyUnusable {
+                key: self.id_string(),
+                why: "its status is invalid".into(),
+            });
+        }
+        kdf::data_key(self.key_type, self.key_num, &self.context)
+    }
+
+    /// The data key for writing: only `default` and `valid` keys that have not expired.
+    pub fn for_encrypt(&self) -> VResult<Rc<DataKey>> {
+        let why = match self.status {
+            Status::Invalid => Some("its status is invalid"),
+            Status::Expired => Some("its status is expired (it still decrypts, but takes no new secrets)"),
+            _ if self.past_expiry => Some("its expires_at has passed"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(VaultError::KeyUnusable {
+                key: self.id_string(),
+                why: why.into(),
+            });
+        }
+        kdf::data_key(self.key_type, self.key_num, &self.context)
+    }
+}
+
+pub fn uuid_string(b: &[u8; 16]) -> String {
+    String::from_utf8(crate::cipher::uuid_text(b).to_vec()).expect("ascii")
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<[u8; 16], Rc<KeyInfo>>> = RefCell::new(HashMap::new());
+    static DEFAULT: RefCell<Option<Rc<KeyInfo>>> = const { RefCell::new(None) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Forget cached key metadata (transaction end, or `vault.keys` changed).
+pub fn invalidate() {
+    CACHE.with(|c| c.borrow_mut().clear());
+    DEFAULT.with(|d| d.borrow_mut().take());
+}
+
+fn remember(info: KeyInfo) -> Rc<KeyInfo> {
+    if !CALLBACKS_REGISTERED.with(|r| r.replace(true)) {
+        let clear = || {
+            invalidate();
+            CALLBACKS_REGISTERED.with(|r| r.set(false));
+        };
+        register_xact_callback(PgXactCallbackEvent::Commit, clear);
+        register_xact_callback(PgXactCallbackEvent::Abort, clear);
+    }
+    let info = Rc::new(info);
+    CACHE.with(|c| c.borrow_mut().insert(info.id, info.clone()));
+    info
+}
+
+const KEY_COLUMNS: &str = "SELECT k.id, k.key_type, k.key_id, k.key_context, k.status, \
+     (k.expires_at IS NOT NULL AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), \
+     k.root_key_fingerprint FROM vault.keys k";
+
+fn fetch(where_clause: &str, arg: Option<Uuid>) -> VResult<Option<KeyInfo>> {
+    let sql = format!("{KEY_COLUMNS} WHERE {where_clause}");
+    let row = Spi::connect(|client| -> Result<_, pgrx::spi::Error> {
+        let args: Vec<pgrx::datum::DatumWithOid> = arg.into_iter().map(Into::into).collect();
+        let t = client.select(sql.as_str(), Some(1), &args)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        let t = t.first();
+        Ok(Some((
+            t.get::<Uuid>(1)?,
+            t.get::<String>(2)?,
+            t.get::<i64>(3)?,
+            t.get::<Vec<u8>>(4)?,
+            t.get::<String>(5)?,
+            t.get::<bool>(6)?,
+            t.get::<String>(7)?,
+        )))
+    })
+    .map_err(|e| VaultError::BadArgument {
+        message: format!("could not read vault.keys: {e}"),
+        hint: None,
+    })?;
+    let Some((id, kt, num, ctx, status, past, fp)) = row else {
+        return Ok(None);
+    };
+    let mut info = KeyInfo::from_columns(id, kt.as_deref(), num, ctx.as_deref(), status.as_deref(), fp.as_deref())?;
+    info.past_expiry = past.unwrap_or(false);
+    Ok(Some(info))
+}
+
+/// Metadata of key `id` (P0002 when it does not exist).
+pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
+    if let Some(k) = CACHE.with(|c| c.borrow().get(id).cloned()) {
+        return Ok(k);
+    }
+    match fetch("k.id OPERATOR(pg_catalog.=) $1", Some(Uuid::from_bytes(*id)))? {
+        Some(info) => Ok(remember(info)),
+        None if *id == COMPAT_KEY_ID => Ok(remember(KeyInfo::compat())),
+        None => Err(VaultError::UnknownKey(uuid_string(id))),
+    }
+}
+
+/// The key whose status is `default`.
+pub fn default_key() -> VResult<Rc<KeyInfo>> {
+    if let Some(k) = DEFAULT.with(|d| d.borrow().clone()) {
+        return Ok(k);
+    }
+    let info = match fetch("k.status OPERATOR(pg_catalog.=) 'default'", None)? {
+        Some(info) => remember(info),
+        None => lookup(&COMPAT_KEY_ID)?,
+    };
+    DEFAULT.with(|d| *d.borrow_mut() = Some(info.clone()));
+    Ok(info)
+}
+
+/// The key a new ciphertext is written under: the given one, or the default key. Records the
+/// root key fingerprint on a key that has none yet (created before the library was preloaded).
+pub fn for_write(id: Option<&[u8; 16]>) -> VResult<(Rc<KeyInfo>, Rc<DataKey>)> {
+    let info = match id {
+        Some(id) => lookup(id)?,
+        None => default_key()?,
+    };
+    let dk = info.for_encrypt()?;
+    if info.fingerprint.is_none() {
+        if let Some(fp) = root_key::fingerprint() {
+            record_fingerprint(&info, fp)?;
+        }
+    }
+    Ok((info, dk))
+}
+
+fn record_fingerprint(info: &KeyInfo, fp: &str) -> VResult<()> {
+    Spi::run_with_args(
+        "UPDATE vault.keys SET root_key_fingerprint = $2 \
+         WHERE id OPERATOR(pg_catalog.=) $1 AND root_key_fingerprint IS NULL",
+        &[Uuid::from_bytes(info.id).into(), fp.into()],
+    )
+    .map_err(|e| VaultError::BadArgument {
+        message: format!("could not update vault.keys: {e}"),
+        hint: None,
+    })?;
+    // The UPDATE fired the invalidation trigger; the next lookup sees the fingerprint.
+    Ok(())
+}
+
+/// Statement trigger on vault.keys: drop cached metadata so this transaction sees changes.
+#[pg_trigger]
+fn keys_changed<'a>(
+    _trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    invalidate();
+    Ok(None)
+}
+
+/// 0A000 when the key type cannot be used on this CPU, 22023 when it is unknown.
+#[pg_extern(stable, parallel_safe, name = "_check_key_type")]
+fn check_key_type(key_type: &str) -> bool {
+    match KeyType::parse(key_type) {
+        None => raise(VaultError::BadArgument {
+            message: format!("unknown key type \"{key_type}\""),
+            hint: Some("Use aead-det, aead-ietf or aes256gcm.".into()),
+        }),
+        Some(kt) if !kt.supported() => raise(VaultError::KeyTypeUnsupported(kt.as_str())),
+        Some(_) => true,
+    }
+}
+
+/// The loaded root key's fingerprint, or NULL when the library was not preloaded.
+#[pg_extern(stable, parallel_safe, name = "_loaded_fingerprint")]
+fn loaded_fingerprint() -> Option<&'static str> {
+    root_key::fingerprint()
+}
+
+/// First 16 hex characters of BLAKE2b-256("vault_ext root key fingerprint", key = root key).
+#[pg_extern(stable, parallel_safe)]
+fn root_key_fingerprint() -> &'static str {
+    root_key::fingerprint().ok_or(VaultError::NoRootKey).or_raise()
+}

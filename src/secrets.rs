@@ -1,0 +1,219 @@
+//! The SQL surface for secrets: the decrypt function behind `vault.decrypted_secrets`, and the
+//! BEFORE trigger through which every write of `vault.secrets` is encrypted (so plaintext is
+//! never stored, and `create_secret` is a single INSERT).
+#![forbid(unsafe_code)]
+
+use crate::cipher::{base64_decode, base64_encode, uuid_text};
+use crate::errors::{OrRaise, VResult, VaultError};
+use crate::keys::{self, KeyInfo};
+use crate::root_key;
+use crate::sodium::{self, SecretVec};
+use pgrx::prelude::*;
+use pgrx::{AllocatedByRust, PgTrigger, Uuid};
+
+/// Decrypt one stored secret. Used by the view with the row's key columns joined in, so no key
+/// lookup happens per row.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(stable, parallel_safe, name = "_decrypt")]
+fn decrypt_column(
+    id: Option<Uuid>,
+    secret: Option<&str>,
+    nonce: Option<&[u8]>,
+    key_uuid: Option<Uuid>,
+    key_type: Option<&str>,
+    key_num: Option<i64>,
+    key_context: Option<&[u8]>,
+    key_status: Option<&str>,
+    key_fingerprint: Option<&str>,
+) -> Option<String> {
+    let (id, secret) = (id?, secret?);
+    let text = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)
+        .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
+        .and_then(|plain| into_text(plain, id.as_bytes()));
+    Some(text.or_raise())
+}
+
+fn into_text(plain: SecretVec, id: &[u8; 16]) -> VResult<String> {
+    // Move the bytes out; the String is handed straight to Postgres.
+    let mut plain = plain;
+    let bytes = std::mem::take(plain.vec_mut());
+    String::from_utf8(bytes).map_err(|e| {
+        let mut b = e.into_bytes();
+        sodium::memzero(&mut b);
+        VaultError::NotUtf8 {
+            secret: keys::uuid_string(id),
+        }
+    })
+}
+
+/// Decrypt a stored (base64) secret bound to its row id and nonce.
+pub fn decrypt(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<SecretVec> {
+    let dk = key.for_decrypt()?;
+    let secret = || keys::uuid_string(id);
+    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
+        secret: secret(),
+        what: "not valid base64",
+    })?;
+    dk.decrypt(blob, &uuid_text(id), nonce).map_err(|e| match e {
+        crate::cipher::CipherError::Malformed => VaultError::Malformed {
+            secret: secret(),
+            what: "shorter than its tag, or a nonce of the wrong size",
+        },
+        crate::cipher::CipherError::Forged => VaultError::DecryptFailed {
+            secret: secret(),
+            key: key.id_string(),
+            stored: key.fingerprint.clone(),
+            loaded: root_key::fingerprint().unwrap_or("none").to_string(),
+        },
+    })
+}
+
+/// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.
+fn encrypt(id: &[u8; 16], plaintext: &[u8], key: &KeyInfo, dk: &crate::cipher::DataKey) -> (String, Vec<u8>) {
+    let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
+    sodium::random_bytes(&mut nonce);
+    let blob = dk.encrypt(plaintext, &uuid_text(id), Some(&nonce));
+    (base64_encode(&blob), nonce)
+}
+
+/// A row that arrives with a nonce already holds ciphertext: store it as is once it is well
+/// formed for its key type (it may belong to another root key, e.g. a restore; that shows at
+/// decryption, not here).
+fn check_ciphertext(id: &[u8; 16], secret_b64: &[u8], nonce: &[u8], key: &KeyInfo) -> VResult<()> {
+    let secret = || keys::uuid_string(id);
+    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
+        secret: secret(),
+        what: "not valid base64",
+    })?;
+    if blob.as_slice().len() < key.key_type.min_blob_bytes() {
+        return Err(VaultError::Malformed {
+            secret: secret(),
+            what: "shorter than its authentication tag",
+        });
+    }
+    if nonce.len() != key.key_type.nonce_bytes() {
+        return Err(VaultError::Malformed {
+            secret: secret(),
+            what: "nonce has the wrong size for its key type",
+        });
+    }
+    Ok(())
+}
+
+/// The row's fields the trigger works with.
+struct Row {
+    id: Option<[u8; 16]>,
+    secret: Option<String>,
+    key_id: Option<[u8; 16]>,
+    nonce: Option<Vec<u8>>,
+}
+
+fn shape_err(_: pgrx::datum::TryFromDatumError) -> VaultError {
+    VaultError::Internal("vault.secrets does not have the columns vault_ext expects")
+}
+
+fn read_row(t: &PgHeapTuple<'_, impl pgrx::WhoAllocated>) -> VResult<Row> {
+    Ok(Row {
+        id: t.get_by_name::<Uuid>("id").map_err(shape_err)?.map(|u| *u.as_bytes()),
+        secret: t.get_by_name::<String>("secret").map_err(shape_err)?,
+        key_id: t
+            .get_by_name::<Uuid>("key_id")
+            .map_err(shape_err)?
+            .map(|u| *u.as_bytes()),
+        nonce: t.get_by_name::<&[u8]>("nonce").map_err(shape_err)?.map(<[u8]>::to_vec),
+    })
+}
+
+/// The stored key reference for a key: NULL for the compatibility key, as supabase_vault rows.
+fn stored_key_id(key: &KeyInfo) -> Option<Uuid> {
+    (!key.is_compat()).then(|| Uuid::from_bytes(key.id))
+}
+
+/// What the trigger must do with NEW.
+enum Action {
+    Keep,
+    /// NEW.secret is plaintext: encrypt it (key: NEW.key_id, or the default key).
+    Encrypt(SecretVec),
+    /// NEW.secret is ciphertext: check it is well formed.
+    Check,
+    /// Same value, new id or key: decrypt OLD, encrypt for NEW.
+    Reencrypt(SecretVec),
+}
+
+/// BEFORE INSERT OR UPDATE on vault.secrets.
+///
+/// - INSERT with nonce NULL: `secret` is plaintext, encrypted here with a fresh nonce.
+/// - INSERT with a nonce: ciphertext (pg_dump restore, migration), checked and stored as is.
+/// - UPDATE with nonce set to NULL, or `secret` changed and nonce unchanged: plaintext.
+/// - UPDATE of id or key_id alone: re-encrypted for the new id/key with a fresh nonce.
+#[pg_trigger]
+fn secrets_encrypt<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, pgrx::PgTriggerError> {
+    // Errors are raised here, not returned: pgrx would report a returned error without its SQLSTATE.
+    Ok(Some(encrypt_row(trigger).unwrap_or_else(|e| crate::errors::raise(e))))
+}
+
+fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, AllocatedByRust>> {
+    let new_tuple = trigger
+        .new()
+        .ok_or(VaultError::Internal("trigger fired without a new row"))?;
+    let new = read_row(&new_tuple)?;
+    let old = match trigger.old() {
+        Some(t) => Some(read_row(&t)?),
+        None => None,
+    };
+    let Some(id) = new.id else {
+        return Err(VaultError::NullColumn("id"));
+    };
+    let Some(secret) = new.secret.as_deref() else {
+        return Err(VaultError::NullColumn("secret"));
+    };
+
+    let action =
+        match (&old, &new.nonce) {
+            (_, None) => Action::Encrypt(SecretVec::from_vec(secret.as_bytes().to_vec())),
+            (None, Some(_)) => Action::Check,
+            (Some(o), Some(n)) => {
+                let secret_changed = o.secret.as_deref() != Some(secret);
+                let nonce_changed = o.nonce.as_deref() != Some(n.as_slice());
+                match (secret_changed, nonce_changed) {
+                    (true, false) => Action::Encrypt(SecretVec::from_vec(secret.as_bytes().to_vec())),
+                    (true, true) => Action::Check,
+                    (false, true) => return Err(VaultError::BadArgument {
+                        message: format!(
+                            "the nonce of secret {} cannot change without its ciphertext",
+                            keys::uuid_string(&id)
+                        ),
+                        hint: Some(
+                            "Set secret to a new plaintext (and leave nonce alone, or set it to NULL) to re-encrypt."
+                                .into(),
+                        ),
+                    }),
+                    (false, false) if o.id != new.id || o.key_id != new.key_id => {
+                        let old_id = o.id.unwrap_or(id);
+                        let old_key = keys::lookup(o.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
+                        Action::Reencrypt(decrypt(&old_id, secret.as_bytes(), o.nonce.as_deref(), &old_key)?)
+                    }
+                    (false, false) => Action::Keep,
+                }
+            }
+        };
+
+    let mut out = new_tuple.into_owned();
+    match action {
+        Action::Keep => {}
+        Action::Check => {
+            let key = keys::lookup(new.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
+            check_ciphertext(&id, secret.as_bytes(), new.nonce.as_deref().unwrap_or_default(), &key)?;
+        }
+        Action::Encrypt(plain) | Action::Reencrypt(plain) => {
+            let (key, dk) = keys::for_write(new.key_id.as_ref())?;
+            let (text, nonce) = encrypt(&id, plain.as_slice(), &key, &dk);
+            out.set_by_name("secret", text).map_err(shape_err)?;
+            out.set_by_name("nonce", nonce).map_err(shape_err)?;
+            out.set_by_name("key_id", stored_key_id(&key)).map_err(shape_err)?;
+        }
+    }
+    Ok(out)
+}
