@@ -22,6 +22,9 @@ pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<R
     if let Some(k) = CACHE.with(|c| c.borrow().get(&ck).cloned()) {
         return Ok(k);
     }
+    if root_key::fingerprint().is_none() {
+        return Err(VaultError::NoRootKey);
+    }
     if !key_type.supported() {
         return Err(VaultError::KeyTypeUnsupported(key_type.as_str()));
     }

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Tier 4: cluster tests. Start, restart and break real servers and check what a user sees.
+# Needs root (clusters run as the postgres OS user) and vault_ext installed into the server
+# whose bin directory is PG_BINDIR (default: pg_config --bindir).
+set -u
+. "$(dirname "$0")/lib.sh"
+cluster_init
+
+fingerprint_of() {
+  python3 -c 'import hashlib,sys; print(hashlib.blake2b(b"vault_ext root key fingerprint", key=bytes.fromhex(sys.argv[1]), digest_size=32).hexdigest()[:16])' "$1"
+}
+random_hex() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
+
+echo "# PostgreSQL: $("$PG_BINDIR/postgres" --version)"
+
+# --- A fresh cluster generates its key file and keeps using it across restarts ---------------
+new_cluster main "log_error_verbosity = verbose"
+MAIN=$(datadir main)
+start main || { cat "$(logfile main)"; exit 1; }
+check "key file generated on first start" "yes" "$([ -f "$MAIN/vault_root.key" ] && echo yes)"
+check "key file mode 0600, owned by postgres" "600 postgres" "$(stat -c '%a %U' "$MAIN/vault_root.key")"
+KEY=$(tr -d '[:space:]' <"$MAIN/vault_root.key")
+check "key file holds 64 hex characters" "64" "$(printf %s "$KEY" | grep -cE '^[0-9a-f]{64}$' | sed 's/^1$/64/')"
+check_contains "log announces the generated key and its fingerprint" \
+  "generated a new root key in \"$MAIN/vault_root.key\" (fingerprint $(fingerprint_of "$KEY"))" "$(cat "$(logfile main)")"
+check_absent "log does not contain the key" "$KEY" "$(cat "$(logfile main)")"
+sql main "CREATE EXTENSION vault_ext" >/dev/null
+check "root_key_fingerprint() = BLAKE2b-256(msg, key) computed independently" \
+  "$(fingerprint_of "$KEY")" "$(sql main "SELECT vault.root_key_fingerprint()")"
+
+sql main "SELECT vault.create_secret('s3cr3t-value', 'api_key', 'first')" >/dev/null
+sql main "INSERT INTO vault.secrets (name, secret) VALUES ('utf8', 'pässwörd ✓ 鍵 🔑'), ('empty', '')" >/dev/null
+sql main "SELECT vault.create_secret(repeat('0123456789abcdef', 65536), 'mib')" >/dev/null
+BEFORE=$(sql main "SELECT string_agg(name || '=' || md5(decrypted_secret), ',' ORDER BY name) FROM vault.decrypted_secrets")
+check "secrets round-trip (1 MiB, UTF-8, empty)" \
+  "api_key=$(printf %s 's3cr3t-value' | md5sum | cut -d' ' -f1)" "$(echo "$BEFORE" | tr ',' '\n' | grep '^api_key=')"
+check "1 MiB secret decrypts to its full length" "1048576" \
+  "$(sql main "SELECT length(decrypted_secret) FROM vault.decrypted_secrets WHERE name = 'mib'")"
+check "multi-byte UTF-8 secret round-trips" "pässwörd ✓ 鍵 🔑|" \
+  "$(sql main "SELECT decrypted_secret || '|' || (SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'empty') FROM vault.decrypted_secrets WHERE name = 'utf8'")"
+restart main
+check "after restart the same key file is used" "$KEY" "$(tr -d '[:space:]' <"$MAIN/vault_root.key")"
+check "after restart every secret still decrypts" "$BEFORE" \
+  "$(sql main "SELECT string_agg(name || '=' || md5(decrypted_secret), ',' ORDER BY name) FROM vault.decrypted_secrets")"
+
+# --- Fresh nonces: 1,000 secrets in one statement ---------------------------------------------
+sql main "SELECT vault.create_secret('bulk ' || i, 'bulk' || i) FROM generate_series(1, 1000) i" >/dev/null
+check "1,000 secrets in one statement get 1,000 distinct nonces" "1000" \
+  "$(sql main "SELECT count(DISTINCT nonce) FROM vault.secrets WHERE name LIKE 'bulk%'")"
+
+# --- Plaintext never reaches the data files or WAL --------------------------------------------
+MARKER="PLAINTEXT-MARKER-$(random_hex | cut -c1-20)"
+CONTROL="CONTROL-MARKER-$(random_hex | cut -c1-20)"
+sql main "SELECT vault.create_secret('$MARKER via create_secret', 'm1')" >/dev/null
+sql main "INSERT INTO vault.secrets (name, secret) VALUES ('m2', '$MARKER via insert')" >/dev/null
+sql main "SELECT vault.update_secret(id, '$MARKER via update') FROM vault.secrets WHERE name = 'm1'" >/dev/null
+sql main "UPDATE vault.secrets SET secret = '$MARKER via direct update' WHERE name = 'm2'" >/dev/null
+sql main "SELECT vault.create_secret('$MARKER in a failed insert', 'm1')" >/dev/null # unique violation
+sql main "CREATE TABLE control_plain (v text); INSERT INTO control_plain VALUES ('$CONTROL')" >/dev/null
+sql main "CHECKPOINT" >/dev/null
+check "the grep finds a control value stored in a plain table" "found" \
+  "$(grep -rqa "$CONTROL" "$MAIN/base" "$MAIN/pg_wal" && echo found)"
+check "no plaintext marker in base/ or pg_wal/" "" "$(grep -rla "$MARKER" "$MAIN/base" "$MAIN/pg_wal")"
+check "the marked secrets decrypt" "2" \
+  "$(sql main "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret LIKE '$MARKER%update'")"
+
+# --- pg_dump, restore into another cluster with the same key file ------------------------------
+sql main "CREATE DATABASE app" >/dev/null
+sql main "CREATE EXTENSION vault_ext; SELECT vault.create_key('second');
+          SELECT vault.create_secret('app value ' || i, 'app' || i, 'd', CASE WHEN i % 2 = 0 THEN (SELECT id FROM vault.keys WHERE name = 'second') END)
+          FROM generate_series(1, 20) i" app >/dev/null
+APP_BEFORE=$(sql main "SELECT string_agg(name || '=' || decrypted_secret || '/' || (key_id IS NULL), ',' ORDER BY name) FROM vault.decrypted_secrets" app)
+new_cluster copy
+write_key "$(datadir copy)/vault_root.key" "$KEY"
+start copy || cat "$(logfile copy)"
+"$PG_BINDIR/pg_dump" -h "$WORK" -p "$(port main)" -U postgres -Fc -f "$WORK/app.dump" app
+sql copy "CREATE DATABASE app" >/dev/null
+RESTORE=$("$PG_BINDIR/pg_restore" -h "$WORK" -p "$(port copy)" -U postgres -d app --exit-on-error "$WORK/app.dump" 2>&1)
+check "pg_restore succeeds" "" "$RESTORE"
+check "restored secrets all decrypt under the same key file" "$APP_BEFORE" \
+  "$(sql copy "SELECT string_agg(name || '=' || decrypted_secret || '/' || (key_id IS NULL), ',' ORDER BY name) FROM vault.decrypted_secrets" app)"
+check "restore keeps one default key and the created key" "default,second" \
+  "$(sql copy "SELECT string_agg(name, ',' ORDER BY key_id) FROM vault.keys" app)"
+stop copy
+
+# --- A different root key: decryption fails with XX001 naming both fingerprints ----------------
+stop main
+OTHER=$(random_hex)
+cp "$MAIN/vault_root.key" "$WORK/original.key"
+write_key "$MAIN/vault_root.key" "$OTHER"
+start main
+OUT=$(sql main "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'api_key'")
+check_contains "wrong root key: XX001" "ERROR:  XX001: could not decrypt secret" "$OUT"
+check_contains "wrong root key: message says the root key changed" "is not the one this secret was written under" "$OUT"
+check_contains "wrong root key: detail gives both fingerprints" \
+  "root key fingerprint $(fingerprint_of "$KEY"); the server loaded root key fingerprint $(fingerprint_of "$OTHER")" "$OUT"
+check_absent "wrong root key: the error does not contain the secret" "s3cr3t" "$OUT"
+stop main
+cp "$WORK/original.key" "$MAIN/vault_root.key"
+start main
+check "original key back: secrets decrypt again" "s3cr3t-value" \
+  "$(sql main "SELECT vault.read_secret('api_key')")"
+stop main
+
+# --- Refusals at start: FATAL F0000 naming path and problem, never key bytes ------------------
+new_cluster bad "log_error_verbosity = verbose" "include_if_exists = 'vault_test.conf'"
+BAD=$(datadir bad)
+# expect_refusal NAME EXPECTED-TEXT SECRET-TEXT: the server must not start; the log must say
+# EXPECTED-TEXT with F0000 and a hint, and must not contain SECRET-TEXT.
+expect_refusal() {
+  as_pg truncate -s 0 "$(logfile bad)" 2>/dev/null || true
+  if start bad; then
+    not_ok "$1: server refused to start" "it started"
+    stop bad
+    return
+  fi
+  local log; log=$(cat "$(logfile bad)")
+  check_contains "$1: FATAL F0000" "FATAL:  F0000:" "$log"
+  check_contains "$1: log explains" "$2" "$log"
+  check_contains "$1: log has a hint" "HINT:" "$log"
+  [ -n "$3" ] && check_absent "$1: log contains no key bytes" "$3" "$log"
+}
+GOOD=$(random_hex)
+write_key "$BAD/vault_root.key" "$GOOD"
+chmod 640 "$BAD/vault_root.key"
+expect_refusal "group-readable key file" "\"$BAD/vault_root.key\" has group or world access (mode 0640)" "$GOOD"
+write_key "$BAD/vault_root.key" "${GOOD:0:63}"
+expect_refusal "63-character key" "\"$BAD/vault_root.key\" holds 63 characters instead of 64 hex characters" "${GOOD:0:40}"
+write_key "$BAD/vault_root.key" "${GOOD:0:60}zzzz"
+expect_refusal "non-hex key" "\"$BAD/vault_root.key\" is not all hex characters" "${GOOD:0:40}"
+rm -f "$BAD/vault_root.key"
+echo "vault.root_key_autogenerate = off" >"$BAD/vault_test.conf"; chown postgres: "$BAD/vault_test.conf"
+expect_refusal "missing key file with autogenerate off" "\"$BAD/vault_root.key\" does not exist" ""
+printf '#!/bin/sh\necho %s\necho "script diagnostics" >&2\nexit 3\n' "$GOOD" >"$WORK/fail.sh"
+printf '#!/bin/sh\necho 0123456789\n' >"$WORK/short.sh"
+printf '#!/bin/sh\necho %s\n' "$GOOD" >"$WORK/noexec.sh"
+chmod 755 "$WORK/fail.sh" "$WORK/short.sh"; chmod 644 "$WORK/noexec.sh"
+echo "vault.getkey_script = '$WORK/fail.sh'" >"$BAD/vault_test.conf"
+expect_refusal "failing getkey script" "getkey script \"$WORK/fail.sh\" failed (exit status: 3)" "$GOOD"
+check_absent "failing getkey script: its stderr stays out of the log" "script diagnostics" "$(cat "$(logfile bad)")"
+echo "vault.getkey_script = '$WORK/short.sh'" >"$BAD/vault_test.conf"
+expect_refusal "getkey script printing a short key" "printed 10 characters on its first line instead of 64 hex characters" "0123456789"
+echo "vault.getkey_script = '$WORK/missing.sh'" >"$BAD/vault_test.conf"
+expect_refusal "missing getkey script" "getkey script \"$WORK/missing.sh\" cannot be used" ""
+echo "vault.getkey_script = '$WORK/noexec.sh'" >"$BAD/vault_test.conf"
+expect_refusal "non-executable getkey script" "getkey script \"$WORK/noexec.sh\" is not an executable file" "$GOOD"
+
+# --- A getkey script wins over the key file; supabase_vault rows decrypt under its key --------
+VKEY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["root_key_hex"])' "$VECTORS")
+new_cluster vec "vault.getkey_script = '$WORK/vec_key.sh'"
+printf '#!/bin/sh\necho %s\n' "$VKEY" >"$WORK/vec_key.sh"; chmod 755 "$WORK/vec_key.sh"
+write_key "$(datadir vec)/vault_root.key" "$(random_hex)"
+start vec || cat "$(logfile vec)"
+check_contains "log says the key came from the getkey script" "root key loaded from getkey script \"$WORK/vec_key.sh\"" "$(cat "$(logfile vec)")"
+sql vec "CREATE EXTENSION vault_ext" >/dev/null
+check "getkey script wins over the key file" "$(fingerprint_of "$VKEY")" "$(sql vec "SELECT vault.root_key_fingerprint()")"
+python3 - "$VECTORS" >"$WORK/vectors.sql" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+q = lambda s: "NULL" if s is None else "'" + s.replace("'", "''") + "'"
+print("CREATE TABLE expected (id uuid PRIMARY KEY, plaintext text);")
+for v in j["vectors"]:
+    # As pg_dump writes them: every column, nonce present, key_id NULL.
+    print("INSERT INTO vault.secrets (id, name, description, secret, key_id, nonce, created_at, updated_at) VALUES "
+          f"({q(v['id'])}, {q(v['name'])}, {q(v['description'])}, {q(v['secret'])}, NULL, '\\x{v['nonce']}', "
+          f"{q(v['created_at'])}, {q(v['updated_at'])});")
+    print(f"INSERT INTO expected VALUES ({q(v['id'])}, {q(v['plaintext'])});")
+PY
+"$PG_BINDIR/psql" -h "$WORK" -p "$(port vec)" -U postgres -d postgres -Xq -v ON_ERROR_STOP=1 -f "$WORK/vectors.sql" >/dev/null 2>&1
+check "supabase_vault rows keep their ciphertext byte for byte" "35" \
+  "$(sql vec "SELECT count(*) FROM vault.secrets")"
+check "all 35 supabase_vault vectors decrypt to their plaintexts" "35" \
+  "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected e USING (id) WHERE d.decrypted_secret = e.plaintext")"
+stop vec
+
+# --- Not preloaded: CREATE EXTENSION works, key use raises 55000 with a hint --------------------
+new_cluster nopre "shared_preload_libraries = ''"
+start nopre || cat "$(logfile nopre)"
+check "CREATE EXTENSION without preloading" "" "$(sql nopre "CREATE EXTENSION vault_ext")"
+OUT=$(sql nopre "SELECT vault.create_secret('x')")
+check_contains "not preloaded: 55000" "ERROR:  55000: vault_ext has no root key: the library was not preloaded" "$OUT"
+check_contains "not preloaded: hint" "HINT:  Add vault_ext to shared_preload_libraries in postgresql.conf and restart the server." "$OUT"
+check_contains "not preloaded: root_key_fingerprint() 55000" "55000" "$(sql nopre "SELECT vault.root_key_fingerprint()")"
+check "not preloaded: nothing was stored" "0" "$(sql nopre "SELECT count(*) FROM vault.secrets")"
+stop nopre
+
+summary "cluster tests"

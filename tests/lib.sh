@@ -1,0 +1,107 @@
+# Shared helpers for the cluster tests and pg_regress: throwaway clusters run by the
+# `postgres` OS user in a temporary directory, each on its own port with its socket there.
+# Source it; call `cluster_init` once. Every cluster started is stopped on exit (trap).
+
+PG_CONFIG=${PG_CONFIG:-pg_config}
+PG_BINDIR=${PG_BINDIR:-$("$PG_CONFIG" --bindir)}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VECTORS=${VECTORS:-$REPO/../shared/vectors/supabase_vault_0.3.1.json}
+PASSED=0
+FAILED=0
+FAILURES=()
+
+cluster_init() {
+  WORK=$(mktemp -d /tmp/vault_ext_test.XXXXXX)
+  chmod 755 "$WORK"
+  chown postgres: "$WORK"
+  PORT_NEXT=$((20000 + RANDOM % 20000))
+  STARTED=()
+  trap cluster_cleanup EXIT
+}
+
+cluster_cleanup() {
+  local d
+  for d in "${STARTED[@]}"; do
+    [ -f "$d/postmaster.pid" ] && runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1
+  done
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
+}
+
+as_pg() { runuser -u postgres -- "$@"; }
+
+# new_cluster NAME [postgresql.conf lines...]: initdb with vault_ext preloaded unless a
+# line overrides shared_preload_libraries.
+new_cluster() {
+  local name=$1; shift
+  local dir=$WORK/$name
+  as_pg "$PG_BINDIR/initdb" -D "$dir" -E UTF8 --locale=C.UTF-8 -A trust -U postgres >"$WORK/$name.initdb.log" 2>&1 \
+    || { echo "initdb failed for $name"; cat "$WORK/$name.initdb.log"; return 1; }
+  {
+    echo "port = $PORT_NEXT"
+    echo "listen_addresses = ''"
+    echo "unix_socket_directories = '$WORK'"
+    echo "shared_preload_libraries = 'vault_ext'"
+    echo "fsync = off"
+    local line
+    for line in "$@"; do echo "$line"; done
+  } >>"$dir/postgresql.conf"
+  eval "PORT_$name=$PORT_NEXT"
+  PORT_NEXT=$((PORT_NEXT + 1))
+  STARTED+=("$dir")
+}
+
+datadir() { echo "$WORK/$1"; }
+logfile() { echo "$WORK/$1.log"; }
+port() { eval "echo \$PORT_$1"; }
+
+start() { as_pg "$PG_BINDIR/pg_ctl" -D "$WORK/$1" -l "$WORK/$1.log" -w -t 60 start >/dev/null 2>&1; }
+stop() { as_pg "$PG_BINDIR/pg_ctl" -D "$WORK/$1" -w -t 60 stop >/dev/null 2>&1; }
+restart() { stop "$1"; start "$1"; }
+
+# sql NAME 'statements' [db]: run as superuser postgres; prints tuples only, unaligned.
+sql() {
+  "$PG_BINDIR/psql" -h "$WORK" -p "$(port "$1")" -U "${PGUSER_AS:-postgres}" -d "${3:-postgres}" \
+    -XAtq -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$2" 2>&1
+}
+
+# A key file with mode 0600 owned by postgres: write_key DIR/FILE HEX
+write_key() {
+  printf '%s\n' "$2" >"$1"
+  chown postgres: "$1"
+  chmod 600 "$1"
+}
+
+ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
+not_ok() {
+  FAILED=$((FAILED + 1)); FAILURES+=("$1"); echo "not ok - $1"
+  [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /' | head -20
+  return 0
+}
+
+# check NAME EXPECTED ACTUAL
+check() {
+  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected: $2"$'\n'"actual:   $3"; fi
+}
+
+# check_contains NAME NEEDLE HAYSTACK
+check_contains() {
+  case "$3" in
+    *"$2"*) ok "$1" ;;
+    *) not_ok "$1" "expected to contain: $2"$'\n'"actual: $3" ;;
+  esac
+}
+
+# check_absent NAME NEEDLE HAYSTACK
+check_absent() {
+  case "$3" in
+    *"$2"*) not_ok "$1" "must not contain: $2" ;;
+    *) ok "$1" ;;
+  esac
+}
+
+summary() {
+  echo
+  [ "$FAILED" -eq 0 ] || printf 'failed: %s\n' "${FAILURES[@]}"
+  echo "$1: $PASSED passed, $FAILED failed"
+  [ "$FAILED" -eq 0 ]
+}
