@@ -1,0 +1,49 @@
+-- SPEC §6: an application role that may only INSERT into its table fires a trigger that signs
+-- each row with a vault secret, and still cannot read the vault.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT vault.create_secret('whsec_regress_signing_key', 'webhook_key') IS NOT NULL AS created;
+
+CREATE ROLE regress_signer NOLOGIN IN ROLE vault_reader;
+CREATE ROLE regress_app LOGIN;
+CREATE TABLE public.outbox (id serial PRIMARY KEY, payload text NOT NULL, signature text);
+GRANT INSERT ON public.outbox TO regress_app;
+GRANT USAGE ON SEQUENCE public.outbox_id_seq TO regress_app;
+
+CREATE FUNCTION public.sign_outbox() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+AS $$
+BEGIN
+  NEW.signature := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+    vault.read_secret('webhook_key') OPERATOR(pg_catalog.||) NEW.payload, 'UTF8')), 'hex');
+  RETURN NEW;
+END
+$$;
+ALTER FUNCTION public.sign_outbox() OWNER TO regress_signer;
+CREATE TRIGGER sign_outbox BEFORE INSERT ON public.outbox FOR EACH ROW EXECUTE FUNCTION public.sign_outbox();
+
+SET ROLE regress_app;
+INSERT INTO public.outbox (payload) VALUES ('{"event":"paid"}');
+SELECT vault.read_secret('webhook_key');
+\echo :LAST_ERROR_SQLSTATE
+SELECT decrypted_secret FROM vault.decrypted_secrets;
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM public.outbox;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+
+SELECT payload, signature = encode(sha256(convert_to('whsec_regress_signing_key' || payload, 'UTF8')), 'hex') AS signed
+  FROM public.outbox;
+
+-- vault.read_secret used from a plain SQL function owned by a reader.
+CREATE FUNCTION public.webhook_header() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+AS $$ SELECT 'Bearer ' OPERATOR(pg_catalog.||) pg_catalog.left(vault.read_secret('webhook_key'), 5) $$;
+ALTER FUNCTION public.webhook_header() OWNER TO regress_signer;
+GRANT EXECUTE ON FUNCTION public.webhook_header() TO regress_app;
+SET ROLE regress_app;
+SELECT public.webhook_header();
+RESET ROLE;
+
+DROP TABLE public.outbox;
+DROP FUNCTION public.sign_outbox(), public.webhook_header();
+DROP ROLE regress_signer, regress_app;
