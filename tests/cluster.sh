@@ -171,6 +171,13 @@ check "supabase_vault rows keep their ciphertext byte for byte" "35" \
   "$(sql vec "SELECT count(*) FROM vault.secrets")"
 check "all 35 supabase_vault vectors decrypt to their plaintexts" "35" \
   "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected e USING (id) WHERE d.decrypted_secret = e.plaintext")"
+# The migration commands the README gives: \copy out with nonces, \copy back in.
+PSQL_VEC=("$PG_BINDIR/psql" -h "$WORK" -p "$(port vec)" -U postgres -d postgres -Xq -v ON_ERROR_STOP=1)
+"${PSQL_VEC[@]}" -c "\copy (SELECT id, name, description, secret, nonce, created_at, updated_at FROM vault.secrets) TO '$WORK/secrets.copy'"
+sql vec "DELETE FROM vault.secrets" >/dev/null
+"${PSQL_VEC[@]}" -c "\copy vault.secrets (id, name, description, secret, nonce, created_at, updated_at) FROM '$WORK/secrets.copy'"
+check "README migration: rows copied back with \\copy all decrypt" "35" \
+  "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected e USING (id) WHERE d.decrypted_secret = e.plaintext")"
 stop vec
 
 # --- Not preloaded: CREATE EXTENSION works, key use raises 55000 with a hint --------------------
