@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what building and testing vault_ext needs on Debian 12 (run as root). Idempotent:
-# anything already present is skipped, so it is cheap to call before every build.
+# Install what building and testing vault_ext needs on Debian 12 (run as root), for the
+# PostgreSQL majors given as arguments (default: 15). Idempotent: anything already present is
+# skipped, so it is cheap to call before every build.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -21,7 +22,17 @@ if ! cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then
   cargo install cargo-pgrx --version 0.18.1 --locked
 fi
 
+# Register every requested major with pgrx (init rewrites its config, so pass them all at once).
+majors=("${@:-15}")
 PGRX_CONFIG=${PGRX_HOME:-$HOME/.pgrx}/config.toml
-if ! grep -q '^pg15' "$PGRX_CONFIG" 2>/dev/null; then
-  cargo pgrx init --pg15 /usr/bin/pg_config
+init_args=()
+need_init=
+for v in 15 16 17 18; do
+  if [[ " ${majors[*]} " == *" $v "* ]] || grep -q "^pg$v" "$PGRX_CONFIG" 2>/dev/null; then
+    init_args+=("--pg$v" "$("$(dirname "$0")/pg-install.sh" "$v")")
+    grep -q "^pg$v" "$PGRX_CONFIG" 2>/dev/null || need_init=1
+  fi
+done
+if [ -n "$need_init" ]; then
+  cargo pgrx init "${init_args[@]}"
 fi

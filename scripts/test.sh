@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Run every test tier against PostgreSQL 15 (run as root on Debian 12):
+# Run the test tiers (run as root on Debian 12):
 #   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
+# All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
+# (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-scripts/setup.sh || exit 1
+FULL=${VAULT_PG_FULL-15 17}
+QUICK=${VAULT_PG_QUICK-16 18}
+scripts/setup.sh $FULL $QUICK || exit 1
 
 LOGS=$(mktemp -d /tmp/vault_ext_logs.XXXXXX)
 PGTEST=$(mktemp -d /tmp/vault_ext_pgtest.XXXXXX)
@@ -13,37 +17,57 @@ chown postgres: "$PGTEST"
 trap 'rm -rf "$PGTEST" "$LOGS"' EXIT
 passed=0
 failed=0
-tiers_failed=()
+failing=()
 
-echo "== tiers 1+2: cargo pgrx test pg15 (#[test] and #[pg_test])"
-cargo pgrx test pg15 --runas postgres --pgdata "$PGTEST/data" 2>&1 | tee "$LOGS/pgrx.log" | grep -E '^test |^test result'
-rc=${PIPESTATUS[0]}
-read -r p f < <(grep -E '^test result' "$LOGS/pgrx.log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tail -1)
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-if [ "$rc" -ne 0 ]; then
-  tiers_failed+=("cargo pgrx test"); [ "${f:-0}" -gt 0 ] || failed=$((failed + 1))
-  grep -E 'panicked|ERROR|error' "$LOGS/pgrx.log" | head -40
-fi
+# tally NAME RC PASSED FAILED: add a tier's counts; a failing tier with no counted failure
+# (it could not run) counts as one failure.
+tally() {
+  passed=$((passed + $3)); failed=$((failed + $4))
+  if [ "$2" -ne 0 ]; then failing+=("$1"); [ "$4" -gt 0 ] || failed=$((failed + 1)); fi
+}
 
-echo "== installing vault_ext into PostgreSQL 15"
-cargo pgrx install --pg-config /usr/bin/pg_config >"$LOGS/install.log" 2>&1 || { cat "$LOGS/install.log"; exit 1; }
+pgrx_tests() { # MAJOR
+  local log=$LOGS/pgrx$1.log rc p f
+  echo "== PostgreSQL $1, tiers 1+2: cargo pgrx test pg$1"
+  cargo pgrx test "pg$1" --runas postgres --pgdata "$PGTEST/data$1" >"$log" 2>&1
+  rc=$?
+  grep -E '^test |^test result' "$log"
+  read -r p f < <(grep -E '^test result' "$log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tail -1)
+  [ "$rc" -eq 0 ] || grep -E 'panicked|ERROR|^error' "$log" | head -40
+  tally "pg$1 cargo pgrx test" "$rc" "${p:-0}" "${f:-0}"
+}
 
-echo "== tier 3: pg_regress"
-tests/regress.sh 2>&1 | tee "$LOGS/regress.log"
-rc=${PIPESTATUS[0]}
-p=$(grep -cE '^(not )?ok |^test .* \.\.\. ok|^ok [0-9]+ ' "$LOGS/regress.log")
-f=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ ' "$LOGS/regress.log")
-passed=$((passed + p - f)); failed=$((failed + f))
-if [ "$rc" -ne 0 ]; then tiers_failed+=("pg_regress"); [ "$f" -gt 0 ] || failed=$((failed + 1)); fi
+server_tests() { # MAJOR
+  local pgc rc p f
+  pgc=$(scripts/pg-install.sh "$1")
+  echo "== PostgreSQL $1: installing vault_ext"
+  cargo pgrx install --pg-config "$pgc" >"$LOGS/install$1.log" 2>&1 || { cat "$LOGS/install$1.log"; tally "pg$1 install" 1 0 0; return; }
 
-echo "== tier 4: cluster tests"
-tests/cluster.sh 2>&1 | tee "$LOGS/cluster.log"
-rc=${PIPESTATUS[0]}
-read -r p f < <(grep -E '^cluster tests: ' "$LOGS/cluster.log" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1 \2/')
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-if [ "$rc" -ne 0 ]; then tiers_failed+=("cluster tests"); [ "${f:-0}" -gt 0 ] || failed=$((failed + 1)); fi
+  echo "== PostgreSQL $1, tier 3: pg_regress"
+  PG_CONFIG=$pgc tests/regress.sh >"$LOGS/regress$1.log" 2>&1
+  rc=$?
+  cat "$LOGS/regress$1.log"
+  p=$(grep -cE '^test .* \.\.\. ok|^ok [0-9]+ ' "$LOGS/regress$1.log")
+  f=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ ' "$LOGS/regress$1.log")
+  tally "pg$1 pg_regress" "$rc" "$p" "$f"
+
+  echo "== PostgreSQL $1, tier 4: cluster tests"
+  PG_CONFIG=$pgc tests/cluster.sh >"$LOGS/cluster$1.log" 2>&1
+  rc=$?
+  cat "$LOGS/cluster$1.log"
+  read -r p f < <(grep -E '^cluster tests: ' "$LOGS/cluster$1.log" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1 \2/')
+  tally "pg$1 cluster tests" "$rc" "${p:-0}" "${f:-0}"
+}
+
+for v in $FULL; do
+  pgrx_tests "$v"
+  server_tests "$v"
+done
+for v in $QUICK; do
+  pgrx_tests "$v"
+done
 
 echo
-[ ${#tiers_failed[@]} -eq 0 ] || echo "failing tiers: ${tiers_failed[*]}"
+[ ${#failing[@]} -eq 0 ] || echo "failing: ${failing[*]}"
 echo "all tiers: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ ${#tiers_failed[@]} -eq 0 ]
+[ "$failed" -eq 0 ] && [ ${#failing[@]} -eq 0 ]

@@ -10,7 +10,7 @@ sql regress "CREATE DATABASE vault_regress" >/dev/null
 PG_REGRESS=${PG_REGRESS:-$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress}
 OUT=$WORK/regress_out
 mkdir -p "$OUT"
-"$PG_REGRESS" --use-existing --host="$WORK" --port="$(port regress)" --user=postgres --dbname=vault_regress \
+"$PG_REGRESS" --use-existing --bindir="$PG_BINDIR" --host="$WORK" --port="$(port regress)" --user=postgres --dbname=vault_regress \
   --inputdir="$REPO/tests/pg_regress" --outputdir="$OUT" "${TESTS[@]}"
 rc=$?
 if [ $rc -ne 0 ]; then

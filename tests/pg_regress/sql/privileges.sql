@@ -61,11 +61,17 @@ DELETE FROM vault.secrets WHERE name IN ('by_admin', 'admin_direct');
 SELECT count(*) FROM vault.secrets WHERE name LIKE 'admin%' OR name = 'by_admin';
 RESET ROLE;
 
--- The ACL of every object after CREATE EXTENSION.
-SELECT c.relname, c.relacl FROM pg_class c
- WHERE c.relnamespace = 'vault'::regnamespace AND c.relkind IN ('r', 'v') ORDER BY c.relname;
-SELECT p.oid::regprocedure AS function, p.proacl FROM pg_proc p
- WHERE p.pronamespace = 'vault'::regnamespace ORDER BY p.proname;
-SELECT nspacl FROM pg_namespace WHERE nspname = 'vault';
+-- Every grant to a role other than the owner, after CREATE EXTENSION (the README's table).
+SELECT c.relname, a.grantee::regrole, string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) AS privileges
+  FROM pg_class c, aclexplode(c.relacl) a
+ WHERE c.relnamespace = 'vault'::regnamespace AND a.grantee <> c.relowner
+ GROUP BY 1, 2 ORDER BY 1, a.grantee::regrole::text;
+SELECT p.oid::regprocedure AS function, string_agg(a.grantee::regrole::text, ', ' ORDER BY a.grantee::regrole::text) AS execute
+  FROM pg_proc p LEFT JOIN LATERAL aclexplode(p.proacl) a ON a.grantee <> p.proowner
+ WHERE p.pronamespace = 'vault'::regnamespace
+ GROUP BY 1 ORDER BY p.oid::regprocedure::text;
+SELECT a.grantee::regrole, a.privilege_type
+  FROM pg_namespace n, aclexplode(n.nspacl) a
+ WHERE n.nspname = 'vault' AND a.grantee <> n.nspowner ORDER BY a.grantee::regrole::text;
 
 DROP ROLE regress_nobody, regress_reader, regress_admin;
