@@ -37,6 +37,17 @@ pgrx_tests() { # MAJOR
   tally "pg$1 cargo pgrx test" "$rc" "${p:-0}" "${f:-0}"
 }
 
+# cluster_script MAJOR PG_CONFIG SCRIPT LABEL: a tier-4 script, which ends with "LABEL: N passed, N failed".
+cluster_script() {
+  local log=$LOGS/$3$1.log rc p f
+  echo "== PostgreSQL $1, tier 4: $4"
+  PG_CONFIG=$2 "tests/$3.sh" >"$log" 2>&1
+  rc=$?
+  cat "$log"
+  read -r p f < <(grep -E "^$4: " "$log" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1 \2/')
+  tally "pg$1 $4" "$rc" "${p:-0}" "${f:-0}"
+}
+
 server_tests() { # MAJOR
   local pgc rc p f
   pgc=$(scripts/pg-install.sh "$1")
@@ -51,12 +62,8 @@ server_tests() { # MAJOR
   f=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ ' "$LOGS/regress$1.log")
   tally "pg$1 pg_regress" "$rc" "$p" "$f"
 
-  echo "== PostgreSQL $1, tier 4: cluster tests"
-  PG_CONFIG=$pgc tests/cluster.sh >"$LOGS/cluster$1.log" 2>&1
-  rc=$?
-  cat "$LOGS/cluster$1.log"
-  read -r p f < <(grep -E '^cluster tests: ' "$LOGS/cluster$1.log" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1 \2/')
-  tally "pg$1 cluster tests" "$rc" "${p:-0}" "${f:-0}"
+  cluster_script "$1" "$pgc" cluster "cluster tests"
+  cluster_script "$1" "$pgc" log_cluster "log tests"
 }
 
 for v in $FULL; do

@@ -13,6 +13,8 @@ mod guc;
 mod hooks;
 mod kdf;
 mod keys;
+mod log_redact;
+mod redact;
 mod root_key;
 mod secrets;
 mod sodium;
@@ -36,6 +38,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     guc::init();
     hooks::reserve_guc_prefix();
+    log_redact::install();
     if sodium::init().is_err() {
         fatal(
             "vault_ext could not initialise libsodium".into(),

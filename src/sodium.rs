@@ -244,33 +244,24 @@ impl Aead {
         assert_eq!(nonce.len(), self.nonce_bytes());
         let mut out = vec![0u8; msg.len() + AEAD_TAG_BYTES];
         let mut out_len: u64 = 0;
+        let encrypt = match self {
+            Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_encrypt,
+            Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_encrypt,
+        };
         // SAFETY: out has room for msg + tag; nonce length checked above; key is 32 bytes;
         // aes256gcm is only reached after aes256gcm_available() (checked by the caller).
         let rc = unsafe {
-            match self {
-                Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_encrypt(
-                    out.as_mut_ptr(),
-                    &mut out_len as *mut u64 as *mut _,
-                    msg.as_ptr(),
-                    msg.len() as _,
-                    ad.as_ptr(),
-                    ad.len() as _,
-                    std::ptr::null(),
-                    nonce.as_ptr(),
-                    key.as_ptr(),
-                ),
-                Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_encrypt(
-                    out.as_mut_ptr(),
-                    &mut out_len as *mut u64 as *mut _,
-                    msg.as_ptr(),
-                    msg.len() as _,
-                    ad.as_ptr(),
-                    ad.len() as _,
-                    std::ptr::null(),
-                    nonce.as_ptr(),
-                    key.as_ptr(),
-                ),
-            }
+            encrypt(
+                out.as_mut_ptr(),
+                &mut out_len as *mut u64 as *mut _,
+                msg.as_ptr(),
+                msg.len() as _,
+                ad.as_ptr(),
+                ad.len() as _,
+                std::ptr::null(),
+                nonce.as_ptr(),
+                key.as_ptr(),
+            )
         };
         assert_eq!(rc, 0);
         out.truncate(out_len as usize);
@@ -284,34 +275,24 @@ impl Aead {
         }
         let mut out = SecretVec::from_vec(vec![0u8; blob.len() - AEAD_TAG_BYTES]);
         let mut out_len: u64 = 0;
+        let decrypt = match self {
+            Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_decrypt,
+            Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_decrypt,
+        };
         // SAFETY: out has blob.len() - tag bytes; the other pointers are valid slices of the
         // sizes libsodium requires (checked above).
         let rc = unsafe {
-            let m = out.vec_mut().as_mut_ptr();
-            match self {
-                Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_decrypt(
-                    m,
-                    &mut out_len as *mut u64 as *mut _,
-                    std::ptr::null_mut(),
-                    blob.as_ptr(),
-                    blob.len() as _,
-                    ad.as_ptr(),
-                    ad.len() as _,
-                    nonce.as_ptr(),
-                    key.as_ptr(),
-                ),
-                Aead::Aes256Gcm => ffi::crypto_aead_aes256gcm_decrypt(
-                    m,
-                    &mut out_len as *mut u64 as *mut _,
-                    std::ptr::null_mut(),
-                    blob.as_ptr(),
-                    blob.len() as _,
-                    ad.as_ptr(),
-                    ad.len() as _,
-                    nonce.as_ptr(),
-                    key.as_ptr(),
-                ),
-            }
+            decrypt(
+                out.vec_mut().as_mut_ptr(),
+                &mut out_len as *mut u64 as *mut _,
+                std::ptr::null_mut(),
+                blob.as_ptr(),
+                blob.len() as _,
+                ad.as_ptr(),
+                ad.len() as _,
+                nonce.as_ptr(),
+                key.as_ptr(),
+            )
         };
         if rc != 0 {
             return None;

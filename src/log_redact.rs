@@ -1,0 +1,101 @@
+//! The emit_log_hook that keeps secrets out of the server log.
+//!
+//! When any part of a log record (message, detail, context, internal query, or the statement
+//! printed as `STATEMENT:`) mentions the vault, every SQL string literal in them is shown as
+//! `'***'` (in the primary message only for server-only records, since errors also reach the
+//! client): statements logged by log_statement / log_min_duration_statement, bind parameters
+//! (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text. A "Failing row
+//! contains" detail for a vault table is withheld. Records that do not mention the vault pass
+//! through untouched; the cost for them is one scan for the word.
+
+use crate::redact::{mentions_vault, redact_context, redact_literals};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+
+static mut PREVIOUS_HOOK: pg_sys::emit_log_hook_type = None;
+
+thread_local! {
+    /// The redacted copy `debug_query_string` points at while the original is being logged.
+    static STATEMENT: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// Install the hook (from _PG_init, while preloading: every backend inherits it).
+pub fn install() {
+    // SAFETY: _PG_init runs once in the postmaster before any backend exists; chaining the
+    // previous hook is the documented way to share emit_log_hook.
+    unsafe {
+        PREVIOUS_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(redact_hook);
+    }
+}
+
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
+    // SAFETY: guaranteed by the caller.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// Replace `*field` with its redacted copy (palloc'd in the current, error, memory context).
+///
+/// # Safety
+/// `*field` is NULL or a NUL-terminated string owned by the error data.
+unsafe fn redact_field(field: &mut *mut c_char, redact: fn(&[u8]) -> Option<Vec<u8>>) {
+    // SAFETY: see the function's contract.
+    let Some(text) = (unsafe { bytes(*field) }) else { return };
+    if let Some(new) = redact(text).and_then(|v| CString::new(v).ok()) {
+        // SAFETY: pstrdup copies a valid C string into the current memory context.
+        *field = unsafe { pg_sys::pstrdup(new.as_ptr()) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: Postgres passes the ErrorData being reported; it is valid and ours to modify
+    // for the duration of the hook. debug_query_string is NULL or the current query's text.
+    unsafe {
+        if !edata.is_null() && (*edata).output_to_server {
+            let e = &mut *edata;
+            let statement = bytes(pg_sys::debug_query_string);
+            let in_vault_table = bytes(e.schema_name).is_some_and(|s| s == b"vault");
+            let fields = [e.message, e.detail, e.detail_log, e.context, e.internalquery];
+            let sensitive = in_vault_table
+                || statement.is_some_and(mentions_vault)
+                || fields.iter().any(|&f| bytes(f).is_some_and(mentions_vault));
+            if sensitive {
+                // The same record also goes to the client: mask its primary message only when it
+                // is server-only (statement, duration and auto_explain lines are LOG); an ERROR's
+                // own text stays as written, and its statement is masked on the STATEMENT line.
+                let server_only = e.elevel <= pg_sys::LOG as i32 || e.elevel == pg_sys::LOG_SERVER_ONLY as i32;
+                if server_only {
+                    redact_field(&mut e.message, redact_literals);
+                }
+                redact_field(&mut e.internalquery, redact_literals);
+                for field in [&mut e.detail, &mut e.detail_log, &mut e.context] {
+                    redact_field(field, redact_context);
+                }
+                if in_vault_table {
+                    for field in [&mut e.detail, &mut e.detail_log] {
+                        if bytes(*field).is_some_and(|d| d.starts_with(b"Failing row contains")) {
+                            *field = pg_sys::pstrdup(c"Failing row contains (withheld by vault_ext).".as_ptr());
+                        }
+                    }
+                }
+                if let Some(new) = statement.and_then(redact_literals).and_then(|v| CString::new(v).ok()) {
+                    // Postgres prints debug_query_string as STATEMENT after this hook; point it at
+                    // a redacted copy that lives until the next one replaces it.
+                    STATEMENT.with(|s| {
+                        let mut s = s.borrow_mut();
+                        pg_sys::debug_query_string = new.as_ptr();
+                        *s = Some(new);
+                    });
+                }
+            }
+        }
+        if let Some(previous) = PREVIOUS_HOOK {
+            previous(edata);
+        }
+    }
+}
