@@ -136,6 +136,13 @@ fn read_bounded(r: impl Read) -> std::io::Result<SecretVec> {
 /// The key file, or None when it does not exist.
 fn from_file(path: &Path, data_dir: &Path) -> Result<Option<SecretBytes>, StartupError> {
     let shown = path.display();
+    // A symlink could point the server at a key file someone else controls: refuse it.
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(refuse(
+            format!("vault_ext root key file \"{shown}\" is a symbolic link"),
+            "Point vault.root_key_file at the real file (mode 0600, owned by the server's OS user).",
+        ));
+    }
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
