@@ -52,3 +52,13 @@ CREATE TABLE vault.secrets (
 );
 CREATE UNIQUE INDEX secrets_name_idx ON vault.secrets (name) WHERE name IS NOT NULL;
 COMMENT ON TABLE vault.secrets IS 'Encrypted secrets. secret holds base64 ciphertext; insert plaintext with nonce NULL and a trigger encrypts it.';
+
+-- Per-secret grants (vault.grant_secret). A secret with no rows here is readable by every
+-- vault_reader; with rows, only by the granted roles (and their members) and vault_admin.
+CREATE TABLE vault.secret_acl (
+  secret_id uuid NOT NULL REFERENCES vault.secrets (id) ON DELETE CASCADE ON UPDATE CASCADE,
+  grantee regrole NOT NULL,
+  granted_by regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+  granted_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  PRIMARY KEY (secret_id, grantee)
+);

@@ -67,14 +67,57 @@ LANGUAGE plpgsql STABLE SET search_path = ''
 AS $$
 DECLARE
   value text;
+  stored text;
 BEGIN
-  SELECT d.decrypted_secret INTO value
+  SELECT d.decrypted_secret, d.secret INTO value, stored
     FROM vault.decrypted_secrets d WHERE d.name OPERATOR(pg_catalog.=) secret_name;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'secret "%" does not exist', secret_name
       USING ERRCODE = 'no_data_found', HINT = 'Secret names are case-sensitive; see vault.decrypted_secrets.';
   END IF;
+  IF value IS NULL AND stored IS NOT NULL THEN
+    RAISE EXCEPTION 'permission denied for secret "%"', secret_name
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'The secret has per-secret grants (vault.secret_grants); ask a vault_admin for vault.grant_secret.';
+  END IF;
   RETURN value;
+END
+$$;
+
+CREATE TRIGGER grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secret_acl
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.grants_changed();
+
+CREATE VIEW vault.secret_grants AS
+SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at
+  FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
+COMMENT ON VIEW vault.secret_grants IS 'Per-secret grants: who may read which secret besides vault_admin.';
+
+CREATE FUNCTION vault.grant_secret(secret_id uuid, grantee regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) grant_secret.secret_id) THEN
+    RAISE EXCEPTION 'secret % does not exist', grant_secret.secret_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF grant_secret.grantee IS NULL THEN
+    RAISE EXCEPTION 'grantee must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO vault.secret_acl (secret_id, grantee)
+  VALUES (grant_secret.secret_id, grant_secret.grantee)
+  ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION vault.revoke_secret(secret_id uuid, grantee regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  DELETE FROM vault.secret_acl a
+   WHERE a.secret_id OPERATOR(pg_catalog.=) revoke_secret.secret_id
+     AND a.grantee OPERATOR(pg_catalog.=) revoke_secret.grantee;
+  IF NOT FOUND THEN
+    RAISE NOTICE 'role % had no grant on secret %', revoke_secret.grantee, revoke_secret.secret_id;
+  END IF;
 END
 $$;
 
@@ -108,6 +151,7 @@ $$;
 -- pg_dump keeps the rows of both tables; the extension's own compatibility key is recreated
 -- by CREATE EXTENSION, so it is left out of the dump.
 SELECT pg_catalog.pg_extension_config_dump('vault.secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.secret_acl', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.keys',
   'WHERE id <> ''00000000-0000-0000-0000-000000000000''');
 
@@ -116,13 +160,15 @@ REVOKE ALL ON SCHEMA vault FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA vault FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault TO vault_reader, vault_admin;
-GRANT SELECT ON vault.decrypted_secrets TO vault_reader;
+GRANT SELECT ON vault.decrypted_secrets, vault.secret_grants, vault.secret_acl TO vault_reader;
 GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text),
                           vault.read_secret(text), vault.root_key_fingerprint()
   TO vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
+GRANT INSERT, DELETE ON vault.secret_acl TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid),
                           vault.update_secret(uuid, text, text, text, uuid),
                           vault.create_key(text, text, timestamptz, text),
+                          vault.grant_secret(uuid, regrole), vault.revoke_secret(uuid, regrole),
                           vault._check_key_type(text), vault._loaded_fingerprint()
   TO vault_admin;

@@ -29,3 +29,18 @@ pub fn reserve_guc_prefix() {
     // SAFETY: called from _PG_init with a static NUL-terminated string.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"vault".as_ptr()) };
 }
+
+/// Whether the current user (as a SECURITY DEFINER function sees it) may act with the
+/// privileges of `role`: a superuser, the role itself, or an inheriting member of it.
+pub fn current_user_has_privs_of(role: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups through syscache; both are safe to call inside a transaction,
+    // which every SQL function call is.
+    unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
+}
+
+/// The OID of a role by name, if it exists.
+pub fn role_oid(name: &CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: a NUL-terminated name; missing_ok = true returns InvalidOid instead of raising.
+    let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}

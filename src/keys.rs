@@ -160,15 +160,21 @@ pub fn invalidate() {
     DEFAULT.with(|d| d.borrow_mut().take());
 }
 
-fn remember(info: KeyInfo) -> Rc<KeyInfo> {
+/// Drop every per-transaction cache (key metadata, grants) when this transaction ends.
+pub fn clear_at_transaction_end() {
     if !CALLBACKS_REGISTERED.with(|r| r.replace(true)) {
         let clear = || {
             invalidate();
+            crate::grants::invalidate();
             CALLBACKS_REGISTERED.with(|r| r.set(false));
         };
         register_xact_callback(PgXactCallbackEvent::Commit, clear);
         register_xact_callback(PgXactCallbackEvent::Abort, clear);
     }
+}
+
+fn remember(info: KeyInfo) -> Rc<KeyInfo> {
+    clear_at_transaction_end();
     let info = Rc::new(info);
     CACHE.with(|c| c.borrow_mut().insert(info.id, info.clone()));
     info

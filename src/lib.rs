@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 mod cipher;
 mod errors;
+mod grants;
 mod guc;
 mod hooks;
 mod kdf;

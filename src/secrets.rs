@@ -27,6 +27,10 @@ fn decrypt_column(
     key_fingerprint: Option<&str>,
 ) -> Option<String> {
     let (id, secret) = (id?, secret?);
+    // Per-secret grants: a caller who may not read this secret gets NULL.
+    if !crate::grants::may_read(id.as_bytes()).or_raise() {
+        return None;
+    }
     let text = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)
         .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
         .and_then(|plain| into_text(plain, id.as_bytes()));
