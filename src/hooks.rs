@@ -44,3 +44,16 @@ pub fn role_oid(name: &CStr) -> Option<pg_sys::Oid> {
     let oid = unsafe { pg_sys::get_role_oid(name.as_ptr(), true) };
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
+
+/// Run `f` when this backend exits (Rust thread-local destructors do not run on exit()).
+pub fn at_process_exit(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn trampoline(_code: std::ffi::c_int, arg: pg_sys::Datum) {
+        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
+        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
+        f();
+    }
+    // SAFETY: on_proc_exit stores the callback and argument for this process; a fn pointer
+    // fits in a Datum (pointer-sized) and lives for the program's lifetime.
+    unsafe { pg_sys::on_proc_exit(Some(trampoline), pg_sys::Datum::from(f as usize)) };
+}

@@ -16,6 +16,11 @@ thread_local! {
     static CACHE: RefCell<HashMap<CacheKey, Rc<DataKey>>> = RefCell::new(HashMap::new());
 }
 
+/// Wipe every cached data key (guarded memory is zeroed when freed).
+fn wipe_cache() {
+    let _ = CACHE.try_with(|c| c.borrow_mut().clear());
+}
+
 /// The data key for (type, subkey id, context), derived on first use in this backend.
 pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<Rc<DataKey>> {
     let ck = (key_type, key_num, *context);
@@ -32,6 +37,13 @@ pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<R
     root_key::with_key(|root| sodium::kdf_derive(sub.as_mut_slice(), key_num, context, root))
         .ok_or(VaultError::NoRootKey)?;
     let key = Rc::new(DataKey::new(key_type, sub.as_slice()).ok_or(VaultError::OutOfMemory)?);
-    CACHE.with(|c| c.borrow_mut().insert(ck, key.clone()));
+    CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.is_empty() {
+            // First key in this backend: wipe them all when it exits.
+            crate::hooks::at_process_exit(wipe_cache);
+        }
+        cache.insert(ck, key.clone());
+    });
     Ok(key)
 }

@@ -245,6 +245,14 @@ fn from_script(path: &Path) -> Result<SecretBytes, StartupError> {
         .spawn()
         .map_err(|e| refuse(format!("could not run vault_ext getkey script \"{shown}\": {e}"), hint))?;
     let out = read_bounded(child.stdout.take().expect("piped stdout"));
+    if out.as_ref().is_ok_and(|o| o.as_slice().len() as u64 >= READ_LIMIT) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(refuse(
+            format!("vault_ext getkey script \"{shown}\" printed more than {READ_LIMIT} bytes"),
+            hint,
+        ));
+    }
     let status = child.wait().map_err(|e| {
         refuse(
             format!("could not wait for vault_ext getkey script \"{shown}\": {e}"),
