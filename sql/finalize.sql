@@ -148,6 +148,95 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION vault.reencrypt_secrets(to_key uuid) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  target uuid;
+  moved bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM vault.keys k WHERE k.id OPERATOR(pg_catalog.=) reencrypt_secrets.to_key) THEN
+    RAISE EXCEPTION 'vault key % does not exist', reencrypt_secrets.to_key USING ERRCODE = 'no_data_found';
+  END IF;
+  -- The compatibility key is stored as key_id NULL.
+  target := NULLIF(reencrypt_secrets.to_key, '00000000-0000-0000-0000-000000000000'::uuid);
+  -- Changing key_id alone makes the trigger decrypt under the old key and encrypt under the new
+  -- one with a fresh nonce, row by row, in this transaction: all or nothing.
+  UPDATE vault.secrets s SET key_id = reencrypt_secrets.to_key
+   WHERE s.key_id IS DISTINCT FROM target;
+  GET DIAGNOSTICS moved = ROW_COUNT;
+  RETURN moved;
+END
+$$;
+
+CREATE FUNCTION vault.rotate_key(new_key_type text DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  old_id uuid;
+  old_type text;
+  new_id uuid;
+BEGIN
+  LOCK TABLE vault.keys IN SHARE ROW EXCLUSIVE MODE;
+  SELECT k.id, k.key_type INTO old_id, old_type FROM vault.keys k WHERE k.status OPERATOR(pg_catalog.=) 'default';
+  new_id := vault.create_key(NULL, COALESCE(rotate_key.new_key_type, old_type, 'aead-det'), NULL,
+                             'created by vault.rotate_key');
+  UPDATE vault.keys k SET status = 'expired' WHERE k.id OPERATOR(pg_catalog.=) old_id;
+  UPDATE vault.keys k SET status = 'default' WHERE k.id OPERATOR(pg_catalog.=) new_id;
+  PERFORM vault.reencrypt_secrets(new_id);
+  RETURN new_id;
+END
+$$;
+
+CREATE VIEW vault.key_status AS
+SELECT k.id, k.name, k.key_type, k.key_id, k.status, k.created_at, k.expires_at,
+       (SELECT pg_catalog.count(*) FROM vault.secrets s
+         WHERE COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) k.id) AS secrets
+  FROM vault.keys k;
+COMMENT ON VIEW vault.key_status IS 'Keys with the number of secrets written under each.';
+
+CREATE FUNCTION vault.verify_secrets()
+RETURNS TABLE (id uuid, name text, key_id uuid, status text, detail text)
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  r record;
+  loaded text := vault.root_key_fingerprint();
+BEGIN
+  FOR r IN
+    SELECT s.id AS sid, s.name AS sname, s.key_id AS skey, s.secret, s.nonce, k.id AS kid, k.key_type,
+           k.key_id AS knum, k.key_context, k.status AS kstatus, k.root_key_fingerprint AS kfp
+      FROM vault.secrets s
+      LEFT JOIN vault.keys k
+        ON k.id OPERATOR(pg_catalog.=) COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid)
+     ORDER BY s.created_at, s.id
+  LOOP
+    id := r.sid; name := r.sname; key_id := r.skey; detail := NULL;
+    BEGIN
+      PERFORM vault._decrypt(r.sid, r.secret, r.nonce, r.kid, r.key_type, r.knum, r.key_context, r.kstatus, r.kfp);
+      status := 'ok';
+    EXCEPTION
+      WHEN data_corrupted THEN
+        IF r.kfp IS NOT NULL AND r.kfp OPERATOR(pg_catalog.<>) loaded THEN
+          status := 'root_key_mismatch';
+          detail := pg_catalog.format('key created under root key %s, server has %s', r.kfp, loaded);
+        ELSE
+          status := 'tampered';
+          detail := 'the ciphertext does not authenticate';
+        END IF;
+      WHEN invalid_parameter_value THEN
+        IF r.kstatus OPERATOR(pg_catalog.=) 'invalid' THEN
+          status := 'key_invalid';
+        ELSE
+          status := 'tampered';
+        END IF;
+        detail := SQLERRM;
+    END;
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+
 -- pg_dump keeps the rows of both tables; the extension's own compatibility key is recreated
 -- by CREATE EXTENSION, so it is left out of the dump.
 SELECT pg_catalog.pg_extension_config_dump('vault.secrets', '');
@@ -165,10 +254,12 @@ GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, 
                           vault.read_secret(text), vault.root_key_fingerprint()
   TO vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
+GRANT SELECT ON vault.key_status TO vault_admin;
 GRANT INSERT, DELETE ON vault.secret_acl TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid),
                           vault.update_secret(uuid, text, text, text, uuid),
                           vault.create_key(text, text, timestamptz, text),
                           vault.grant_secret(uuid, regrole), vault.revoke_secret(uuid, regrole),
+                          vault.rotate_key(text), vault.reencrypt_secrets(uuid), vault.verify_secrets(),
                           vault._check_key_type(text), vault._loaded_fingerprint()
   TO vault_admin;

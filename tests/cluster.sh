@@ -64,6 +64,31 @@ check "no plaintext marker in base/ or pg_wal/" "" "$(grep -rla "$MARKER" "$MAIN
 check "the marked secrets decrypt" "2" \
   "$(sql main "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret LIKE '$MARKER%update'")"
 
+# --- kill -9 of a backend in the middle of a key rotation --------------------------------------
+sql main "CREATE DATABASE rot" >/dev/null
+sql main "CREATE EXTENSION vault_ext; SELECT vault.create_secret('rot value ' || i, 'rot' || i) FROM generate_series(1, 30000) i" rot >/dev/null
+"$PG_BINDIR/psql" -h "$WORK" -p "$(port main)" -U postgres -d rot -XAtq -c "SELECT vault.rotate_key()" >/dev/null 2>&1 &
+ROT_CLIENT=$!
+for _ in $(seq 1 100); do # wait until the rotation is running
+  ROT_PID=$(sql main "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT vault.rotate_key()%' AND state = 'active'")
+  [ -n "$ROT_PID" ] && break
+  sleep 0.1
+done
+sleep 1
+kill -9 "$ROT_PID" 2>/dev/null
+wait "$ROT_CLIENT" 2>/dev/null
+for _ in $(seq 1 60); do sql main "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
+check "rotation was running when the backend was killed" "yes" "$([ -n "$ROT_PID" ] && echo yes)"
+check "after the crash no secret is half-rotated: all still on the old key" "30000|0" \
+  "$(sql main "SELECT count(*) FILTER (WHERE key_id IS NULL) || '|' || count(*) FILTER (WHERE key_id IS NOT NULL) FROM vault.secrets" rot)"
+check "after the crash every secret decrypts" "30000" \
+  "$(sql main "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret = 'rot value ' || substr(name, 4)" rot)"
+check "after the crash the old key is still the default" "default|default" \
+  "$(sql main "SELECT string_agg(name || '|' || status, ',') FROM vault.keys WHERE status = 'default'" rot)"
+sql main "SELECT vault.rotate_key()" rot >/dev/null
+check "a rotation after the crash completes" "0|30000" \
+  "$(sql main "SELECT count(*) FILTER (WHERE key_id IS NULL) || '|' || count(*) FILTER (WHERE d.decrypted_secret = 'rot value ' || substr(d.name, 4)) FROM vault.decrypted_secrets d" rot)"
+
 # --- pg_dump, restore into another cluster with the same key file ------------------------------
 sql main "CREATE DATABASE app" >/dev/null
 sql main "CREATE EXTENSION vault_ext; SELECT vault.create_key('second');
