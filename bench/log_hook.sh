@@ -4,19 +4,15 @@
 # cluster with and without vault_ext preloaded (a release build, installed first unless
 # NO_INSTALL is set). Not part of the test run: it leaves the release build installed.
 set -u
-. "$(dirname "$0")/../tests/lib.sh"
+. "$(dirname "$0")/lib.sh"
 cluster_init
-if [ -z "${NO_INSTALL:-}" ]; then
-  echo "installing a release build of vault_ext into $("$PG_CONFIG" --version)"
-  (cd "$REPO" && cargo pgrx install --release --pg-config "$(command -v "$PG_CONFIG")" >/dev/null 2>&1) || exit 1
-fi
+install_release || exit 1
 new_cluster bench "log_statement = '${LOG_STATEMENT:-all}'" "logging_collector = off"
 echo 'SELECT 1;' >"$WORK/select1.sql"
 tps() {
   "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port bench)" -U postgres -n -c 2 -j 2 -T "${SECONDS_PER_RUN:-10}" \
     -f "$WORK/select1.sql" postgres 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p'
 }
-median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 run() {
   start bench || { cat "$(logfile bench)"; exit 1; }
   local a b c; a=$(tps); b=$(tps); c=$(tps)
