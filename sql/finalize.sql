@@ -10,6 +10,23 @@ CREATE TRIGGER secrets_encrypt BEFORE INSERT OR UPDATE ON vault.secrets
 CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.keys
   FOR EACH STATEMENT EXECUTE FUNCTION vault.keys_changed();
 
+-- Inserting a default key demotes the previous default to expired (it still decrypts). This is
+-- what restores need: CREATE EXTENSION recreates the compatibility key as default, then the
+-- dump brings the default key of a rotated database.
+CREATE FUNCTION vault._keys_one_default() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF NEW.status OPERATOR(pg_catalog.=) 'default' THEN
+    UPDATE vault.keys k SET status = 'expired'
+     WHERE k.status OPERATOR(pg_catalog.=) 'default' AND k.id OPERATOR(pg_catalog.<>) NEW.id;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER keys_one_default BEFORE INSERT ON vault.keys
+  FOR EACH ROW EXECUTE FUNCTION vault._keys_one_default();
+
 CREATE VIEW vault.decrypted_secrets AS
 SELECT s.id, s.name, s.description, s.secret,
        vault._decrypt(s.id, s.secret, s.nonce, k.id, k.key_type, k.key_id, k.key_context,

@@ -49,6 +49,17 @@ SELECT count(*) FROM vault.keys;
 \echo :LAST_ERROR_SQLSTATE
 SELECT vault.create_key();
 \echo :LAST_ERROR_SQLSTATE
+-- Internal functions a reader has no use for.
+SELECT vault._check_key_type('aead-det');
+\echo :LAST_ERROR_SQLSTATE
+SELECT vault._loaded_fingerprint();
+\echo :LAST_ERROR_SQLSTATE
+SELECT vault.secrets_encrypt();
+\echo :LAST_ERROR_SQLSTATE
+SELECT vault.keys_changed();
+\echo :LAST_ERROR_SQLSTATE
+SELECT vault.grants_changed();
+\echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
 SET ROLE regress_admin;
