@@ -64,6 +64,8 @@ server_tests() { # MAJOR
 
   cluster_script "$1" "$pgc" cluster "cluster tests"
   cluster_script "$1" "$pgc" log_cluster "log tests"
+  cluster_script "$1" "$pgc" key_cluster "root key rotation tests"
+  cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
 }
 
 for v in $FULL; do

@@ -7,6 +7,8 @@ use std::ffi::CString;
 pub static GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"vault_root.key"));
 pub static ROOT_KEY_AUTOGENERATE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static PREVIOUS_GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static PREVIOUS_ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Define the settings. Only while preloading: PGC_POSTMASTER settings defined later
 /// would crash the backend.
@@ -35,6 +37,22 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_string_guc(
+        c"vault.previous_getkey_script",
+        c"Executable printing the previous root key, loaded beside the current one during root key rotation.",
+        c"When set it wins over vault.previous_root_key_file. Remove it once vault.rotate_root_key() has run.",
+        &PREVIOUS_GETKEY_SCRIPT,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"vault.previous_root_key_file",
+        c"File holding the previous root key (relative to the data directory), for root key rotation.",
+        c"Empty (the default) loads no previous key. Never generated: the file must exist.",
+        &PREVIOUS_ROOT_KEY_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
 }
 
 fn non_empty(s: &GucSetting<Option<CString>>) -> Option<String> {
@@ -49,6 +67,14 @@ pub fn getkey_script() -> Option<String> {
 
 pub fn root_key_file() -> String {
     non_empty(&ROOT_KEY_FILE).unwrap_or_else(|| "vault_root.key".to_string())
+}
+
+pub fn previous_getkey_script() -> Option<String> {
+    non_empty(&PREVIOUS_GETKEY_SCRIPT)
+}
+
+pub fn previous_root_key_file() -> Option<String> {
+    non_empty(&PREVIOUS_ROOT_KEY_FILE)
 }
 
 pub fn root_key_autogenerate() -> bool {

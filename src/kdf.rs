@@ -4,13 +4,13 @@
 
 use crate::cipher::{DataKey, KeyType};
 use crate::errors::{VResult, VaultError};
-use crate::root_key;
+use crate::root_key::{self, Root};
 use crate::sodium::{self, SecretBytes};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-type CacheKey = (KeyType, u64, [u8; 8]);
+type CacheKey = (Root, KeyType, u64, [u8; 8]);
 
 thread_local! {
     static CACHE: RefCell<HashMap<CacheKey, Rc<DataKey>>> = RefCell::new(HashMap::new());
@@ -21,9 +21,9 @@ fn wipe_cache() {
     let _ = CACHE.try_with(|c| c.borrow_mut().clear());
 }
 
-/// The data key for (type, subkey id, context), derived on first use in this backend.
-pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<Rc<DataKey>> {
-    let ck = (key_type, key_num, *context);
+/// The data key for (root key, type, subkey id, context), derived on first use in this backend.
+pub fn data_key(root: Root, key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<Rc<DataKey>> {
+    let ck = (root, key_type, key_num, *context);
     if let Some(k) = CACHE.with(|c| c.borrow().get(&ck).cloned()) {
         return Ok(k);
     }
@@ -34,7 +34,7 @@ pub fn data_key(key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<R
         return Err(VaultError::KeyTypeUnsupported(key_type.as_str()));
     }
     let mut sub = SecretBytes::zeroed(32).ok_or(VaultError::OutOfMemory)?;
-    root_key::with_key(|root| sodium::kdf_derive(sub.as_mut_slice(), key_num, context, root))
+    root_key::with_key(root, |rk| sodium::kdf_derive(sub.as_mut_slice(), key_num, context, rk))
         .ok_or(VaultError::NoRootKey)?;
     let key = Rc::new(DataKey::new(key_type, sub.as_slice()).ok_or(VaultError::OutOfMemory)?);
     CACHE.with(|c| {

@@ -7,7 +7,8 @@
 
 use crate::cipher::{DataKey, KeyType};
 use crate::errors::{raise, OrRaise, VResult, VaultError};
-use crate::{kdf, root_key};
+use crate::kdf;
+use crate::root_key::{self, Root};
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
@@ -47,8 +48,16 @@ pub struct KeyInfo {
     pub status: Status,
     /// `expires_at` has passed (as of the transaction's start).
     pub past_expiry: bool,
-    /// Root key fingerprint recorded when the key was created (or first used).
-    pub fingerprint: Option<String>,
+    /// The loaded root key this key's data key derives from (the one whose fingerprint was
+    /// recorded for it); None when neither loaded root key has the recorded fingerprint.
+    pub root: Option<Root>,
+    /// The recorded fingerprint when it names no loaded root key (for error messages only, so
+    /// reads do not copy it per row).
+    pub foreign_fingerprint: Option<String>,
+    /// No fingerprint recorded yet (key created before the library was preloaded).
+    pub unrecorded: bool,
+    /// Its row is share-locked by this transaction (see `lock_before_previous_root_write`).
+    pub share_locked: bool,
 }
 
 impl KeyInfo {
@@ -61,7 +70,10 @@ impl KeyInfo {
             context: *COMPAT_CONTEXT,
             status: Status::Valid,
             past_expiry: false,
-            fingerprint: None,
+            root: Some(Root::Current),
+            foreign_fingerprint: None,
+            unrecorded: true,
+            share_locked: false,
         }
     }
 
@@ -103,7 +115,13 @@ impl KeyInfo {
             context,
             status: Status::parse(status.unwrap_or("invalid")),
             past_expiry: false,
-            fingerprint: fingerprint.map(str::to_string),
+            root: root_key::root_for(fingerprint),
+            foreign_fingerprint: match root_key::root_for(fingerprint) {
+                None => fingerprint.map(str::to_string),
+                Some(_) => None,
+            },
+            unrecorded: fingerprint.is_none(),
+            share_locked: false,
         })
     }
 
@@ -123,24 +141,40 @@ impl KeyInfo {
                 why: "its status is invalid".into(),
             });
         }
-        kdf::data_key(self.key_type, self.key_num, &self.context)
+        // A key from an unknown root key is tried with the current one: the failure then says
+        // which root key the secret needs.
+        kdf::data_key(
+            self.root.unwrap_or(Root::Current),
+            self.key_type,
+            self.key_num,
+            &self.context,
+        )
     }
 
     /// The data key for writing: only `default` and `valid` keys that have not expired.
     pub fn for_encrypt(&self) -> VResult<Rc<DataKey>> {
         let why = match self.status {
-            Status::Invalid => Some("its status is invalid"),
-            Status::Expired => Some("its status is expired (it still decrypts, but takes no new secrets)"),
-            _ if self.past_expiry => Some("its expires_at has passed"),
+            Status::Invalid => Some("its status is invalid".to_string()),
+            Status::Expired => Some("its status is expired (it still decrypts, but takes no new secrets)".to_string()),
+            _ if self.past_expiry => Some("its expires_at has passed".to_string()),
             _ => None,
+        };
+        let Some(root) = self.root else {
+            return Err(VaultError::KeyUnusable {
+                key: self.id_string(),
+                why: format!(
+                    "it belongs to root key {}, which this server has not loaded",
+                    self.foreign_fingerprint.as_deref().unwrap_or("?")
+                ),
+            });
         };
         if let Some(why) = why {
             return Err(VaultError::KeyUnusable {
                 key: self.id_string(),
-                why: why.into(),
+                why,
             });
         }
-        kdf::data_key(self.key_type, self.key_num, &self.context)
+        kdf::data_key(root, self.key_type, self.key_num, &self.context)
     }
 }
 
@@ -184,11 +218,20 @@ const KEY_COLUMNS: &str = "SELECT k.id, k.key_type, k.key_id, k.key_context, k.s
      (k.expires_at IS NOT NULL AND k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()), \
      k.root_key_fingerprint FROM vault.keys k";
 
-fn fetch(where_clause: &str, arg: Option<Uuid>) -> VResult<Option<KeyInfo>> {
-    let sql = format!("{KEY_COLUMNS} WHERE {where_clause}");
-    let row = Spi::connect(|client| -> Result<_, pgrx::spi::Error> {
+/// Read one key. `lock`: share-lock its row (run as a read-write statement, which FOR SHARE
+/// needs).
+fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<KeyInfo>> {
+    let sql = format!(
+        "{KEY_COLUMNS} WHERE {where_clause}{}",
+        if lock { " FOR SHARE OF k" } else { "" }
+    );
+    let row = Spi::connect_mut(|client| -> Result<_, pgrx::spi::Error> {
         let args: Vec<pgrx::datum::DatumWithOid> = arg.into_iter().map(Into::into).collect();
-        let t = client.select(sql.as_str(), Some(1), &args)?;
+        let t = if lock {
+            client.update(sql.as_str(), Some(1), &args)?
+        } else {
+            client.select(sql.as_str(), Some(1), &args)?
+        };
         if t.is_empty() {
             return Ok(None);
         }
@@ -220,7 +263,7 @@ pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
     if let Some(k) = CACHE.with(|c| c.borrow().get(id).cloned()) {
         return Ok(k);
     }
-    match fetch("k.id OPERATOR(pg_catalog.=) $1", Some(Uuid::from_bytes(*id)))? {
+    match fetch("k.id OPERATOR(pg_catalog.=) $1", Some(Uuid::from_bytes(*id)), false)? {
         Some(info) => Ok(remember(info)),
         None if *id == COMPAT_KEY_ID => Ok(remember(KeyInfo::compat())),
         None => Err(VaultError::UnknownKey(uuid_string(id))),
@@ -232,7 +275,7 @@ pub fn default_key() -> VResult<Rc<KeyInfo>> {
     if let Some(k) = DEFAULT.with(|d| d.borrow().clone()) {
         return Ok(k);
     }
-    let info = match fetch("k.status OPERATOR(pg_catalog.=) 'default'", None)? {
+    let info = match fetch("k.status OPERATOR(pg_catalog.=) 'default'", None, false)? {
         Some(info) => remember(info),
         None => lookup(&COMPAT_KEY_ID)?,
     };
@@ -243,17 +286,31 @@ pub fn default_key() -> VResult<Rc<KeyInfo>> {
 /// The key a new ciphertext is written under: the given one, or the default key. Records the
 /// root key fingerprint on a key that has none yet (created before the library was preloaded).
 pub fn for_write(id: Option<&[u8; 16]>) -> VResult<(Rc<KeyInfo>, Rc<DataKey>)> {
-    let info = match id {
+    let mut info = match id {
         Some(id) => lookup(id)?,
         None => default_key()?,
     };
+    if info.root == Some(Root::Previous) && !info.share_locked {
+        info = lock_before_previous_root_write(&info)?;
+    }
     let dk = info.for_encrypt()?;
-    if info.fingerprint.is_none() {
+    if info.unrecorded {
         if let Some(fp) = root_key::fingerprint() {
             record_fingerprint(&info, fp)?;
         }
     }
     Ok((info, dk))
+}
+
+/// A key still on the previous root key takes writes under that root key until
+/// vault.rotate_root_key() moves it. Share-lock its row so a rotation cannot commit between our
+/// reading the key and our row's commit; under REPEATABLE READ a rotation that committed after
+/// our snapshot makes this fail with 40001 instead of writing under the wrong root key.
+fn lock_before_previous_root_write(info: &KeyInfo) -> VResult<Rc<KeyInfo>> {
+    let mut fresh = fetch("k.id OPERATOR(pg_catalog.=) $1", Some(Uuid::from_bytes(info.id)), true)?
+        .ok_or_else(|| VaultError::UnknownKey(info.id_string()))?;
+    fresh.share_locked = true;
+    Ok(remember(fresh))
 }
 
 fn record_fingerprint(info: &KeyInfo, fp: &str) -> VResult<()> {
@@ -290,6 +347,12 @@ fn check_key_type(key_type: &str) -> bool {
         Some(kt) if !kt.supported() => raise(VaultError::KeyTypeUnsupported(kt.as_str())),
         Some(_) => true,
     }
+}
+
+/// The previous root key's fingerprint, or NULL when none is loaded.
+#[pg_extern(stable, parallel_safe, name = "_previous_fingerprint")]
+fn previous_fingerprint() -> Option<&'static str> {
+    root_key::fingerprint_of(Root::Previous)
 }
 
 /// The loaded root key's fingerprint, or NULL when the library was not preloaded.

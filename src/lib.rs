@@ -47,26 +47,43 @@ pub extern "C-unwind" fn _PG_init() {
         );
     }
     let data_dir = hooks::data_dir().unwrap_or_else(|| ".".into());
-    let file = data_dir.join(guc::root_key_file());
     let src = root_key::KeySource {
         script: guc::getkey_script().map(Into::into),
-        file,
+        file: data_dir.join(guc::root_key_file()),
         autogenerate: guc::root_key_autogenerate(),
-        data_dir,
+        data_dir: data_dir.clone(),
     };
     match root_key::load(&src) {
-        Ok((origin, fp)) => {
-            let msg = match origin {
-                root_key::Origin::Script(p) => format!("vault_ext: root key loaded from getkey script \"{}\" (fingerprint {fp})", p.display()),
-                root_key::Origin::File(p) => format!("vault_ext: root key loaded from \"{}\" (fingerprint {fp})", p.display()),
-                root_key::Origin::Generated(p) => format!(
-                    "vault_ext: generated a new root key in \"{}\" (fingerprint {fp}); back this file up: secrets cannot be decrypted without it",
-                    p.display()
-                ),
-            };
-            pgrx::log!("{msg}");
-        }
+        Ok((origin, fp)) => pgrx::log!("{}", describe("root key", origin, &fp)),
         Err(e) => fatal(e.message, &e.hint),
+    }
+    let (script, file) = (guc::previous_getkey_script(), guc::previous_root_key_file());
+    if script.is_some() || file.is_some() {
+        let src = root_key::KeySource {
+            script: script.map(Into::into),
+            file: data_dir.join(file.unwrap_or_default()),
+            autogenerate: false,
+            data_dir,
+        };
+        match root_key::load_previous(&src) {
+            Ok(Some((origin, fp))) => pgrx::log!(
+                "{}; run SELECT vault.rotate_root_key() in each database, then remove the setting",
+                describe("previous root key", origin, &fp)
+            ),
+            Ok(None) => pgrx::warning!("vault_ext: the previous root key is the current root key; ignoring it"),
+            Err(e) => fatal(e.message, &e.hint),
+        }
+    }
+}
+
+fn describe(what: &str, origin: root_key::Origin, fp: &str) -> String {
+    match origin {
+        root_key::Origin::Script(p) => format!("vault_ext: {what} loaded from getkey script \"{}\" (fingerprint {fp})", p.display()),
+        root_key::Origin::File(p) => format!("vault_ext: {what} loaded from \"{}\" (fingerprint {fp})", p.display()),
+        root_key::Origin::Generated(p) => format!(
+            "vault_ext: generated a new {what} in \"{}\" (fingerprint {fp}); back this file up: secrets cannot be decrypted without it",
+            p.display()
+        ),
     }
 }
 

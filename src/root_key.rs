@@ -23,6 +23,24 @@ struct Loaded {
 }
 
 static ROOT: OnceLock<Loaded> = OnceLock::new();
+/// The root key being rotated away from (vault.previous_root_key_file / previous_getkey_script).
+static PREVIOUS: OnceLock<Loaded> = OnceLock::new();
+
+/// Which loaded root key a data key is derived from.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Root {
+    Current,
+    Previous,
+}
+
+impl Root {
+    fn slot(self) -> &'static OnceLock<Loaded> {
+        match self {
+            Root::Current => &ROOT,
+            Root::Previous => &PREVIOUS,
+        }
+    }
+}
 
 /// Where to look for the key, resolved from the settings.
 pub struct KeySource {
@@ -73,12 +91,46 @@ pub fn load(src: &KeySource) -> Result<(Origin, String), StartupError> {
             None => return Err(missing(&src.file)),
         }
     };
+    Ok((origin, keep(Root::Current, key)))
+}
+
+/// Load the previous root key (never generated) beside the current one. Call after `load`.
+/// Returns None when it is the current key, which needs no second copy.
+pub fn load_previous(src: &KeySource) -> Result<Option<(Origin, String)>, StartupError> {
+    let while_loading = |e: StartupError| StartupError {
+        message: format!("while loading the previous root key: {}", e.message),
+        hint: e.hint,
+    };
+    let (key, origin) = if let Some(script) = &src.script {
+        (
+            from_script(script).map_err(while_loading)?,
+            Origin::Script(script.clone()),
+        )
+    } else {
+        match from_file(&src.file, &src.data_dir).map_err(while_loading)? {
+            Some(k) => (k, Origin::File(src.file.clone())),
+            None => {
+                return Err(refuse(
+                    format!("vault_ext previous root key file \"{}\" does not exist", src.file.display()),
+                    "Point vault.previous_root_key_file at the old key file, or remove the setting once vault.rotate_root_key() has run.",
+                ))
+            }
+        }
+    };
+    if fingerprint() == Some(compute_fingerprint(key.as_slice()).as_str()) {
+        return Ok(None);
+    }
+    Ok(Some((origin, keep(Root::Previous, key))))
+}
+
+/// Keep `key` for the rest of the process, unreadable except inside `with_key`.
+fn keep(root: Root, key: SecretBytes) -> String {
     let fingerprint = compute_fingerprint(key.as_slice());
     key.set_no_access();
     let fp = fingerprint.clone();
     // A second load in the same process (cannot happen: _PG_init runs once) keeps the first.
-    let _ = ROOT.set(Loaded { key, fingerprint });
-    Ok((origin, fp))
+    let _ = root.slot().set(Loaded { key, fingerprint });
+    fp
 }
 
 fn missing(path: &Path) -> StartupError {
@@ -97,12 +149,27 @@ pub fn compute_fingerprint(key: &[u8]) -> String {
 
 /// The loaded key's fingerprint, or None when vault_ext was not preloaded.
 pub fn fingerprint() -> Option<&'static str> {
-    ROOT.get().map(|l| l.fingerprint.as_str())
+    fingerprint_of(Root::Current)
 }
 
-/// Run `f` with the root key readable; the pages are unreadable again afterwards.
-pub fn with_key<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-    let loaded = ROOT.get()?;
+pub fn fingerprint_of(root: Root) -> Option<&'static str> {
+    root.slot().get().map(|l| l.fingerprint.as_str())
+}
+
+/// The loaded root key a recorded fingerprint names: NULL (never recorded) means the current
+/// one; None when neither loaded key has that fingerprint.
+pub fn root_for(recorded: Option<&str>) -> Option<Root> {
+    match recorded {
+        None => Some(Root::Current),
+        Some(fp) if fingerprint() == Some(fp) => Some(Root::Current),
+        Some(fp) if fingerprint_of(Root::Previous) == Some(fp) => Some(Root::Previous),
+        Some(_) => None,
+    }
+}
+
+/// Run `f` with that root key readable; the pages are unreadable again afterwards.
+pub fn with_key<R>(root: Root, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let loaded = root.slot().get()?;
     loaded.key.set_read_only();
     let r = f(loaded.key.as_slice());
     loaded.key.set_no_access();

@@ -66,10 +66,36 @@ pub fn decrypt(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &Key
         crate::cipher::CipherError::Forged => VaultError::DecryptFailed {
             secret: secret(),
             key: key.id_string(),
-            stored: key.fingerprint.clone(),
+            stored: key.foreign_fingerprint.clone(),
             loaded: root_key::fingerprint().unwrap_or("none").to_string(),
         },
     })
+}
+
+/// Root key rotation, one row: decrypt a secret written under the previous root key and
+/// encrypt it for the same key under the current root key (fresh nonce). The value never
+/// leaves this function; vault.rotate_root_key() stores the result, which the trigger only
+/// checks.
+#[pg_extern(volatile, name = "_rewrap")]
+fn rewrap(
+    id: Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_id: Uuid,
+) -> TableIterator<'static, (name!(secret, String), name!(nonce, Vec<u8>))> {
+    let id = id.as_bytes();
+    let rewrapped = keys::lookup(key_id.as_bytes()).and_then(|key| {
+        if key.root != Some(root_key::Root::Previous) {
+            return Err(VaultError::KeyUnusable {
+                key: key.id_string(),
+                why: "it is not under the previous root key".into(),
+            });
+        }
+        let plain = decrypt(id, secret.as_bytes(), nonce, &key)?;
+        let dk = crate::kdf::data_key(root_key::Root::Current, key.key_type, key.key_num, &key.context)?;
+        Ok(encrypt(id, plain.as_slice(), &key, &dk))
+    });
+    TableIterator::once(rewrapped.or_raise())
 }
 
 /// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.

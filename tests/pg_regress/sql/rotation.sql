@@ -56,3 +56,8 @@ SELECT name, status,
                (SELECT id::text FROM vault.keys WHERE name = 'doomed'), '<doomed key>') AS detail
   FROM vault.verify_secrets() ORDER BY name;
 DELETE FROM vault.secrets;
+-- Root key rotation needs a previous root key loaded at server start (tested on real servers
+-- in tests/key_cluster.sh); without one it refuses and changes nothing.
+SELECT vault.rotate_root_key();
+SELECT name, root_key, root_key_fingerprint = vault.root_key_fingerprint() AS current_fingerprint
+  FROM vault.key_status WHERE name IN ('doomed', 'foreign') ORDER BY name;
