@@ -66,6 +66,7 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" log_cluster "log tests"
   cluster_script "$1" "$pgc" key_cluster "root key rotation tests"
   cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
+  cluster_script "$1" "$pgc" fault_cluster "fault tests"
 }
 
 for v in $FULL; do

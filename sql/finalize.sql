@@ -12,7 +12,9 @@ CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vaul
 
 -- Inserting a default key demotes the previous default to expired (it still decrypts). This is
 -- what restores need: CREATE EXTENSION recreates the compatibility key as default, then the
--- dump brings the default key of a rotated database.
+-- dump brings the default key of a rotated database. The dump also carries the compatibility
+-- key's own row: it is merged into the one CREATE EXTENSION made (status and the fingerprint of
+-- the root key its secrets are under), so a restore under another root key reports a mismatch.
 CREATE FUNCTION vault._keys_one_default() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
 AS $$
@@ -20,6 +22,14 @@ BEGIN
   IF NEW.status OPERATOR(pg_catalog.=) 'default' THEN
     UPDATE vault.keys k SET status = 'expired'
      WHERE k.status OPERATOR(pg_catalog.=) 'default' AND k.id OPERATOR(pg_catalog.<>) NEW.id;
+  END IF;
+  IF NEW.id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN
+    UPDATE vault.keys k
+       SET status = NEW.status, expires_at = NEW.expires_at, root_key_fingerprint = NEW.root_key_fingerprint
+     WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
+    IF FOUND THEN
+      RETURN NULL;
+    END IF;
   END IF;
   RETURN NEW;
 END
@@ -313,12 +323,11 @@ BEGIN
 END
 $$;
 
--- pg_dump keeps the rows of both tables; the extension's own compatibility key is recreated
--- by CREATE EXTENSION, so it is left out of the dump.
+-- pg_dump keeps the rows of all three tables (the compatibility key's row is merged into the
+-- one CREATE EXTENSION makes, by the trigger above).
 SELECT pg_catalog.pg_extension_config_dump('vault.secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.secret_acl', '');
-SELECT pg_catalog.pg_extension_config_dump('vault.keys',
-  'WHERE id <> ''00000000-0000-0000-0000-000000000000''');
+SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
 
 -- Privileges: nothing for PUBLIC; vault_reader reads; vault_admin also writes and manages keys.
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;

@@ -128,6 +128,28 @@ BEGIN
 END
 $$;
 
+-- Dumps carry the compatibility key's row too; the insert trigger merges it on restore.
+CREATE OR REPLACE FUNCTION vault._keys_one_default() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF NEW.status OPERATOR(pg_catalog.=) 'default' THEN
+    UPDATE vault.keys k SET status = 'expired'
+     WHERE k.status OPERATOR(pg_catalog.=) 'default' AND k.id OPERATOR(pg_catalog.<>) NEW.id;
+  END IF;
+  IF NEW.id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN
+    UPDATE vault.keys k
+       SET status = NEW.status, expires_at = NEW.expires_at, root_key_fingerprint = NEW.root_key_fingerprint
+     WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
+    IF FOUND THEN
+      RETURN NULL;
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
+
 REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault.rotate_root_key(),
                        vault._rewrap(uuid, text, bytea, uuid)
   FROM PUBLIC;

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Tier 4: faults and load on real servers. kill -9 of the postmaster under writers, a streaming
+# replica (read, promote, write), logical replication of ciphertext, a 4-client soak, and a
+# custom-format dump restored under the same and under a different root key.
+set -u
+. "$(dirname "$0")/lib.sh"
+cluster_init
+SOAK_SECONDS=${SOAK_SECONDS:-60}
+
+echo "# PostgreSQL: $("$PG_BINDIR/postgres" --version)"
+psql_to() { # NAME: psql arguments for that cluster
+  echo "-h $WORK -p $(port "$1") -U postgres -XAtq -v ON_ERROR_STOP=1"
+}
+DIGEST="SELECT count(*) || ':' || md5(coalesce(string_agg(name || '=' || decrypted_secret, ',' ORDER BY name), '')) FROM vault.decrypted_secrets"
+ALL_OK="SELECT count(*) FILTER (WHERE status = 'ok') || '/' || count(*) FROM vault.verify_secrets()"
+
+new_cluster prim "wal_level = logical" "max_wal_senders = 10" "log_error_verbosity = verbose"
+PRIM=$(datadir prim)
+start prim || { cat "$(logfile prim)"; exit 1; }
+sql prim "CREATE EXTENSION vault_ext" >/dev/null
+
+# --- kill -9 of the postmaster while two clients create and update secrets -------------------
+# Each client logs an operation as "sent" before and "acked" after psql returns success: an
+# acked write is committed and must survive; a sent-but-not-acked one may or may not have.
+writer() { # CLIENT
+  local c=$1 i=0 name value
+  while :; do
+    i=$((i + 1)); name="crash_${c}_$(((i + 1) / 2))"; value="plainmarker-$c-$i-$RANDOM"
+    echo "sent $name $value" >>"$WORK/ops_$c"
+    if [ $((i % 2)) -eq 1 ]; then
+      "$PG_BINDIR/psql" $(psql_to prim) -c "SELECT vault.create_secret('$value', '$name')" >/dev/null 2>&1 || break
+    else
+      "$PG_BINDIR/psql" $(psql_to prim) -c "SELECT vault.update_secret(id, '$value') FROM vault.secrets WHERE name = '$name'" \
+        >/dev/null 2>&1 || break
+    fi
+    echo "acked $name $value" >>"$WORK/ops_$c"
+  done
+}
+writer 1 & W1=$!
+writer 2 & W2=$!
+sleep 4
+kill -9 "$(head -1 "$PRIM/postmaster.pid")"
+wait "$W1" "$W2" 2>/dev/null
+# Orphaned backends leave when they notice the postmaster is gone; then it can start again.
+for _ in $(seq 30); do start prim && break; sleep 1; done
+check "server restarts after kill -9 of the postmaster" "yes" "$([ -f "$PRIM/postmaster.pid" ] && echo yes)"
+ACKED=$(cat "$WORK"/ops_* | grep -c '^acked')
+echo "# writers acknowledged $ACKED operations before the kill"
+check "writers got some work done before the kill" "yes" "$([ "$ACKED" -ge 20 ] && echo yes)"
+sql prim "SELECT name || ' ' || decrypted_secret FROM vault.decrypted_secrets WHERE name LIKE 'crash_%'" >"$WORK/final"
+verdict=$(python3 - "$WORK" <<'EOF'
+import glob, sys
+work = sys.argv[1]
+final = dict(l.split(" ", 1) for l in open(f"{work}/final").read().splitlines())
+bad = []
+for f in glob.glob(f"{work}/ops_*"):
+    last_acked, pending = {}, {}
+    for line in open(f).read().splitlines():
+        kind, name, value = line.split(" ", 2)
+        if kind == "acked":
+            last_acked[name] = value
+            pending.pop(name, None)
+        else:
+            pending[name] = value
+    for name, value in last_acked.items():
+        # The final value is the last acknowledged one, or a later write whose ack was lost.
+        if final.get(name) not in (value, pending.get(name)):
+            bad.append(name)
+print(f"{len(bad)} bad" if bad else "all acked writes present")
+EOF
+)
+check "every acknowledged write survived with its last acknowledged value" "all acked writes present" "$verdict"
+check "every secret decrypts after the crash" "$(sql prim "SELECT count(*) FROM vault.secrets")" \
+  "$(sql prim "SELECT count(*) FROM vault.verify_secrets() WHERE status = 'ok'")"
+check "no row holds plaintext" "0" "$(sql prim "SELECT count(*) FROM vault.secrets WHERE secret LIKE '%plainmarker%'")"
+sql prim "CHECKPOINT" >/dev/null
+check "no plaintext in the data files or WAL" "0" \
+  "$(grep -rla 'plainmarker' "$PRIM/base" "$PRIM/pg_wal" 2>/dev/null | wc -l)"
+
+# --- Streaming replica from pg_basebackup -----------------------------------------------------
+sql prim "SELECT vault.create_secret('replicated-' || g, 'rep' || g) FROM generate_series(1, 200) g;
+          SELECT vault.create_secret('on-second-key', 'rep_k2', '', vault.create_key('k2', 'aead-ietf'))" >/dev/null
+PRIM_DIGEST=$(sql prim "$DIGEST")
+REPL=$WORK/repl
+as_pg "$PG_BINDIR/pg_basebackup" -h "$WORK" -p "$(port prim)" -U postgres -D "$REPL" -R -X stream >/dev/null 2>&1
+PORT_repl=$PORT_NEXT; PORT_NEXT=$((PORT_NEXT + 1)); STARTED+=("$REPL")
+echo "port = $PORT_repl" >>"$REPL/postgresql.conf"
+check "pg_basebackup copied the key file with its mode (the replica's key source)" "600" \
+  "$(stat -c '%a' "$REPL/vault_root.key" 2>&1)"
+start repl || cat "$WORK/repl.log"
+check "replica is in recovery" "t" "$(sql repl "SELECT pg_is_in_recovery()")"
+check "replica loaded the same root key" "$(sql prim "SELECT vault.root_key_fingerprint()")" \
+  "$(sql repl "SELECT vault.root_key_fingerprint()")"
+sql prim "SELECT vault.create_secret('after-backup', 'rep_late')" >/dev/null
+for _ in $(seq 30); do [ "$(sql repl "SELECT count(*) FROM vault.secrets WHERE name = 'rep_late'")" = 1 ] && break; sleep 0.5; done
+check "replica reads every secret, including one streamed after the backup" "$(sql prim "$DIGEST")" "$(sql repl "$DIGEST")"
+check_contains "writing on the replica: read-only transaction (25006)" "25006" \
+  "$(sql repl "SELECT vault.create_secret('x', 'on_standby')")"
+as_pg "$PG_BINDIR/pg_ctl" -D "$REPL" -w promote >/dev/null 2>&1
+check "promoted replica is writable" "f" "$(sql repl "SELECT pg_is_in_recovery()")"
+sql repl "SELECT vault.create_secret('after-promotion', 'promoted')" >/dev/null
+check "promoted replica writes and reads new secrets" "after-promotion" \
+  "$(sql repl "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'promoted'")"
+check "promoted replica: all secrets verify" "$(sql repl "SELECT count(*) FROM vault.secrets")/$(sql repl "SELECT count(*) FROM vault.secrets")" \
+  "$(sql repl "$ALL_OK")"
+stop repl
+
+# --- Logical replication to a subscriber with the same root key -------------------------------
+new_cluster sub
+write_key "$(datadir sub)/vault_root.key" "$(tr -d '[:space:]' <"$PRIM/vault_root.key")"
+start sub || cat "$(logfile sub)"
+sql sub "CREATE EXTENSION vault_ext" >/dev/null
+# The compatibility key exists on both sides already; publish the keys users created.
+sql prim "CREATE PUBLICATION vault_pub FOR TABLE vault.secrets,
+          vault.keys WHERE (id <> '00000000-0000-0000-0000-000000000000')" >/dev/null
+sql sub "CREATE SUBSCRIPTION vault_sub CONNECTION 'host=$WORK port=$(port prim) user=postgres dbname=postgres'
+         PUBLICATION vault_pub" >/dev/null
+sql prim "SELECT vault.create_secret('streamed-logically', 'logical1')" >/dev/null
+sql prim "SELECT vault.update_secret(id, 'updated-logically') FROM vault.secrets WHERE name = 'rep1'" >/dev/null
+sql prim "DELETE FROM vault.secrets WHERE name = 'rep2'" >/dev/null
+CIPHER="SELECT md5(string_agg(id || secret || encode(nonce, 'hex'), ',' ORDER BY id)) FROM vault.secrets"
+for _ in $(seq 60); do [ "$(sql sub "$CIPHER")" = "$(sql prim "$CIPHER")" ] && break; sleep 0.5; done
+check "subscriber holds the same ciphertext (not re-encrypted on apply)" "$(sql prim "$CIPHER")" "$(sql sub "$CIPHER")"
+check "subscriber decrypts every replicated secret" "$(sql prim "$DIGEST")" "$(sql sub "$DIGEST")"
+check "an UPDATE replicates and decrypts" "updated-logically" \
+  "$(sql sub "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'rep1'")"
+sql sub "DROP SUBSCRIPTION vault_sub" >/dev/null
+sql prim "DROP PUBLICATION vault_pub" >/dev/null
+stop sub
+
+# --- Soak: 4 clients, create/update/read/delete on 40 shared names ----------------------------
+# Every transaction logs its operation in the same transaction, so the log counts exactly the
+# committed work; a read that sees a value not written by a client logs 'bad_read'. The upsert
+# repeats the plaintext in DO UPDATE (EXCLUDED.secret is already ciphertext: see the README).
+sql prim "CREATE TABLE soak_log (op text NOT NULL)" >/dev/null
+cat >"$WORK/soak.sql" <<'EOF'
+\set n random(1, 40)
+\set op random(1, 4)
+BEGIN;
+\if :op = 1
+WITH v AS (SELECT 'soakvalue-' || :client_id || '-' || random() AS value)
+INSERT INTO vault.secrets (name, secret) SELECT 'soak' || :n, value FROM v
+  ON CONFLICT (name) WHERE name IS NOT NULL
+  DO UPDATE SET secret = (SELECT value FROM v), nonce = NULL, updated_at = now();
+INSERT INTO soak_log VALUES ('upsert');
+\elif :op = 2
+SELECT vault.update_secret(id, 'soakvalue-' || :client_id || '-u' || random())
+  FROM (SELECT id FROM vault.secrets WHERE name = 'soak' || :n FOR UPDATE) locked;
+INSERT INTO soak_log VALUES ('update');
+\elif :op = 3
+INSERT INTO soak_log SELECT 'bad_read' FROM vault.decrypted_secrets
+ WHERE name = 'soak' || :n AND decrypted_secret !~ '^soakvalue-[0-9]+-u?[0-9.e-]+$';
+INSERT INTO soak_log VALUES ('read');
+\else
+DELETE FROM vault.secrets WHERE name = 'soak' || :n;
+INSERT INTO soak_log VALUES ('delete');
+\endif
+COMMIT;
+EOF
+SOAK=$(as_pg "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port prim)" -U postgres -n -c 4 -j 2 -T "$SOAK_SECONDS" \
+  -f "$WORK/soak.sql" postgres 2>&1)
+DONE=$(echo "$SOAK" | sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p')
+echo "# soak: ${DONE:-?} transactions in ${SOAK_SECONDS} s"
+echo "$SOAK" | grep -E "ERROR|abort" | head -5
+check_absent "soak: no client aborted" "aborted" "$SOAK"
+check_absent "soak: no errors" "ERROR" "$SOAK"
+check "soak: committed transactions = what pgbench reports" "${DONE:-none}" \
+  "$(sql prim "SELECT count(*) FROM soak_log WHERE op <> 'bad_read'")"
+check "soak: every read saw a value a client wrote" "0" "$(sql prim "SELECT count(*) FROM soak_log WHERE op = 'bad_read'")"
+check "soak: every remaining secret decrypts" "$(sql prim "SELECT count(*) FROM vault.secrets")" \
+  "$(sql prim "SELECT count(*) FROM vault.verify_secrets() WHERE status = 'ok'")"
+check "soak: no row holds plaintext" "0" "$(sql prim "SELECT count(*) FROM vault.secrets WHERE secret LIKE 'soakvalue%'")"
+
+# --- pg_dump -Fc restored under the same and under a different root key -----------------------
+"$PG_BINDIR/pg_dump" -h "$WORK" -p "$(port prim)" -U postgres -Fc -f "$WORK/prim.dump" postgres
+restore_into() { # NAME KEYHEX: output in $WORK/NAME.restore
+  new_cluster "$1"
+  write_key "$(datadir "$1")/vault_root.key" "$2"
+  start "$1" || cat "$(logfile "$1")"
+  sql "$1" "CREATE DATABASE restored" >/dev/null
+  "$PG_BINDIR/pg_restore" -h "$WORK" -p "$(port "$1")" -U postgres -d restored --exit-on-error "$WORK/prim.dump" \
+    >"$WORK/$1.restore" 2>&1
+}
+restore_into same "$(tr -d '[:space:]' <"$PRIM/vault_root.key")"
+out=$(cat "$WORK/same.restore")
+check "restore with the same key succeeds" "" "$out"
+check "... and every secret decrypts" "$(sql prim "$DIGEST")" "$(sql same "$DIGEST" restored)"
+stop same
+restore_into other "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+out=$(cat "$WORK/other.restore")
+check "restore with a different key succeeds" "" "$out"
+N=$(sql prim "SELECT count(*) FROM vault.secrets")
+check "verify_secrets: every secret (compatibility key included) is root_key_mismatch" "$N root_key_mismatch" \
+  "$(sql other "SELECT count(*) || ' ' || string_agg(DISTINCT status, ',') FROM vault.verify_secrets()" restored)"
+out=$(sql other "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'rep3'" restored)
+check_contains "decrypting says the root key is not the one (XX001)" "XX001" "$out"
+check_contains "... with the fingerprint the secrets need" "$(sql prim "SELECT vault.root_key_fingerprint()")" "$out"
+check "key_status marks the restored keys 'not loaded'" "not loaded" \
+  "$(sql other "SELECT string_agg(DISTINCT root_key, ',') FROM vault.key_status" restored)"
+stop other
+stop prim
+
+summary "fault tests"
