@@ -59,12 +59,22 @@ lookup_sql() {
   esac
 }
 
-# Server-side time of one statement in ms (psql \timing), after a fresh connection.
+# Time of one statement in ms (psql \timing), on a fresh connection. A failure stops the run.
 timed() {
-  "$PG_BINDIR/psql" -h "$WORK" -p "$(port bench)" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
-    -c '\timing on' -c "$1" 2>&1 | sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' | tail -1
+  local out
+  out=$("$PG_BINDIR/psql" -h "$WORK" -p "$(port bench)" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
+    -c '\timing on' -c "$1" 2>&1)
+  if ! grep -qE '^Time: ' <<<"$out"; then
+    echo "benchmark statement failed: $1"$'\n'"$out" >&2
+    kill -TERM $$
+  fi
+  sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' <<<"$out" | tail -1
 }
-reset() { sql bench "TRUNCATE vault.secrets, bench_plain, bench_pgp, bench_raw; CHECKPOINT" >/dev/null; }
+must() { # run SQL, stop the run when it fails
+  local out
+  out=$(sql bench "$1") || { echo "benchmark statement failed: $1"$'\n'"$out" >&2; exit 1; }
+}
+reset() { must "TRUNCATE vault.secret_acl, vault.secrets, bench_plain, bench_pgp, bench_raw; CHECKPOINT"; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }
@@ -77,9 +87,9 @@ for round in $(seq "$ROUNDS"); do
   done
   reset
   for v in plain insert pgp raw; do
-    sql bench "$(write_sql "$v" "$SCAN_N")" >/dev/null
+    must "$(write_sql "$v" "$SCAN_N")"
   done
-  sql bench "VACUUM ANALYZE" >/dev/null
+  must "VACUUM ANALYZE"
   for v in plain insert pgp raw; do
     record "size_$v" "$(sql bench "SELECT pg_total_relation_size('$(table_of "$v")')")"
   done

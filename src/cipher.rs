@@ -71,6 +71,8 @@ impl KeyType {
 pub struct DataKey {
     key_type: KeyType,
     material: SecretBytes,
+    /// aead-det: BLAKE2b keyed with ka, ready to copy.
+    mac: Option<sodium::KeyedBlake2b256>,
 }
 
 /// Why a blob could not be decrypted. Deliberately carries no data.
@@ -102,8 +104,18 @@ impl DataKey {
                 m
             }
         };
+        let mac = match key_type {
+            KeyType::AeadDet => Some(sodium::KeyedBlake2b256::new(
+                material.as_slice()[..32].try_into().expect("32"),
+            )?),
+            _ => None,
+        };
         material.set_read_only();
-        Some(DataKey { key_type, material })
+        Some(DataKey {
+            key_type,
+            material,
+            mac,
+        })
     }
 
     fn part(&self, i: usize) -> &[u8; 32] {
@@ -164,21 +176,24 @@ impl DataKey {
 
     /// S2V over (AD, nonce, message) with BLAKE2b-256 keyed by ka.
     fn s2v(&self, ad: &[u8], nonce: Option<&[u8]>, msg: &[u8]) -> [u8; 32] {
-        let ka = self.part(0);
+        let Some(mac) = &self.mac else {
+            unreachable!("s2v is only used by aead-det keys, which have a MAC state")
+        };
+        let ka = |parts: &[&[u8]]| mac.hash(parts);
         let mut d = *self.part(2);
         if !ad.is_empty() {
             dbl(&mut d);
-            xor32(&mut d, &hash32(ka, &[ad]));
+            xor32(&mut d, &ka(&[ad]));
         }
         if let Some(n) = nonce {
             dbl(&mut d);
-            xor32(&mut d, &hash32(ka, &[n]));
+            xor32(&mut d, &ka(&[n]));
         }
         let tag = if msg.len() >= 32 {
             let (head, last) = msg.split_at(msg.len() - 32);
             let mut t: [u8; 32] = last.try_into().expect("32");
             xor32(&mut t, &d);
-            let out = hash32(ka, &[head, &t]);
+            let out = ka(&[head, &t]);
             sodium::memzero(&mut t);
             out
         } else {
@@ -187,7 +202,7 @@ impl DataKey {
                 *x ^= m;
             }
             d[msg.len()] ^= 0x80;
-            hash32(ka, &[&d])
+            ka(&[&d])
         };
         sodium::memzero(&mut d);
         tag
@@ -242,49 +257,82 @@ pub fn base64_encode(data: &[u8]) -> String {
     String::from_utf8(out).expect("base64 is ASCII")
 }
 
-fn b64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
+/// Base64 symbol values; `WS` for whitespace PostgreSQL skips, `PAD` for `=`, `BAD` otherwise.
+const WS: u8 = 64;
+const PAD: u8 = 65;
+const BAD: u8 = 255;
+const B64_VALUES: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[B64[i] as usize] = i as u8;
+        i += 1;
     }
-}
+    t[b' ' as usize] = WS;
+    t[b'\t' as usize] = WS;
+    t[b'\n' as usize] = WS;
+    t[b'\r' as usize] = WS;
+    t[b'=' as usize] = PAD;
+    t
+};
 
 /// Decode base64 as PostgreSQL's `decode(.., 'base64')` accepts it: whitespace ignored,
-/// `=` padding only at the end. None when malformed.
+/// `=` padding only at the end. None when malformed. Table-driven: it runs for every row a
+/// scan decrypts.
 pub fn base64_decode(text: &[u8]) -> Option<SecretVec> {
-    let mut out = SecretVec::with_capacity(text.len() / 4 * 3 + 3);
-    let v = out.vec_mut();
-    let (mut acc, mut bits, mut pad, mut count) = (0u32, 0u32, 0usize, 0usize);
-    for &c in text {
-        if matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-            continue;
-        }
-        count += 1;
-        if c == b'=' {
-            pad += 1;
-            if pad > 2 {
-                return None;
+    let mut out = SecretVec::from_vec(vec![0u8; text.len() / 4 * 3 + 3]);
+    let buf = out.vec_mut();
+    let (mut acc, mut bits, mut pad, mut count, mut len) = (0u32, 0u32, 0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < text.len() {
+        // At a group boundary, decode whole groups of four symbols at once; line breaks and
+        // the padded tail take the symbol-by-symbol path below.
+        if count % 4 == 0 && pad == 0 {
+            while let Some(&[a, b, c, d]) = text.get(i..i + 4) {
+                let (a, b, c, d) = (
+                    B64_VALUES[a as usize],
+                    B64_VALUES[b as usize],
+                    B64_VALUES[c as usize],
+                    B64_VALUES[d as usize],
+                );
+                if (a | b | c | d) >= 64 {
+                    break;
+                }
+                let group = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
+                buf[len..len + 3].copy_from_slice(&group.to_be_bytes()[1..]);
+                len += 3;
+                count += 4;
+                i += 4;
             }
+            if i == text.len() {
+                break;
+            }
+        }
+        let v = B64_VALUES[text[i] as usize];
+        i += 1;
+        if v < 64 && pad == 0 {
+            acc = (acc << 6) | u32::from(v);
+            bits += 6;
+            count += 1;
+            if bits >= 8 {
+                bits -= 8;
+                buf[len] = (acc >> bits) as u8;
+                len += 1;
+            }
+        } else if v == WS {
             continue;
-        }
-        if pad > 0 {
-            return None; // data after padding
-        }
-        acc = (acc << 6) | u32::from(b64_value(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            v.push((acc >> bits) as u8);
+        } else if v == PAD && pad < 2 {
+            pad += 1;
+            count += 1;
+        } else {
+            return None; // not base64, data after padding, or too much padding
         }
     }
     // Each group is 4 symbols; padding must complete the last group exactly.
-    if count % 4 != 0 || (pad > 0 && (count / 4) * 3 - pad != v.len()) {
+    if count % 4 != 0 || (pad > 0 && (count / 4) * 3 - pad != len) {
         return None;
     }
+    buf.truncate(len);
     Some(out)
 }
 

@@ -9,6 +9,7 @@ use crate::errors::{VResult, VaultError};
 use crate::hooks;
 use crate::keys;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{pg_sys, Uuid};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,7 +23,11 @@ struct Acl {
 
 thread_local! {
     static ACL: RefCell<Option<std::rc::Rc<Acl>>> = const { RefCell::new(None) };
+    /// The ACL query, planned once per backend (point lookups run it once per transaction).
+    static ACL_QUERY: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
+
+const ACL_SQL: &str = "SELECT secret_id, grantee::oid FROM vault.secret_acl";
 
 pub fn invalidate() {
     ACL.with(|a| a.borrow_mut().take());
@@ -31,7 +36,16 @@ pub fn invalidate() {
 fn load() -> VResult<Acl> {
     let mut grants: HashMap<[u8; 16], Vec<pg_sys::Oid>> = HashMap::new();
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
-        for row in client.select("SELECT secret_id, grantee::oid FROM vault.secret_acl", None, &[])? {
+        let planned = ACL_QUERY.with(|q| q.borrow().is_some());
+        if !planned {
+            let plan = client.prepare(ACL_SQL, &[])?.keep();
+            ACL_QUERY.with(|q| *q.borrow_mut() = Some(plan));
+        }
+        let rows = ACL_QUERY.with(|q| match q.borrow().as_ref() {
+            Some(plan) => client.select(plan, None, &[]),
+            None => client.select(ACL_SQL, None, &[]),
+        })?;
+        for row in rows {
             if let (Some(id), Some(role)) = (row.get::<Uuid>(1)?, row.get::<pg_sys::Oid>(2)?) {
                 grants.entry(*id.as_bytes()).or_default().push(role);
             }
@@ -59,6 +73,9 @@ pub fn may_read(id: &[u8; 16]) -> VResult<bool> {
             acl
         }
     };
+    if acl.grants.is_empty() {
+        return Ok(true);
+    }
     Ok(match acl.grants.get(id) {
         None => true,
         Some(roles) => {

@@ -14,17 +14,29 @@ type CacheKey = (Root, KeyType, u64, [u8; 8]);
 
 thread_local! {
     static CACHE: RefCell<HashMap<CacheKey, Rc<DataKey>>> = RefCell::new(HashMap::new());
+    /// The key used last: a scan decrypts row after row with the same key.
+    static LAST: RefCell<Option<(CacheKey, Rc<DataKey>)>> = const { RefCell::new(None) };
 }
 
 /// Wipe every cached data key (guarded memory is zeroed when freed).
 fn wipe_cache() {
+    let _ = LAST.try_with(|l| l.borrow_mut().take());
     let _ = CACHE.try_with(|c| c.borrow_mut().clear());
 }
 
 /// The data key for (root key, type, subkey id, context), derived on first use in this backend.
 pub fn data_key(root: Root, key_type: KeyType, key_num: u64, context: &[u8; 8]) -> VResult<Rc<DataKey>> {
     let ck = (root, key_type, key_num, *context);
+    if let Some(k) = LAST.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(last, _)| *last == ck)
+            .map(|(_, k)| k.clone())
+    }) {
+        return Ok(k);
+    }
     if let Some(k) = CACHE.with(|c| c.borrow().get(&ck).cloned()) {
+        LAST.with(|l| *l.borrow_mut() = Some((ck, k.clone())));
         return Ok(k);
     }
     if root_key::fingerprint().is_none() {

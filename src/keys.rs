@@ -10,7 +10,8 @@ use crate::errors::{raise, OrRaise, VResult, VaultError};
 use crate::kdf;
 use crate::root_key::{self, Root};
 use pgrx::prelude::*;
-use pgrx::{register_xact_callback, PgXactCallbackEvent, Uuid};
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{register_xact_callback, PgBuiltInOids, PgOid, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -220,6 +221,13 @@ const KEY_COLUMNS: &str = "SELECT k.id, k.key_type, k.key_id, k.key_context, k.s
 
 /// Read one key. `lock`: share-lock its row (run as a read-write statement, which FOR SHARE
 /// needs).
+const BY_ID: &str = "k.id OPERATOR(pg_catalog.=) $1";
+
+thread_local! {
+    /// The by-id lookup, planned once per backend: readers run it once per transaction.
+    static BY_ID_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
+
 fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<KeyInfo>> {
     let sql = format!(
         "{KEY_COLUMNS} WHERE {where_clause}{}",
@@ -229,6 +237,17 @@ fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<Ke
         let args: Vec<pgrx::datum::DatumWithOid> = arg.into_iter().map(Into::into).collect();
         let t = if lock {
             client.update(sql.as_str(), Some(1), &args)?
+        } else if where_clause == BY_ID {
+            if BY_ID_PLAN.with(|p| p.borrow().is_none()) {
+                let plan = client
+                    .prepare(sql.as_str(), &[PgOid::BuiltIn(PgBuiltInOids::UUIDOID)])?
+                    .keep();
+                BY_ID_PLAN.with(|p| *p.borrow_mut() = Some(plan));
+            }
+            BY_ID_PLAN.with(|p| match p.borrow().as_ref() {
+                Some(plan) => client.select(plan, Some(1), &args),
+                None => client.select(sql.as_str(), Some(1), &args),
+            })?
         } else {
             client.select(sql.as_str(), Some(1), &args)?
         };
@@ -263,7 +282,7 @@ pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
     if let Some(k) = CACHE.with(|c| c.borrow().get(id).cloned()) {
         return Ok(k);
     }
-    match fetch("k.id OPERATOR(pg_catalog.=) $1", Some(Uuid::from_bytes(*id)), false)? {
+    match fetch(BY_ID, Some(Uuid::from_bytes(*id)), false)? {
         Some(info) => Ok(remember(info)),
         None if *id == COMPAT_KEY_ID => Ok(remember(KeyInfo::compat())),
         None => Err(VaultError::UnknownKey(uuid_string(id))),

@@ -11,8 +11,8 @@ use crate::sodium::{self, SecretVec};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByRust, PgTrigger, Uuid};
 
-/// Decrypt one stored secret. Used by the view with the row's key columns joined in, so no key
-/// lookup happens per row.
+/// Decrypt one stored secret with the key's columns passed in (vault.verify_secrets, which
+/// reports on rows whose key is missing or unusable; and 0.1.0's view).
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(stable, parallel_safe, name = "_decrypt")]
 fn decrypt_column(
@@ -32,6 +32,22 @@ fn decrypt_column(
         return None;
     }
     let text = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)
+        .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
+        .and_then(|plain| into_text(plain, id.as_bytes()));
+    Some(text.or_raise())
+}
+
+/// Decrypt one stored secret, given its row's key_id (NULL: the compatibility key). The key's
+/// metadata is read once per transaction (a kept plan) and cached, so `vault.decrypted_secrets`
+/// is a single-table view: cheap to plan for point lookups, no join for scans.
+#[pg_extern(stable, parallel_safe, name = "_decrypt")]
+fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key_id: Option<Uuid>) -> Option<String> {
+    let (id, secret) = (id?, secret?);
+    if !crate::grants::may_read(id.as_bytes()).or_raise() {
+        return None;
+    }
+    let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
+    let text = keys::lookup(&key_id)
         .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
         .and_then(|plain| into_text(plain, id.as_bytes()));
     Some(text.or_raise())
@@ -101,7 +117,7 @@ fn rewrap(
 /// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.
 fn encrypt(id: &[u8; 16], plaintext: &[u8], key: &KeyInfo, dk: &crate::cipher::DataKey) -> (String, Vec<u8>) {
     let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
-    sodium::random_bytes(&mut nonce);
+    sodium::random_nonce(&mut nonce);
     let blob = dk.encrypt(plaintext, &uuid_text(id), Some(&nonce));
     (base64_encode(&blob), nonce)
 }
@@ -242,7 +258,11 @@ fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, Alloca
             let (text, nonce) = encrypt(&id, plain.as_slice(), &key, &dk);
             out.set_by_name("secret", text).map_err(shape_err)?;
             out.set_by_name("nonce", nonce).map_err(shape_err)?;
-            out.set_by_name("key_id", stored_key_id(&key)).map_err(shape_err)?;
+            // Each set rebuilds the tuple: leave key_id alone when it already names this key.
+            let key_id = stored_key_id(&key);
+            if key_id.map(|u| *u.as_bytes()) != new.key_id {
+                out.set_by_name("key_id", key_id).map_err(shape_err)?;
+            }
         }
     }
     Ok(out)

@@ -122,6 +122,42 @@ pub fn random_bytes(buf: &mut [u8]) {
     unsafe { ffi::randombytes_buf(buf.as_mut_ptr() as *mut c_void, buf.len()) };
 }
 
+/// Random bytes for nonces (public values: they are stored beside the ciphertext), served from a
+/// per-process pool refilled from the OS CSPRNG 4 KiB at a time instead of one getrandom call
+/// per secret. The pool remembers which process filled it, so a forked backend never hands out
+/// bytes its parent (or a sibling) also holds.
+pub fn random_nonce(buf: &mut [u8]) {
+    const POOL: usize = 4096;
+    struct Pool {
+        pid: u32,
+        bytes: Vec<u8>,
+        used: usize,
+    }
+    thread_local! {
+        static NONCES: std::cell::RefCell<Pool> = const {
+            std::cell::RefCell::new(Pool { pid: 0, bytes: Vec::new(), used: 0 })
+        };
+    }
+    if buf.len() > POOL / 4 {
+        return random_bytes(buf);
+    }
+    NONCES.with(|p| {
+        let mut p = p.borrow_mut();
+        let pid = std::process::id();
+        if p.pid != pid || p.used + buf.len() > p.bytes.len() {
+            p.bytes.resize(POOL, 0);
+            random_bytes(&mut p.bytes);
+            p.pid = pid;
+            p.used = 0;
+        }
+        let start = p.used;
+        buf.copy_from_slice(&p.bytes[start..start + buf.len()]);
+        // Bytes handed out are erased from the pool so they cannot be handed out again.
+        p.bytes[start..start + buf.len()].fill(0);
+        p.used += buf.len();
+    });
+}
+
 /// Constant-time comparison of two 32-byte values.
 pub fn verify_32(a: &[u8; 32], b: &[u8; 32]) -> bool {
     // SAFETY: both pointers refer to 32 readable bytes.
@@ -187,6 +223,41 @@ impl Blake2b256 {
         let mut out = [0u8; 32];
         // SAFETY: state was initialised; out has the 32 bytes requested at init.
         unsafe { ffi::crypto_generichash_final(&mut *self.state, out.as_mut_ptr(), 32) };
+        out
+    }
+}
+
+/// BLAKE2b-256 keyed once. The initialised state (its buffer holds the padded key block) stays
+/// in guarded memory and is copied for each hash: no re-initialisation and no allocation per
+/// hash (aead-det runs three per secret). libsodium's state holds no pointers, so a byte copy
+/// is a valid state.
+pub struct KeyedBlake2b256 {
+    init: SecretBytes,
+}
+
+impl KeyedBlake2b256 {
+    pub fn new(key: &[u8; 32]) -> Option<Self> {
+        let mut init = SecretBytes::zeroed(std::mem::size_of::<ffi::crypto_generichash_state>())?;
+        let h = Blake2b256::new(key);
+        init.as_mut_slice().copy_from_slice(&h.state.opaque);
+        init.set_read_only();
+        Some(KeyedBlake2b256 { init })
+    }
+
+    /// BLAKE2b-256 of the concatenated parts, keyed.
+    pub fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut state = ffi::crypto_generichash_state { opaque: [0u8; 384] };
+        state.opaque.copy_from_slice(self.init.as_slice());
+        let mut out = [0u8; 32];
+        // SAFETY: state is a copy of a state libsodium initialised for 32-byte output (the
+        // Rust type keeps its 64-byte alignment); parts are valid slices; out has 32 bytes.
+        unsafe {
+            for p in parts {
+                ffi::crypto_generichash_update(&mut state, p.as_ptr(), p.len() as _);
+            }
+            ffi::crypto_generichash_final(&mut state, out.as_mut_ptr(), 32);
+        }
+        memzero(&mut state.opaque);
         out
     }
 }
@@ -299,5 +370,22 @@ impl Aead {
         }
         out.vec_mut().truncate(out_len as usize);
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_from_the_pool_do_not_repeat() {
+        init().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            // 2000 x 24 bytes: the pool is refilled several times.
+            let mut n = [0u8; 24];
+            random_nonce(&mut n);
+            assert!(seen.insert(n), "a nonce repeated");
+        }
     }
 }

@@ -11,7 +11,8 @@ EXTDIR=$("$PG_CONFIG" --sharedir)/extension
 echo "# PostgreSQL: $("$PG_BINDIR/postgres" --version); current version $CURRENT"
 
 # Everything vault_ext owns, as text: functions (signature, body, flags, settings, ACL), views,
-# columns, constraints, indexes, triggers, comments, table ACLs and the dump configuration.
+# columns, constraints, indexes, triggers, comments, table ACLs (sorted: grant order does not
+# matter) and the dump configuration.
 CATALOG=$(cat <<'EOF'
 WITH members AS (
   SELECT classid, objid FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
@@ -19,11 +20,11 @@ WITH members AS (
 )
 SELECT 'function ' || p.oid::regprocedure || ' ' || pg_get_function_result(p.oid) || ' ' || md5(p.prosrc)
        || ' ' || p.provolatile::text || p.proparallel::text || p.prosecdef::text || p.proisstrict::text
-       || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce(p.proacl::text, '')
+       || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x), '')
        || ' ' || coalesce(obj_description(p.oid, 'pg_proc'), '')
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
 UNION ALL
-SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '')
+SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x), '')
        || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
        || CASE WHEN c.relkind = 'v' THEN ' ' || md5(pg_get_viewdef(c.oid)) ELSE '' END
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
@@ -46,7 +47,7 @@ UNION ALL
 SELECT 'config ' || c::regclass || ' ' || coalesce(w, '')
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, w) WHERE e.extname = 'vault_ext'
 UNION ALL
-SELECT 'schema ' || nspacl::text FROM pg_namespace WHERE nspname = 'vault'
+SELECT 'schema ' || (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(nspacl) x) FROM pg_namespace WHERE nspname = 'vault'
 ORDER BY 1
 EOF
 )

@@ -28,10 +28,10 @@ SELECT vault.read_secret('open');
 SELECT vault.read_secret('team_only');
 \echo :LAST_ERROR_SQLSTATE
 -- The internal function checks too: passing the row's own columns gives NULL.
-SELECT vault._decrypt(s.id, s.secret, s.nonce, NULL, NULL, NULL, NULL, NULL, NULL) AS direct_call
+SELECT vault._decrypt(s.id, s.secret, s.nonce, s.key_id) AS direct_call
   FROM vault.decrypted_secrets s WHERE s.name = 'team_only';
 -- Another row's ciphertext under a readable id does not decrypt: the id is authenticated.
-SELECT vault._decrypt(o.id, t.secret, t.nonce, NULL, NULL, NULL, NULL, NULL, NULL)
+SELECT vault._decrypt(o.id, t.secret, t.nonce, t.key_id)
   FROM vault.decrypted_secrets o, vault.decrypted_secrets t WHERE o.name = 'open' AND t.name = 'team_only';
 \echo :LAST_ERROR_SQLSTATE
 SELECT vault.grant_secret(id, 'regress_other') FROM vault.decrypted_secrets WHERE name = 'team_only';

@@ -23,6 +23,8 @@ SELECT vault.create_key();
 \echo :LAST_ERROR_SQLSTATE
 SELECT vault.root_key_fingerprint() IS NOT NULL;
 \echo :LAST_ERROR_SQLSTATE
+SELECT vault._decrypt(NULL, NULL, NULL, NULL);
+\echo :LAST_ERROR_SQLSTATE
 SELECT vault._decrypt(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO vault.secrets (secret) VALUES ('x');
