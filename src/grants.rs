@@ -8,6 +8,7 @@
 use crate::errors::{VResult, VaultError};
 use crate::hooks;
 use crate::keys;
+use crate::readcache;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{pg_sys, Uuid};
@@ -22,15 +23,22 @@ struct Acl {
 }
 
 thread_local! {
-    static ACL: RefCell<Option<std::rc::Rc<Acl>>> = const { RefCell::new(None) };
+    /// The grants, and whether they may outlive this transaction (see readcache.rs).
+    static ACL: RefCell<Option<(std::rc::Rc<Acl>, bool)>> = const { RefCell::new(None) };
     /// The ACL query, planned once per backend (point lookups run it once per transaction).
     static ACL_QUERY: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
 const ACL_SQL: &str = "SELECT secret_id, grantee::oid FROM vault.secret_acl";
 
-pub fn invalidate() {
-    ACL.with(|a| a.borrow_mut().take());
+/// Drop the cached grants (`only_transient`: unless they may outlive the transaction).
+pub fn forget(only_transient: bool) {
+    ACL.with(|a| {
+        let mut a = a.borrow_mut();
+        if !only_transient || a.as_ref().is_some_and(|(_, keep)| !keep) {
+            a.take();
+        }
+    });
 }
 
 fn load() -> VResult<Acl> {
@@ -64,12 +72,13 @@ fn load() -> VResult<Acl> {
 
 /// Whether the current user may read the plaintext of secret `id`.
 pub fn may_read(id: &[u8; 16]) -> VResult<bool> {
-    let acl = match ACL.with(|a| a.borrow().clone()) {
+    let acl = match ACL.with(|a| a.borrow().as_ref().map(|(acl, _)| acl.clone())) {
         Some(acl) => acl,
         None => {
-            let acl = std::rc::Rc::new(load()?);
+            let (acl, keep) = readcache::load(load)?;
+            let acl = std::rc::Rc::new(acl);
             keys::clear_at_transaction_end();
-            ACL.with(|a| *a.borrow_mut() = Some(acl.clone()));
+            ACL.with(|a| *a.borrow_mut() = Some((acl.clone(), keep)));
             acl
         }
     };
@@ -85,11 +94,12 @@ pub fn may_read(id: &[u8; 16]) -> VResult<bool> {
     })
 }
 
-/// Statement trigger on vault.secret_acl: drop the cached grants so this transaction sees them.
+/// Statement trigger on vault.secret_acl: drop the cached grants so this transaction sees
+/// them, and tell every other backend when it commits.
 #[pg_trigger]
 fn grants_changed<'a>(
-    _trigger: &'a pgrx::PgTrigger<'a>,
+    trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    invalidate();
+    readcache::changed_here(trigger.relation()?.oid());
     Ok(None)
 }

@@ -57,3 +57,47 @@ pub fn at_process_exit(f: fn()) {
     // fits in a Datum (pointer-sized) and lives for the program's lifetime.
     unsafe { pg_sys::on_proc_exit(Some(trampoline), pg_sys::Datum::from(f as usize)) };
 }
+
+/// Call `f` on every relation cache invalidation this process receives (any relation, or
+/// all of them): other sessions' committed changes to vault.keys / vault.secret_acl arrive
+/// this way (see `announce_change`). Register once, in the postmaster while preloading.
+pub fn on_relcache_invalidation(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
+        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
+        f();
+    }
+    // SAFETY: the callback table is per process and inherited by forked backends; a fn
+    // pointer fits in a Datum and lives for the program's lifetime.
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(trampoline), pg_sys::Datum::from(f as usize)) };
+}
+
+/// Queue a relcache invalidation of `relid`, sent to every backend when this transaction
+/// commits (nothing is sent on abort).
+pub fn announce_change(relid: pg_sys::Oid) {
+    // SAFETY: registers a transactional invalidation message; valid inside a transaction.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+}
+
+/// Inside a parallel operation (leader or worker).
+pub fn in_parallel_mode() -> bool {
+    // SAFETY: reads a transaction-state flag.
+    unsafe { pg_sys::IsInParallelMode() }
+}
+
+/// Run `f` under a snapshot taken now (newer than the statement's), so data read by `f`
+/// includes every commit whose invalidation this backend has already processed. None in
+/// parallel mode, where no new snapshot may be taken.
+pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> Option<R> {
+    if in_parallel_mode() {
+        return None;
+    }
+    // SAFETY: GetLatestSnapshot and the active-snapshot stack are valid inside a transaction
+    // outside parallel mode. On error the stack is unwound by the transaction abort.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let r = f();
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    Some(r)
+}

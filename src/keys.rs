@@ -185,6 +185,8 @@ pub fn uuid_string(b: &[u8; 16]) -> String {
 
 thread_local! {
     static CACHE: RefCell<HashMap<[u8; 16], Rc<KeyInfo>>> = RefCell::new(HashMap::new());
+    /// The read path's key metadata, each with whether it may outlive this transaction.
+    static READ_CACHE: RefCell<HashMap<[u8; 16], (Rc<KeyInfo>, bool)>> = RefCell::new(HashMap::new());
     static DEFAULT: RefCell<Option<Rc<KeyInfo>>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -195,12 +197,24 @@ pub fn invalidate() {
     DEFAULT.with(|d| d.borrow_mut().take());
 }
 
+/// Drop the read path's key metadata (`only_transient`: what may not outlive the transaction).
+pub fn forget_read_cache(only_transient: bool) {
+    READ_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if only_transient {
+            c.retain(|_, (_, keep)| *keep);
+        } else {
+            c.clear();
+        }
+    });
+}
+
 /// Drop every per-transaction cache (key metadata, grants) when this transaction ends.
 pub fn clear_at_transaction_end() {
     if !CALLBACKS_REGISTERED.with(|r| r.replace(true)) {
         let clear = || {
             invalidate();
-            crate::grants::invalidate();
+            crate::readcache::at_transaction_end();
             CALLBACKS_REGISTERED.with(|r| r.set(false));
         };
         register_xact_callback(PgXactCallbackEvent::Commit, clear);
@@ -289,6 +303,22 @@ pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
     }
 }
 
+/// Metadata of key `id` for decrypting, kept across transactions when safe (readcache.rs).
+pub fn lookup_for_read(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
+    if let Some(k) = READ_CACHE.with(|c| c.borrow().get(id).map(|(k, _)| k.clone())) {
+        return Ok(k);
+    }
+    let (found, keep) = crate::readcache::load(|| fetch(BY_ID, Some(Uuid::from_bytes(*id)), false))?;
+    let info = match found {
+        Some(info) => Rc::new(info),
+        None if *id == COMPAT_KEY_ID => Rc::new(KeyInfo::compat()),
+        None => return Err(VaultError::UnknownKey(uuid_string(id))),
+    };
+    clear_at_transaction_end();
+    READ_CACHE.with(|c| c.borrow_mut().insert(*id, (info.clone(), keep)));
+    Ok(info)
+}
+
 /// The key whose status is `default`.
 pub fn default_key() -> VResult<Rc<KeyInfo>> {
     if let Some(k) = DEFAULT.with(|d| d.borrow().clone()) {
@@ -346,12 +376,14 @@ fn record_fingerprint(info: &KeyInfo, fp: &str) -> VResult<()> {
     Ok(())
 }
 
-/// Statement trigger on vault.keys: drop cached metadata so this transaction sees changes.
+/// Statement trigger on vault.keys: drop cached metadata so this transaction sees changes,
+/// and tell every other backend when it commits.
 #[pg_trigger]
 fn keys_changed<'a>(
-    _trigger: &'a pgrx::PgTrigger<'a>,
+    trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     invalidate();
+    crate::readcache::changed_here(trigger.relation()?.oid());
     Ok(None)
 }
 

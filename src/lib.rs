@@ -15,6 +15,7 @@ mod hooks;
 mod kdf;
 mod keys;
 mod log_redact;
+mod readcache;
 mod redact;
 mod root_key;
 mod secrets;
@@ -39,6 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     guc::init();
     hooks::reserve_guc_prefix();
+    hooks::on_relcache_invalidation(readcache::on_invalidation);
     log_redact::install();
     if sodium::init().is_err() {
         fatal(

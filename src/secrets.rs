@@ -38,7 +38,8 @@ fn decrypt_column(
 }
 
 /// Decrypt one stored secret, given its row's key_id (NULL: the compatibility key). The key's
-/// metadata is read once per transaction (a kept plan) and cached, so `vault.decrypted_secrets`
+/// metadata is read with a kept plan and cached (across transactions when safe, see
+/// readcache.rs), so `vault.decrypted_secrets`
 /// is a single-table view: cheap to plan for point lookups, no join for scans.
 #[pg_extern(stable, parallel_safe, name = "_decrypt")]
 fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key_id: Option<Uuid>) -> Option<String> {
@@ -47,7 +48,7 @@ fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key
         return None;
     }
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
-    let text = keys::lookup(&key_id)
+    let text = keys::lookup_for_read(&key_id)
         .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
         .and_then(|plain| into_text(plain, id.as_bytes()));
     Some(text.or_raise())

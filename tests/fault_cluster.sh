@@ -128,6 +128,34 @@ sql sub "DROP SUBSCRIPTION vault_sub" >/dev/null
 sql prim "DROP PUBLICATION vault_pub" >/dev/null
 stop sub
 
+# --- Caches across transactions: another session's committed change is seen at once ----------
+# Session A keeps one backend (its key metadata and grants caches live across transactions);
+# session B changes grants and key status. A must see each change in its next transaction.
+sql prim "CREATE ROLE cache_reader IN ROLE vault_reader; CREATE ROLE cache_other;
+          SELECT vault.create_secret('cached-value', 'cached', '', vault.create_key('cache_key'))" >/dev/null
+B="$PG_BINDIR/psql $(psql_to prim)"
+READ_A="SELECT 'A: ' || coalesce(decrypted_secret, '<null>') FROM vault.decrypted_secrets WHERE name = 'cached';"
+# One psql session (one backend) for A; its \! lines run session B's statements in between.
+OUT=$("$PG_BINDIR/psql" $(psql_to prim) -v ON_ERROR_STOP=0 -v VERBOSITY=verbose 2>&1 <<EOF
+SET ROLE cache_reader;
+$READ_A
+\! $B -c "SELECT vault.grant_secret(id, 'cache_other') FROM vault.secrets WHERE name = 'cached'" >/dev/null
+$READ_A
+\! $B -c "SELECT vault.revoke_secret(id, 'cache_other') FROM vault.secrets WHERE name = 'cached'" >/dev/null
+$READ_A
+\! $B -c "UPDATE vault.keys SET status = 'invalid' WHERE name = 'cache_key'" >/dev/null
+$READ_A
+\! $B -c "UPDATE vault.keys SET status = 'valid' WHERE name = 'cache_key'" >/dev/null
+$READ_A
+\! $B -c "BEGIN; SELECT vault.grant_secret(id, 'cache_other') FROM vault.secrets WHERE name = 'cached'; ROLLBACK" >/dev/null
+$READ_A
+EOF
+)
+reads=$(echo "$OUT" | grep -E '^A: |22023' | sed -E 's/^ERROR:  22023.*/A: 22023/' | tr '\n' ',')
+check "one session A sees each committed change of session B in its next statement" \
+  "A: cached-value,A: <null>,A: cached-value,A: 22023,A: cached-value,A: cached-value," "$reads"
+sql prim "DELETE FROM vault.secrets WHERE name = 'cached'" >/dev/null
+
 # --- Soak: 4 clients, create/update/read/delete on 40 shared names ----------------------------
 # Every transaction logs its operation in the same transaction, so the log counts exactly the
 # committed work; a read that sees a value not written by a client logs 'bad_read'. The upsert
