@@ -183,10 +183,13 @@ pub fn uuid_string(b: &[u8; 16]) -> String {
     String::from_utf8(crate::cipher::uuid_text(b).to_vec()).expect("ascii")
 }
 
+/// Key metadata on the read path, and whether it may outlive the transaction (readcache.rs).
+type KeptKey = (Rc<KeyInfo>, bool);
+
 thread_local! {
     static CACHE: RefCell<HashMap<[u8; 16], Rc<KeyInfo>>> = RefCell::new(HashMap::new());
     /// The read path's key metadata, each with whether it may outlive this transaction.
-    static READ_CACHE: RefCell<HashMap<[u8; 16], (Rc<KeyInfo>, bool)>> = RefCell::new(HashMap::new());
+    static READ_CACHE: RefCell<HashMap<[u8; 16], KeptKey>> = RefCell::new(HashMap::new());
     static DEFAULT: RefCell<Option<Rc<KeyInfo>>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
