@@ -17,6 +17,13 @@ BEGIN
   IF NOT pg_catalog.pg_has_role('vault_admin', 'vault_reader', 'MEMBER') THEN
     GRANT vault_reader TO vault_admin;
   END IF;
+  -- vault_viewer sees metadata and masked values only; every reader is a viewer.
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'vault_viewer') THEN
+    CREATE ROLE vault_viewer NOLOGIN;
+  END IF;
+  IF NOT pg_catalog.pg_has_role('vault_reader', 'vault_viewer', 'MEMBER') THEN
+    GRANT vault_viewer TO vault_reader;
+  END IF;
 END
 $$;
 
@@ -45,10 +52,18 @@ CREATE TABLE vault.secrets (
   name text,
   description text NOT NULL DEFAULT '',
   secret text NOT NULL,
-  key_id uuid REFERENCES vault.keys (id),
+  -- A vault.keys id (NULL: the compatibility key). Not a foreign key: its per-row check cost
+  -- half of an insert; the encrypting trigger checks the key, and a trigger on vault.keys
+  -- refuses to delete a key still in use.
+  key_id uuid,
   nonce bytea,
   created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
-  updated_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP
+  updated_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  -- vault_ext's own columns, after supabase_vault's.
+  tags text[] NOT NULL DEFAULT '{}',
+  expires_at timestamptz,
+  -- Bumped on every change of the value; earlier values are in vault.secret_versions.
+  version integer NOT NULL DEFAULT 1
 );
 CREATE UNIQUE INDEX secrets_name_idx ON vault.secrets (name) WHERE name IS NOT NULL;
 COMMENT ON TABLE vault.secrets IS 'Encrypted secrets. secret holds base64 ciphertext; insert plaintext with nonce NULL and a trigger encrypts it.';
@@ -62,3 +77,17 @@ CREATE TABLE vault.secret_acl (
   granted_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
   PRIMARY KEY (secret_id, grantee)
 );
+
+-- Earlier values of each secret, as they were stored (ciphertext bound to the secret's id).
+-- created_at / created_by: when and by whom the value was replaced.
+CREATE TABLE vault.secret_versions (
+  secret_id uuid NOT NULL REFERENCES vault.secrets (id) ON DELETE CASCADE ON UPDATE CASCADE,
+  version integer NOT NULL,
+  secret text NOT NULL,
+  key_id uuid,
+  nonce bytea,
+  created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  created_by name NOT NULL DEFAULT CURRENT_USER,
+  PRIMARY KEY (secret_id, version)
+);
+COMMENT ON TABLE vault.secret_versions IS 'Earlier values of secrets (ciphertext), at most vault.max_versions per secret.';

@@ -1,7 +1,40 @@
--- vault_ext 0.1.0 -> 0.2.0: root key rotation.
--- Frozen once released: later changes go into a new vault_ext--0.2.0--X.sql.
--- Runs with search_path = vault (the extension's schema), like the install script.
+-- vault_ext 0.1.0 -> 0.2.0: root key rotation, a faster read path, secrets-manager features
+-- (tags, expiry, masks, versions). Frozen once released: later changes go into a new
+-- vault_ext--0.2.0--X.sql. Runs with search_path = vault, like the install script.
+-- tests/upgrade_cluster.sh checks that the result has the same catalog as a fresh install.
 
+-- New columns after supabase_vault's, and the versions table.
+ALTER TABLE vault.secrets
+  ADD COLUMN tags text[] NOT NULL DEFAULT '{}',
+  ADD COLUMN expires_at timestamptz,
+  ADD COLUMN version integer NOT NULL DEFAULT 1;
+-- Earlier values of each secret, as they were stored (ciphertext bound to the secret's id).
+-- created_at / created_by: when and by whom the value was replaced.
+CREATE TABLE vault.secret_versions (
+  secret_id uuid NOT NULL REFERENCES vault.secrets (id) ON DELETE CASCADE ON UPDATE CASCADE,
+  version integer NOT NULL,
+  secret text NOT NULL,
+  key_id uuid,
+  nonce bytea,
+  created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  created_by name NOT NULL DEFAULT CURRENT_USER,
+  PRIMARY KEY (secret_id, version)
+);
+COMMENT ON TABLE vault.secret_versions IS 'Earlier values of secrets (ciphertext), at most vault.max_versions per secret.';
+
+-- vault_viewer: metadata and masked values; every reader is a viewer.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'vault_viewer') THEN
+    CREATE ROLE vault_viewer NOLOGIN;
+  END IF;
+  IF NOT pg_catalog.pg_has_role('vault_reader', 'vault_viewer', 'MEMBER') THEN
+    GRANT vault_viewer TO vault_reader;
+  END IF;
+END
+$$;
+
+-- New functions in the library.
 CREATE  FUNCTION "_previous_fingerprint"() RETURNS TEXT /* Option < & '_ str > */
 STRICT STABLE PARALLEL SAFE 
 LANGUAGE c /* Rust */
@@ -20,6 +53,280 @@ VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rewrap_wrapper';
 
+CREATE  FUNCTION "_rekey"(
+	"id" uuid, /* Uuid */
+	"secret" TEXT, /* & str */
+	"nonce" bytea, /* Option < & [u8] > */
+	"from_key" uuid, /* Option < Uuid > */
+	"to_key" uuid /* Uuid */
+) RETURNS TABLE (
+	"secret" TEXT,  /* String */
+	"nonce" bytea,  /* Vec < u8 > */
+	"key_id" uuid  /* Option < Uuid > */
+)
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rekey_wrapper';
+
+CREATE  FUNCTION "mask"(
+	"value" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'mask_sql_wrapper';
+
+CREATE  FUNCTION "_mask_secret"(
+	"id" uuid, /* Option < Uuid > */
+	"secret" TEXT, /* Option < & str > */
+	"nonce" bytea, /* Option < & [u8] > */
+	"key_id" uuid /* Option < Uuid > */
+) RETURNS TEXT /* Option < String > */
+STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'mask_secret_wrapper';
+
+CREATE  FUNCTION "_decrypt"(
+	"id" uuid, /* Option < Uuid > */
+	"secret" TEXT, /* Option < & str > */
+	"nonce" bytea, /* Option < & [u8] > */
+	"key_id" uuid /* Option < Uuid > */
+) RETURNS TEXT /* Option < String > */
+STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'decrypt_row_wrapper';
+
+-- The dump carries the compatibility key's row (merged on restore) and the versions.
+CREATE OR REPLACE FUNCTION vault._keys_one_default() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF NEW.status OPERATOR(pg_catalog.=) 'default' THEN
+    UPDATE vault.keys k SET status = 'expired'
+     WHERE k.status OPERATOR(pg_catalog.=) 'default' AND k.id OPERATOR(pg_catalog.<>) NEW.id;
+  END IF;
+  IF NEW.id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN
+    UPDATE vault.keys k
+       SET status = NEW.status, expires_at = NEW.expires_at, root_key_fingerprint = NEW.root_key_fingerprint
+     WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
+    IF FOUND THEN
+      RETURN NULL;
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+-- key_id is no longer a foreign key (its per-row check cost half an insert); a trigger on
+-- vault.keys refuses to delete a key still in use instead.
+ALTER TABLE vault.secrets DROP CONSTRAINT secrets_key_id_fkey;
+-- A key still used by secrets (or kept versions) cannot be deleted or renumbered: they would
+-- no longer decrypt. (vault.secrets.key_id is not a foreign key, for insert speed.) The SHARE
+-- lock waits for writers in flight, so their rows are seen.
+CREATE FUNCTION vault._keys_in_use() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+DECLARE
+  gone uuid;
+BEGIN
+  IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+    gone := NULL;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id THEN
+    RETURN NEW;
+  ELSE
+    gone := OLD.id;
+  END IF;
+  LOCK TABLE vault.secrets, vault.secret_versions IN SHARE MODE;
+  IF EXISTS (SELECT FROM vault.secrets s
+              WHERE gone IS NULL
+                 OR COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) gone)
+     OR EXISTS (SELECT FROM vault.secret_versions v
+              WHERE gone IS NULL
+                 OR COALESCE(v.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) gone) THEN
+    RAISE EXCEPTION 'vault key % is still used by secrets', COALESCE(gone::text, '(any)')
+      USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Move them with vault.reencrypt_secrets() first; to stop using a key, set its status to expired or invalid.';
+  END IF;
+  IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER keys_in_use BEFORE DELETE OR UPDATE OF id ON vault.keys
+  FOR EACH ROW EXECUTE FUNCTION vault._keys_in_use();
+CREATE TRIGGER keys_in_use_truncate BEFORE TRUNCATE ON vault.keys
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._keys_in_use();
+
+-- decrypted_secrets: a single-table view (the key is looked up inside _decrypt).
+-- Decryption costs about as much as 100 simple operators: with that estimate the planner hands
+-- big scans to parallel workers, without reaching the JIT threshold for ordinary table sizes.
+ALTER FUNCTION vault._decrypt(uuid, text, bytea, uuid) COST 100;
+CREATE OR REPLACE VIEW vault.decrypted_secrets AS
+SELECT s.id, s.name, s.description, s.secret,
+       vault._decrypt(s.id, s.secret, s.nonce, s.key_id) AS decrypted_secret,
+       s.key_id, s.nonce, s.created_at, s.updated_at, s.tags, s.expires_at
+  FROM vault.secrets s;
+
+-- create_secret becomes a SQL function; both take tags, update_secret a check-and-set version.
+DROP FUNCTION vault.create_secret(text, text, text, uuid);
+DROP FUNCTION vault.update_secret(uuid, text, text, text, uuid);
+CREATE FUNCTION vault.create_secret(
+  new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT '',
+  new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL
+) RETURNS uuid
+-- One INSERT: the BEFORE trigger encrypts (nonce NULL = plaintext) before the row is stored.
+-- A SQL function without SET search_path, unlike the others: the body names only vault.secrets
+-- (qualified), its parameters and COALESCE (syntax, not a function lookup), so no object on
+-- the caller's search_path can be reached, and it runs about 25% faster per call.
+LANGUAGE sql VOLATILE
+AS $$
+  INSERT INTO vault.secrets (secret, name, description, key_id, tags)
+  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id, COALESCE(new_tags, '{}'))
+  RETURNING id
+$$;
+CREATE FUNCTION vault.update_secret(
+  secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
+  new_description text DEFAULT NULL, new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL,
+  expected_version integer DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  current_version integer;
+BEGIN
+  UPDATE vault.secrets s SET
+    -- nonce NULL marks secret as plaintext: the trigger encrypts it with a fresh nonce.
+    secret = CASE WHEN new_secret IS NULL THEN s.secret ELSE new_secret END,
+    nonce = CASE WHEN new_secret IS NULL THEN s.nonce ELSE NULL END,
+    name = COALESCE(new_name, s.name),
+    description = COALESCE(new_description, s.description),
+    key_id = CASE WHEN new_key_id IS NULL THEN s.key_id
+                  WHEN new_key_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN NULL
+                  ELSE new_key_id END,
+    tags = COALESCE(new_tags, s.tags),
+    updated_at = pg_catalog.now()
+  WHERE s.id OPERATOR(pg_catalog.=) secret_id
+    -- Check-and-set: re-checked against the committed row when another session updated it.
+    AND (expected_version IS NULL OR s.version OPERATOR(pg_catalog.=) expected_version);
+  IF NOT FOUND THEN
+    SELECT s.version INTO current_version FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) secret_id;
+    IF FOUND THEN
+      RAISE EXCEPTION 'secret % is at version %, not %', secret_id, current_version, expected_version
+        USING ERRCODE = 'serialization_failure', HINT = 'Another change came first: read the secret again and retry.';
+    END IF;
+    RAISE EXCEPTION 'secret % does not exist', secret_id
+      USING ERRCODE = 'no_data_found', HINT = 'See vault.decrypted_secrets for existing ids.';
+  END IF;
+END
+$$;
+
+-- Versions: before the encrypting trigger (trigger names sort), keep the stored value when a
+-- new plaintext replaces it, and bump the version. Runs as the calling writer.
+CREATE FUNCTION vault._archive_version() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+DECLARE
+  keep integer := COALESCE(pg_catalog.current_setting('vault.max_versions', true)::integer, 10);
+BEGIN
+  -- A new value: nonce NULL (plaintext), or secret changed with the nonce left alone.
+  -- Re-encryption (key or id change, root key rotation) keeps the version.
+  IF NEW.nonce IS NULL
+     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce) THEN
+    IF keep OPERATOR(pg_catalog.>) 0 THEN
+      INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce)
+      VALUES (OLD.id, OLD.version, OLD.secret, OLD.key_id, OLD.nonce);
+    END IF;
+    NEW.version := OLD.version OPERATOR(pg_catalog.+) 1;
+    DELETE FROM vault.secret_versions v
+     WHERE v.secret_id OPERATOR(pg_catalog.=) OLD.id
+       AND v.version OPERATOR(pg_catalog.<=) (OLD.version OPERATOR(pg_catalog.-) keep);
+  ELSE
+    NEW.version := OLD.version;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
+
+CREATE VIEW vault.decrypted_secret_versions AS
+SELECT v.secret_id, s.name, v.version,
+       vault._decrypt(v.secret_id, v.secret, v.nonce, v.key_id) AS decrypted_secret,
+       v.key_id, v.created_at, v.created_by
+  FROM vault.secret_versions v
+  JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) v.secret_id;
+COMMENT ON VIEW vault.decrypted_secret_versions IS 'Earlier values of secrets, decrypted; readable by vault_admin.';
+
+CREATE FUNCTION vault.rollback_secret(secret_id uuid, to_version integer) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  value text;
+  new_version integer;
+BEGIN
+  SELECT vault._decrypt(v.secret_id, v.secret, v.nonce, v.key_id) INTO value
+    FROM vault.secret_versions v
+   WHERE v.secret_id OPERATOR(pg_catalog.=) rollback_secret.secret_id
+     AND v.version OPERATOR(pg_catalog.=) rollback_secret.to_version;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'version % of secret % does not exist', to_version, secret_id
+      USING ERRCODE = 'no_data_found', HINT = 'See vault.decrypted_secret_versions (at most vault.max_versions are kept).';
+  END IF;
+  IF value IS NULL THEN
+    RAISE EXCEPTION 'permission denied for secret %', secret_id USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  -- Written as a new value: the rollback is itself a new version (the current one is kept).
+  UPDATE vault.secrets s SET secret = value, nonce = NULL, updated_at = pg_catalog.now()
+   WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id
+  RETURNING s.version INTO new_version;
+  RETURN new_version;
+END
+$$;
+
+-- Listings without values: metadata and masks, for vault_viewer.
+ALTER FUNCTION vault._mask_secret(uuid, text, bytea, uuid) COST 100;
+CREATE VIEW vault.masked_secrets AS
+SELECT s.id, s.name, s.description,
+       vault._mask_secret(s.id, s.secret, s.nonce, s.key_id) AS masked_secret,
+       s.tags, s.key_id, s.created_at, s.updated_at, s.expires_at
+  FROM vault.secrets s;
+COMMENT ON VIEW vault.masked_secrets IS 'Secrets with masked values (first and last 4 characters of values of 16+); readable by vault_viewer.';
+
+CREATE FUNCTION vault.expiring_secrets(within interval DEFAULT '30 days')
+RETURNS TABLE (id uuid, name text, expires_at timestamptz)
+LANGUAGE sql STABLE SET search_path = ''
+AS $$
+  SELECT m.id, m.name, m.expires_at FROM vault.masked_secrets m
+   WHERE m.expires_at OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.+) within)
+   ORDER BY m.expires_at, m.name
+$$;
+COMMENT ON FUNCTION vault.expiring_secrets(interval) IS 'Secrets whose expires_at falls within the interval from now (or has passed).';
+
+-- Rotation, root key rotation and verification cover versions; key_status shows root keys.
+CREATE OR REPLACE FUNCTION vault.reencrypt_secrets(to_key uuid) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  target uuid;
+  moved bigint;
+BEGIN
+  IF NOT EXISTS (SELECT FROM vault.keys k WHERE k.id OPERATOR(pg_catalog.=) reencrypt_secrets.to_key) THEN
+    RAISE EXCEPTION 'vault key % does not exist', reencrypt_secrets.to_key USING ERRCODE = 'no_data_found';
+  END IF;
+  -- The compatibility key is stored as key_id NULL.
+  target := NULLIF(reencrypt_secrets.to_key, '00000000-0000-0000-0000-000000000000'::uuid);
+  -- Changing key_id alone makes the trigger decrypt under the old key and encrypt under the new
+  -- one with a fresh nonce, row by row, in this transaction: all or nothing.
+  UPDATE vault.secrets s SET key_id = reencrypt_secrets.to_key
+   WHERE s.key_id IS DISTINCT FROM target;
+  GET DIAGNOSTICS moved = ROW_COUNT;
+  -- Kept versions move too (re-encrypted by _rekey; the archive trigger is not involved).
+  UPDATE vault.secret_versions v SET (secret, nonce, key_id) =
+         (SELECT r.secret, r.nonce, r.key_id FROM vault._rekey(v.secret_id, v.secret, v.nonce, v.key_id, reencrypt_secrets.to_key) r)
+   WHERE v.key_id IS DISTINCT FROM target;
+  RETURN moved;
+END
+$$;
 CREATE OR REPLACE VIEW vault.key_status AS
 SELECT k.id, k.name, k.key_type, k.key_id, k.status, k.created_at, k.expires_at,
        (SELECT pg_catalog.count(*) FROM vault.secrets s
@@ -31,7 +338,6 @@ SELECT k.id, k.name, k.key_type, k.key_id, k.status, k.created_at, k.expires_at,
             ELSE 'not loaded' END AS root_key
   FROM vault.keys k;
 COMMENT ON VIEW vault.key_status IS 'Keys with the number of secrets written under each and the root key they derive from (current, previous, not loaded).';
-
 CREATE FUNCTION vault.rotate_root_key() RETURNS bigint
 LANGUAGE plpgsql VOLATILE SET search_path = ''
 AS $$
@@ -51,6 +357,7 @@ BEGIN
   -- a crash or cancel leaves every secret under the previous root key, still readable.
   LOCK TABLE vault.keys IN SHARE ROW EXCLUSIVE MODE;
   LOCK TABLE vault.secrets IN SHARE ROW EXCLUSIVE MODE;
+  LOCK TABLE vault.secret_versions IN SHARE ROW EXCLUSIVE MODE;
   FOR kr IN
     SELECT k.id, k.status FROM vault.keys k
      WHERE k.root_key_fingerprint OPERATOR(pg_catalog.=) prev ORDER BY k.created_at, k.id
@@ -67,6 +374,9 @@ BEGIN
      WHERE COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) kr.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     moved := moved OPERATOR(pg_catalog.+) n;
+    UPDATE vault.secret_versions v SET (secret, nonce) =
+           (SELECT r.secret, r.nonce FROM vault._rewrap(v.secret_id, v.secret, v.nonce, kr.id) r)
+     WHERE COALESCE(v.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) kr.id;
     UPDATE vault.keys k2 SET root_key_fingerprint = cur WHERE k2.id OPERATOR(pg_catalog.=) kr.id;
   END LOOP;
   FOR kr IN
@@ -81,7 +391,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION vault.rotate_root_key() IS 'Re-encrypt every secret written under the previous root key for the current one; returns how many.';
-
 CREATE OR REPLACE FUNCTION vault.verify_secrets()
 RETURNS TABLE (id uuid, name text, key_id uuid, status text, detail text)
 LANGUAGE plpgsql VOLATILE SET search_path = ''
@@ -92,12 +401,18 @@ DECLARE
   previous text := vault._previous_fingerprint();
 BEGIN
   FOR r IN
-    SELECT s.id AS sid, s.name AS sname, s.key_id AS skey, s.secret, s.nonce, k.id AS kid, k.key_type,
+    -- Current values, then kept versions (ver NOT NULL).
+    SELECT c.sid, c.sname, c.skey, c.secret, c.nonce, c.ver, k.id AS kid, k.key_type,
            k.key_id AS knum, k.key_context, k.status AS kstatus, k.root_key_fingerprint AS kfp
-      FROM vault.secrets s
+      FROM (SELECT s.id AS sid, s.name AS sname, s.key_id AS skey, s.secret, s.nonce, NULL::integer AS ver,
+                   s.created_at AS at
+              FROM vault.secrets s
+            UNION ALL
+            SELECT v.secret_id, s.name, v.key_id, v.secret, v.nonce, v.version, s.created_at
+              FROM vault.secret_versions v JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) v.secret_id) c
       LEFT JOIN vault.keys k
-        ON k.id OPERATOR(pg_catalog.=) COALESCE(s.key_id, '00000000-0000-0000-0000-000000000000'::uuid)
-     ORDER BY s.created_at, s.id
+        ON k.id OPERATOR(pg_catalog.=) COALESCE(c.skey, '00000000-0000-0000-0000-000000000000'::uuid)
+     ORDER BY c.at, c.sid, c.ver NULLS FIRST
   LOOP
     id := r.sid; name := r.sname; key_id := r.skey; detail := NULL;
     BEGIN
@@ -123,80 +438,41 @@ BEGIN
         END IF;
         detail := SQLERRM;
     END;
+    IF r.ver IS NOT NULL THEN
+      detail := 'version ' OPERATOR(pg_catalog.||) r.ver OPERATOR(pg_catalog.||) COALESCE(': ' OPERATOR(pg_catalog.||) detail, '');
+    END IF;
     RETURN NEXT;
   END LOOP;
 END
 $$;
 
--- vault.decrypted_secrets becomes a single-table view: _decrypt(id, secret, nonce, key_id) looks
--- the key up once per transaction instead of the view joining vault.keys (cheaper to plan).
-CREATE  FUNCTION "_decrypt"(
-	"id" uuid, /* Option < Uuid > */
-	"secret" TEXT, /* Option < & str > */
-	"nonce" bytea, /* Option < & [u8] > */
-	"key_id" uuid /* Option < Uuid > */
-) RETURNS TEXT /* Option < String > */
-STABLE PARALLEL SAFE 
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'decrypt_row_wrapper';
-
--- Decryption costs about as much as 100 simple operators: with that estimate the planner hands
--- big scans to parallel workers, without reaching the JIT threshold for ordinary table sizes.
-ALTER FUNCTION vault._decrypt(uuid, text, bytea, uuid) COST 100;
-CREATE OR REPLACE VIEW vault.decrypted_secrets AS
-SELECT s.id, s.name, s.description, s.secret,
-       vault._decrypt(s.id, s.secret, s.nonce, s.key_id) AS decrypted_secret,
-       s.key_id, s.nonce, s.created_at, s.updated_at
-  FROM vault.secrets s;
-
-REVOKE ALL ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) TO vault_reader;
--- vault.keys holds metadata only (never key bytes); _decrypt reads it as the calling role.
-GRANT SELECT ON vault.keys TO vault_reader;
-REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) FROM vault_reader;
-GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) TO vault_admin;
-
--- create_secret becomes a SQL function (faster per call; see finalize.sql).
-CREATE OR REPLACE FUNCTION vault.create_secret(
-  new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT '',
-  new_key_id uuid DEFAULT NULL
-) RETURNS uuid
--- One INSERT: the BEFORE trigger encrypts (nonce NULL = plaintext) before the row is stored.
--- A SQL function without SET search_path, unlike the others: the body names only vault.secrets
--- (qualified), its parameters and COALESCE (syntax, not a function lookup), so no object on
--- the caller's search_path can be reached, and it runs about 25% faster per call.
-LANGUAGE sql VOLATILE
-AS $$
-  INSERT INTO vault.secrets (secret, name, description, key_id)
-  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id)
-  RETURNING id
-$$;
-
--- Dumps carry the compatibility key's row too; the insert trigger merges it on restore.
-CREATE OR REPLACE FUNCTION vault._keys_one_default() RETURNS trigger
-LANGUAGE plpgsql SET search_path = ''
-AS $$
-BEGIN
-  IF NEW.status OPERATOR(pg_catalog.=) 'default' THEN
-    UPDATE vault.keys k SET status = 'expired'
-     WHERE k.status OPERATOR(pg_catalog.=) 'default' AND k.id OPERATOR(pg_catalog.<>) NEW.id;
-  END IF;
-  IF NEW.id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN
-    UPDATE vault.keys k
-       SET status = NEW.status, expires_at = NEW.expires_at, root_key_fingerprint = NEW.root_key_fingerprint
-     WHERE k.id OPERATOR(pg_catalog.=) NEW.id;
-    IF FOUND THEN
-      RETURN NULL;
-    END IF;
-  END IF;
-  RETURN NEW;
-END
-$$;
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
 
-REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault.rotate_root_key(),
-                       vault._rewrap(uuid, text, bytea, uuid)
+-- Privileges: nothing for PUBLIC on the new objects.
+REVOKE ALL ON vault.secret_versions, vault.decrypted_secret_versions, vault.masked_secrets FROM PUBLIC;
+REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, bytea, uuid),
+                       vault._rekey(uuid, text, bytea, uuid, uuid), vault.mask(text),
+                       vault._mask_secret(uuid, text, bytea, uuid), vault._decrypt(uuid, text, bytea, uuid),
+                       vault.create_secret(text, text, text, uuid, text[]),
+                       vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+                       vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
+                       vault.expiring_secrets(interval), vault.rotate_root_key()
   FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION vault._previous_fingerprint(), vault.rotate_root_key(),
-                          vault._rewrap(uuid, text, bytea, uuid)
+GRANT USAGE ON SCHEMA vault TO vault_viewer;
+GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;
+GRANT EXECUTE ON FUNCTION vault._mask_secret(uuid, text, bytea, uuid), vault.mask(text),
+                          vault.expiring_secrets(interval)
+  TO vault_viewer;
+GRANT SELECT ON vault.keys TO vault_reader;
+GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) TO vault_reader;
+REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) FROM vault_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
+GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
+                          vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+                          vault.rollback_secret(uuid, integer), vault._rekey(uuid, text, bytea, uuid, uuid),
+                          vault._previous_fingerprint(), vault.rotate_root_key(),
+                          vault._rewrap(uuid, text, bytea, uuid),
+                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)
   TO vault_admin;

@@ -7,6 +7,7 @@ use std::ffi::CString;
 pub static GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"vault_root.key"));
 pub static ROOT_KEY_AUTOGENERATE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static MAX_VERSIONS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PREVIOUS_GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static PREVIOUS_ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -36,6 +37,16 @@ pub fn init() {
         &ROOT_KEY_AUTOGENERATE,
         GucContext::Postmaster,
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"vault.max_versions",
+        c"Earlier values kept per secret (vault.secret_versions); older ones are deleted.",
+        c"0 keeps none. Read by the trigger that archives a secret's previous value.",
+        &MAX_VERSIONS,
+        0,
+        1000,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"vault.previous_getkey_script",

@@ -15,6 +15,7 @@ mod hooks;
 mod kdf;
 mod keys;
 mod log_redact;
+mod mask;
 mod readcache;
 mod redact;
 mod root_key;

@@ -115,6 +115,35 @@ fn rewrap(
     TableIterator::once(rewrapped.or_raise())
 }
 
+/// Key rotation of a kept version: decrypt a stored ciphertext of secret `id` under
+/// `from_key` (NULL: the compatibility key) and encrypt it for `to_key` with a fresh nonce. The
+/// value never leaves this function.
+#[pg_extern(volatile, name = "_rekey")]
+fn rekey(
+    id: Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    from_key: Option<Uuid>,
+    to_key: Uuid,
+) -> TableIterator<
+    'static,
+    (
+        name!(secret, String),
+        name!(nonce, Vec<u8>),
+        name!(key_id, Option<Uuid>),
+    ),
+> {
+    let id = id.as_bytes();
+    let from = from_key.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
+    let rekeyed = keys::lookup(&from).and_then(|old| {
+        let plain = decrypt(id, secret.as_bytes(), nonce, &old)?;
+        let (key, dk) = keys::for_write(Some(to_key.as_bytes()))?;
+        let (text, nonce) = encrypt(id, plain.as_slice(), &key, &dk);
+        Ok((text, nonce, stored_key_id(&key)))
+    });
+    TableIterator::once(rekeyed.or_raise())
+}
+
 /// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.
 fn encrypt(id: &[u8; 16], plaintext: &[u8], key: &KeyInfo, dk: &crate::cipher::DataKey) -> (String, Vec<u8>) {
     let mut nonce = vec![0u8; key.key_type.nonce_bytes()];

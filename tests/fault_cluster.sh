@@ -12,7 +12,10 @@ psql_to() { # NAME: psql arguments for that cluster
   echo "-h $WORK -p $(port "$1") -U postgres -XAtq -v ON_ERROR_STOP=1"
 }
 DIGEST="SELECT count(*) || ':' || md5(coalesce(string_agg(name || '=' || decrypted_secret, ',' ORDER BY name), '')) FROM vault.decrypted_secrets"
-ALL_OK="SELECT count(*) FILTER (WHERE status = 'ok') || '/' || count(*) FROM vault.verify_secrets()"
+
+# Every current value and kept version verifies: "<secrets>:<secrets + versions> ok, 0 bad".
+VERIFIED="SELECT (SELECT count(*) FROM vault.secrets) || ':' || count(*) FILTER (WHERE status = 'ok') || ' ok, ' || count(*) FILTER (WHERE status <> 'ok') || ' bad' FROM vault.verify_secrets()"
+VERIFIED_EXPECT="SELECT (SELECT count(*) FROM vault.secrets) || ':' || (SELECT count(*) FROM vault.secrets) + (SELECT count(*) FROM vault.secret_versions) || ' ok, 0 bad'"
 
 new_cluster prim "wal_level = logical" "max_wal_senders = 10" "log_error_verbosity = verbose"
 PRIM=$(datadir prim)
@@ -70,8 +73,7 @@ print(f"{len(bad)} bad" if bad else "all acked writes present")
 EOF
 )
 check "every acknowledged write survived with its last acknowledged value" "all acked writes present" "$verdict"
-check "every secret decrypts after the crash" "$(sql prim "SELECT count(*) FROM vault.secrets")" \
-  "$(sql prim "SELECT count(*) FROM vault.verify_secrets() WHERE status = 'ok'")"
+check "every secret and kept version decrypts after the crash" "$(sql prim "$VERIFIED_EXPECT")" "$(sql prim "$VERIFIED")"
 check "no row holds plaintext" "0" "$(sql prim "SELECT count(*) FROM vault.secrets WHERE secret LIKE '%plainmarker%'")"
 sql prim "CHECKPOINT" >/dev/null
 check "no plaintext in the data files or WAL" "0" \
@@ -101,8 +103,7 @@ check "promoted replica is writable" "f" "$(sql repl "SELECT pg_is_in_recovery()
 sql repl "SELECT vault.create_secret('after-promotion', 'promoted')" >/dev/null
 check "promoted replica writes and reads new secrets" "after-promotion" \
   "$(sql repl "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'promoted'")"
-check "promoted replica: all secrets verify" "$(sql repl "SELECT count(*) FROM vault.secrets")/$(sql repl "SELECT count(*) FROM vault.secrets")" \
-  "$(sql repl "$ALL_OK")"
+check "promoted replica: all secrets verify" "$(sql repl "$VERIFIED_EXPECT")" "$(sql repl "$VERIFIED")"
 stop repl
 
 # --- Logical replication to a subscriber with the same root key -------------------------------
@@ -195,8 +196,7 @@ check_absent "soak: no errors" "ERROR" "$SOAK"
 check "soak: committed transactions = what pgbench reports" "${DONE:-none}" \
   "$(sql prim "SELECT count(*) FROM soak_log WHERE op <> 'bad_read'")"
 check "soak: every read saw a value a client wrote" "0" "$(sql prim "SELECT count(*) FROM soak_log WHERE op = 'bad_read'")"
-check "soak: every remaining secret decrypts" "$(sql prim "SELECT count(*) FROM vault.secrets")" \
-  "$(sql prim "SELECT count(*) FROM vault.verify_secrets() WHERE status = 'ok'")"
+check "soak: every remaining secret and kept version decrypts" "$(sql prim "$VERIFIED_EXPECT")" "$(sql prim "$VERIFIED")"
 check "soak: no row holds plaintext" "0" "$(sql prim "SELECT count(*) FROM vault.secrets WHERE secret LIKE 'soakvalue%'")"
 
 # --- pg_dump -Fc restored under the same and under a different root key -----------------------
@@ -217,8 +217,8 @@ stop same
 restore_into other "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 out=$(cat "$WORK/other.restore")
 check "restore with a different key succeeds" "" "$out"
-N=$(sql prim "SELECT count(*) FROM vault.secrets")
-check "verify_secrets: every secret (compatibility key included) is root_key_mismatch" "$N root_key_mismatch" \
+N=$(sql prim "SELECT (SELECT count(*) FROM vault.secrets) + (SELECT count(*) FROM vault.secret_versions)")
+check "verify_secrets: every secret and version (compatibility key included) is root_key_mismatch" "$N root_key_mismatch" \
   "$(sql other "SELECT count(*) || ' ' || string_agg(DISTINCT status, ',') FROM vault.verify_secrets()" restored)"
 out=$(sql other "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'rep3'" restored)
 check_contains "decrypting says the root key is not the one (XX001)" "XX001" "$out"

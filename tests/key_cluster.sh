@@ -18,6 +18,9 @@ FP_A=$(sql rk "SELECT vault.root_key_fingerprint()")
 # aead-ietf key, an expired key that still holds a secret, and the default after rotate_key.
 sql rk "SELECT vault.create_secret('compat-' || g, 'compat' || g) FROM generate_series(1, 500) g" >/dev/null
 sql rk "SELECT vault.create_secret('ietf-value', 'ietf', '', vault.create_key('ietf', 'aead-ietf'))" >/dev/null
+# Two kept versions on the aead-ietf key: root key rotation must carry them too.
+sql rk "SELECT vault.update_secret(id, 'ietf-value-2') FROM vault.secrets WHERE name = 'ietf'" >/dev/null
+sql rk "SELECT vault.update_secret(id, 'ietf-value-3') FROM vault.secrets WHERE name = 'ietf'" >/dev/null
 sql rk "SELECT vault.rotate_key()" >/dev/null
 sql rk "SELECT vault.create_secret('on-expired', 'expired_one', '', vault.create_key('soon_expired'))" >/dev/null
 sql rk "UPDATE vault.keys SET status = 'expired' WHERE name = 'soon_expired'" >/dev/null
@@ -41,7 +44,7 @@ check_contains "log names the previous root key and what to do" \
 check "every secret decrypts through the previous root key" "$BEFORE" "$(sql rk "$DIGEST")"
 check "key_status shows the keys on the previous root key" "$KEYS_A previous" \
   "$(sql rk "SELECT count(*) || ' ' || min(root_key) FROM vault.key_status WHERE root_key_fingerprint = '$FP_A'")"
-check "verify_secrets: ok, pointing at rotate_root_key" "2002 ok under the previous root key: run vault.rotate_root_key()" \
+check "verify_secrets: ok, pointing at rotate_root_key (2002 secrets, 2 versions)" "2004 ok under the previous root key: run vault.rotate_root_key()" \
   "$(sql rk "SELECT count(*) || ' ' || min(status) || ' ' || min(detail) FROM vault.verify_secrets()")"
 sql rk "SELECT vault.create_secret('written-in-window', 'window')" >/dev/null
 check "a write before the rotation lands under the previous root key and decrypts" "written-in-window" \
@@ -82,7 +85,9 @@ stop rk
 sed -i '/^vault.previous_root_key_file/d' "$DIR/postgresql.conf"
 start rk || { cat "$(logfile rk)"; exit 1; }
 check "after a restart without the previous key every secret decrypts" "$BEFORE" "$(sql rk "$DIGEST")"
-check "verify_secrets: all ok" "2003 ok" "$(sql rk "SELECT count(*) || ' ' || min(status) FROM vault.verify_secrets()")"
+check "... and so do the kept versions" "ietf-value,ietf-value-2" \
+  "$(sql rk "SELECT string_agg(decrypted_secret, ',' ORDER BY version) FROM vault.decrypted_secret_versions WHERE name = 'ietf'")"
+check "verify_secrets: all ok (2003 secrets, 2 versions)" "2005 ok" "$(sql rk "SELECT count(*) || ' ' || min(status) FROM vault.verify_secrets()")"
 check "the same SQL written to the old key file no longer matters" "$FP_B" "$(sql rk "SELECT vault.root_key_fingerprint()")"
 out=$(sql rk "SELECT vault.rotate_root_key()")
 check_contains "rotate_root_key without a previous key: 55000" "55000" "$out"
@@ -110,7 +115,7 @@ sql rk "SELECT vault.create_secret('c-two', 'c2', '', '$NEWKEY')" >/dev/null
 sql rk "UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
         WHERE t.name = 'c2' AND o.name = 'c1'" >/dev/null
 check "verify_secrets: tampered row, rows under an unknown root key, the rest ok" \
-  "ok:1,root_key_mismatch:2003,tampered:1" \
+  "ok:1,root_key_mismatch:2005,tampered:1" \
   "$(sql rk "SELECT string_agg(status || ':' || n, ',' ORDER BY status) FROM (SELECT status, count(*) n FROM vault.verify_secrets() GROUP BY status) v")"
 check_contains "mismatch detail names both fingerprints" "key created under root key $FP_B, server has $FP_C" \
   "$(sql rk "SELECT detail FROM vault.verify_secrets() WHERE status = 'root_key_mismatch' LIMIT 1")"
