@@ -74,7 +74,7 @@ must() { # run SQL, stop the run when it fails
   local out
   out=$(sql bench "$1") || { echo "benchmark statement failed: $1"$'\n'"$out" >&2; exit 1; }
 }
-reset() { must "TRUNCATE vault.secret_acl, vault.secrets, bench_plain, bench_pgp, bench_raw; CHECKPOINT"; }
+reset() { must "TRUNCATE vault.secret_acl, vault.secret_versions, vault.secrets, bench_plain, bench_pgp, bench_raw; CHECKPOINT"; }
 
 declare -A R
 record() { R[$1]="${R[$1]:-} $2"; }

@@ -8,6 +8,7 @@ pub static GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CStr
 pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"vault_root.key"));
 pub static ROOT_KEY_AUTOGENERATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_VERSIONS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static AUDIT_READS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static PREVIOUS_GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static PREVIOUS_ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -37,6 +38,14 @@ pub fn init() {
         &ROOT_KEY_AUTOGENERATE,
         GucContext::Postmaster,
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"vault.audit_reads",
+        c"Log one LOG line per decrypted value: the role and the secret's id (never the value).",
+        c"Goes to the server log, so it works on standbys too.",
+        &AUDIT_READS,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"vault.max_versions",
@@ -86,6 +95,10 @@ pub fn previous_getkey_script() -> Option<String> {
 
 pub fn previous_root_key_file() -> Option<String> {
     non_empty(&PREVIOUS_ROOT_KEY_FILE)
+}
+
+pub fn audit_reads() -> bool {
+    AUDIT_READS.get()
 }
 
 pub fn root_key_autogenerate() -> bool {

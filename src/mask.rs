@@ -36,6 +36,7 @@ fn mask_secret(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key
     if !crate::grants::may_read(id.as_bytes()).or_raise() {
         return Some(HIDDEN.to_string());
     }
+    crate::secrets::audit_read(id.as_bytes(), "read the mask of");
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let plain = keys::lookup_for_read(&key_id)
         .and_then(|key| crate::secrets::decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))

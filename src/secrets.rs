@@ -47,11 +47,23 @@ fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key
     if !crate::grants::may_read(id.as_bytes()).or_raise() {
         return None;
     }
+    audit_read(id.as_bytes(), "read");
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let text = keys::lookup_for_read(&key_id)
         .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
         .and_then(|plain| into_text(plain, id.as_bytes()));
     Some(text.or_raise())
+}
+
+/// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
+pub fn audit_read(id: &[u8; 16], what: &str) {
+    if crate::guc::audit_reads() {
+        let (current, session) = crate::hooks::role_names();
+        pgrx::log!(
+            "vault_ext audit: role {current:?} (session {session:?}) {what} secret {}",
+            keys::uuid_string(id)
+        );
+    }
 }
 
 fn into_text(plain: SecretVec, id: &[u8; 16]) -> VResult<String> {

@@ -66,4 +66,20 @@ check "no plaintext marker in the server log" "0" "$(grep -c "$M-" "$(logfile lo
 check "no extended-protocol marker in the server log" "0" "$(grep -c "$N" "$(logfile logs)")"
 [ "$FAILED" -eq 0 ] || grep -nE "$M-|$N" "$(logfile logs)" | head -20
 
+# vault.audit_reads: one LOG line per value handed out, naming the role and the secret id.
+ID=$(sql logs "SELECT id FROM vault.secrets WHERE name = 'n3'")
+sql logs "CREATE ROLE audited_reader IN ROLE vault_reader" >/dev/null
+sql logs "SET ROLE audited_reader; SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'n3'" >/dev/null
+check "audit_reads off (default): no audit line" "0" "$(grep -c 'vault_ext audit:' "$(logfile logs)")"
+sql logs "SET vault.audit_reads = on; SET ROLE audited_reader;
+          SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'n3'" >/dev/null
+sql logs "SET vault.audit_reads = on; SELECT masked_secret FROM vault.masked_secrets WHERE name = 'n3'" >/dev/null
+check "audit_reads on: one line for the read, naming role, session and secret" "1" \
+  "$(grep -c "LOG:  .*vault_ext audit: role \"audited_reader\" (session \"postgres\") read secret $ID" "$(logfile logs)")"
+check "... and one for the masked listing" "1" \
+  "$(grep -c "vault_ext audit: role \"postgres\" (session \"postgres\") read the mask of secret $ID" "$(logfile logs)")"
+check_contains "vault.audit_reads is superuser-only" "42501" \
+  "$(sql logs "SET ROLE audited_reader; SET vault.audit_reads = off")"
+check "still no plaintext marker in the server log" "0" "$(grep -c "$M-" "$(logfile logs)")"
+
 summary "log tests"
