@@ -91,3 +91,20 @@ CREATE TABLE vault.secret_versions (
   PRIMARY KEY (secret_id, version)
 );
 COMMENT ON TABLE vault.secret_versions IS 'Earlier values of secrets (ciphertext), at most vault.max_versions per secret.';
+
+-- Audit trail: who changed what, never a value. Append-only: vault_admin may INSERT (the audit
+-- triggers run as the writer) but nobody but the owner may UPDATE or DELETE; old rows go only
+-- through vault.purge_audit_log().
+CREATE TABLE vault.audit_log (
+  -- A uuid, not a sequence: restoring a dump writes new audit rows (the restored secrets'
+  -- creates) while the dumped ones are loaded, and a restarted sequence would collide. Order by at.
+  id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  session_role name NOT NULL DEFAULT SESSION_USER,
+  "current_role" name NOT NULL DEFAULT CURRENT_USER,
+  action text NOT NULL,
+  secret_id uuid,
+  secret_name text,
+  detail jsonb
+);
+COMMENT ON TABLE vault.audit_log IS 'Changes to secrets, grants and keys: who, when, what; never a value. Append-only.';

@@ -248,7 +248,6 @@ END
 $$;
 CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
-
 CREATE VIEW vault.decrypted_secret_versions AS
 SELECT v.secret_id, s.name, v.version,
        vault._decrypt(v.secret_id, v.secret, v.nonce, v.key_id) AS decrypted_secret,
@@ -279,6 +278,10 @@ BEGIN
   UPDATE vault.secrets s SET secret = value, nonce = NULL, updated_at = pg_catalog.now()
    WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id
   RETURNING s.version INTO new_version;
+  INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
+  SELECT 'rollback', s.id, s.name,
+         pg_catalog.jsonb_build_object('to_version', rollback_secret.to_version, 'version', new_version)
+    FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id;
   RETURN new_version;
 END
 $$;
@@ -301,6 +304,116 @@ AS $$
    ORDER BY m.expires_at, m.name
 $$;
 COMMENT ON FUNCTION vault.expiring_secrets(interval) IS 'Secrets whose expires_at falls within the interval from now (or has passed).';
+
+-- Audit trail: who changed what, never a value. Append-only: vault_admin may INSERT (the audit
+-- triggers run as the writer) but nobody but the owner may UPDATE or DELETE; old rows go only
+-- through vault.purge_audit_log().
+CREATE TABLE vault.audit_log (
+  -- A uuid, not a sequence: restoring a dump writes new audit rows (the restored secrets'
+  -- creates) while the dumped ones are loaded, and a restarted sequence would collide. Order by at.
+  id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  session_role name NOT NULL DEFAULT SESSION_USER,
+  "current_role" name NOT NULL DEFAULT CURRENT_USER,
+  action text NOT NULL,
+  secret_id uuid,
+  secret_name text,
+  detail jsonb
+);
+COMMENT ON TABLE vault.audit_log IS 'Changes to secrets, grants and keys: who, when, what; never a value. Append-only.';
+
+-- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
+-- are written by the encrypting trigger, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
+-- which vault_admin has).
+CREATE FUNCTION vault._audit_secrets() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  -- Creates are audited by the encrypting trigger (src/audit.rs): the hot path.
+  IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
+    SELECT 'delete', o.id, o.name, pg_catalog.jsonb_build_object('version', o.version)
+      FROM old_rows o;
+  ELSE
+    -- Per row: what changed (the value shows as a new version, never as text).
+    WITH changes AS (
+      SELECT n.id, n.name, n.version, o.version AS old_version,
+             pg_catalog.array_remove(ARRAY[
+               CASE WHEN n.version OPERATOR(pg_catalog.<>) o.version THEN 'value' END,
+               CASE WHEN n.name IS DISTINCT FROM o.name THEN 'name' END,
+               CASE WHEN n.description IS DISTINCT FROM o.description THEN 'description' END,
+               CASE WHEN n.tags IS DISTINCT FROM o.tags THEN 'tags' END,
+               CASE WHEN n.expires_at IS DISTINCT FROM o.expires_at THEN 'expires_at' END,
+               CASE WHEN n.key_id IS DISTINCT FROM o.key_id THEN 'key_id' END], NULL) AS fields,
+             n.secret IS DISTINCT FROM o.secret AS rewritten
+        FROM new_rows n JOIN old_rows o ON o.id OPERATOR(pg_catalog.=) n.id
+    ), logged AS (
+      INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
+      SELECT 'update', c.id, c.name,
+             pg_catalog.jsonb_build_object('changed', c.fields, 'version', c.version)
+        FROM changes c
+       WHERE c.fields OPERATOR(pg_catalog.<>) '{}' AND c.fields OPERATOR(pg_catalog.<>) '{key_id}'
+      RETURNING 1
+    )
+    -- Re-encryption without a change of value (key rotation, a new key_id): one summary row.
+    INSERT INTO vault.audit_log (action, detail)
+    SELECT 'reencrypt', pg_catalog.jsonb_build_object('secrets', pg_catalog.count(*))
+      FROM changes c
+     WHERE c.rewritten AND (c.fields OPERATOR(pg_catalog.=) '{}' OR c.fields OPERATOR(pg_catalog.=) '{key_id}')
+    HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER secrets_audit_update AFTER UPDATE ON vault.secrets
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
+CREATE TRIGGER secrets_audit_delete AFTER DELETE ON vault.secrets
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
+
+CREATE FUNCTION vault._audit_grants() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
+    SELECT 'grant', a.secret_id, s.name, pg_catalog.jsonb_build_object('grantee', a.grantee::text)
+      FROM new_rows a LEFT JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
+  ELSE
+    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
+    SELECT 'revoke', a.secret_id, s.name, pg_catalog.jsonb_build_object('grantee', a.grantee::text)
+      FROM old_rows a LEFT JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER secret_acl_audit_insert AFTER INSERT ON vault.secret_acl
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_grants();
+CREATE TRIGGER secret_acl_audit_delete AFTER DELETE ON vault.secret_acl
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_grants();
+
+-- The only way to remove audit rows: older than the given age, itself audited.
+CREATE FUNCTION vault.purge_audit_log(older_than interval) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
+AS $$
+DECLARE
+  purged bigint;
+BEGIN
+  IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '0' THEN
+    RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  DELETE FROM vault.audit_log a WHERE a.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than);
+  GET DIAGNOSTICS purged = ROW_COUNT;
+  INSERT INTO vault.audit_log (session_role, "current_role", action, detail)
+  -- SECURITY DEFINER hides the caller's current role; SET ROLE shows in the role setting.
+  VALUES (SESSION_USER,
+          CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN SESSION_USER::text
+               ELSE pg_catalog.current_setting('role') END,
+          'purge_audit_log',
+          pg_catalog.jsonb_build_object('older_than', older_than::text, 'rows', purged));
+  RETURN purged;
+END
+$$;
+COMMENT ON FUNCTION vault.purge_audit_log(interval) IS 'Delete audit rows older than the interval (the retention function); logs itself.';
 
 -- Rotation, root key rotation and verification cover versions; key_status shows root keys.
 CREATE OR REPLACE FUNCTION vault.reencrypt_secrets(to_key uuid) RETURNS bigint
@@ -325,6 +438,26 @@ BEGIN
          (SELECT r.secret, r.nonce, r.key_id FROM vault._rekey(v.secret_id, v.secret, v.nonce, v.key_id, reencrypt_secrets.to_key) r)
    WHERE v.key_id IS DISTINCT FROM target;
   RETURN moved;
+END
+$$;
+CREATE OR REPLACE FUNCTION vault.rotate_key(new_key_type text DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  old_id uuid;
+  old_type text;
+  new_id uuid;
+BEGIN
+  LOCK TABLE vault.keys IN SHARE ROW EXCLUSIVE MODE;
+  SELECT k.id, k.key_type INTO old_id, old_type FROM vault.keys k WHERE k.status OPERATOR(pg_catalog.=) 'default';
+  new_id := vault.create_key(NULL, COALESCE(rotate_key.new_key_type, old_type, 'aead-det'), NULL,
+                             'created by vault.rotate_key');
+  UPDATE vault.keys k SET status = 'expired' WHERE k.id OPERATOR(pg_catalog.=) old_id;
+  UPDATE vault.keys k SET status = 'default' WHERE k.id OPERATOR(pg_catalog.=) new_id;
+  PERFORM vault.reencrypt_secrets(new_id);
+  INSERT INTO vault.audit_log (action, detail)
+  VALUES ('rotate_key', pg_catalog.jsonb_build_object('old_key', old_id, 'new_key', new_id));
+  RETURN new_id;
 END
 $$;
 CREATE OR REPLACE VIEW vault.key_status AS
@@ -387,6 +520,8 @@ BEGIN
     RAISE WARNING '% vault key(s) belong to root key %, which is neither the current nor the previous one', kr.keys, kr.fp
       USING HINT = 'Their secrets do not decrypt here; see vault.key_status and vault.verify_secrets().';
   END LOOP;
+  INSERT INTO vault.audit_log (action, detail)
+  VALUES ('rotate_root_key', pg_catalog.jsonb_build_object('from', prev, 'to', cur, 'secrets', moved));
   RETURN moved;
 END
 $$;
@@ -448,16 +583,18 @@ $$;
 
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
 
 -- Privileges: nothing for PUBLIC on the new objects.
-REVOKE ALL ON vault.secret_versions, vault.decrypted_secret_versions, vault.masked_secrets FROM PUBLIC;
+REVOKE ALL ON vault.secret_versions, vault.decrypted_secret_versions, vault.masked_secrets, vault.audit_log FROM PUBLIC;
 REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, bytea, uuid),
                        vault._rekey(uuid, text, bytea, uuid, uuid), vault.mask(text),
                        vault._mask_secret(uuid, text, bytea, uuid), vault._decrypt(uuid, text, bytea, uuid),
                        vault.create_secret(text, text, text, uuid, text[]),
                        vault.update_secret(uuid, text, text, text, uuid, text[], integer),
                        vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
-                       vault.expiring_secrets(interval), vault.rotate_root_key()
+                       vault.expiring_secrets(interval), vault.rotate_root_key(),
+                       vault._audit_secrets(), vault._audit_grants(), vault.purge_audit_log(interval)
   FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault TO vault_viewer;
 GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;
@@ -469,9 +606,11 @@ GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) TO vault_reade
 REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) FROM vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
+GRANT SELECT, INSERT ON vault.audit_log TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault.update_secret(uuid, text, text, text, uuid, text[], integer),
                           vault.rollback_secret(uuid, integer), vault._rekey(uuid, text, bytea, uuid, uuid),
+                          vault.purge_audit_log(interval),
                           vault._previous_fingerprint(), vault.rotate_root_key(),
                           vault._rewrap(uuid, text, bytea, uuid),
                           vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)

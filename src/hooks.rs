@@ -118,3 +118,32 @@ pub fn role_names() -> (String, String) {
     let (current, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetSessionUserId()) };
     (name(current), name(session))
 }
+
+/// The current and session user ids, the current subtransaction, and the time now (server
+/// TimestampTz microseconds): what an audit row records about a change when it happens.
+pub fn change_context() -> (pg_sys::Oid, pg_sys::Oid, pg_sys::SubTransactionId, i64) {
+    // SAFETY: plain reads of backend state inside a transaction.
+    unsafe {
+        (
+            pg_sys::GetUserId(),
+            pg_sys::GetSessionUserId(),
+            pg_sys::GetCurrentSubTransactionId(),
+            pg_sys::GetCurrentTimestamp(),
+        )
+    }
+}
+
+/// Run `f` with `owner`'s privileges (as SECURITY DEFINER would), restoring the caller's
+/// afterwards. On error the transaction abort restores them.
+pub fn as_user<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
+    // SAFETY: the standard save/switch/restore of the current user id.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let r = f();
+    // SAFETY: restores what was saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    r
+}

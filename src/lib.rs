@@ -7,6 +7,7 @@
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
+mod audit;
 mod cipher;
 mod errors;
 mod grants;

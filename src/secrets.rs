@@ -288,6 +288,12 @@ fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, Alloca
             }
         };
 
+    let is_insert = old.is_none();
+    let name = if is_insert {
+        new_tuple.get_by_name::<String>("name").map_err(shape_err)?
+    } else {
+        None
+    };
     let mut out = new_tuple.into_owned();
     match action {
         Action::Keep => {}
@@ -306,6 +312,10 @@ fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, Alloca
                 out.set_by_name("key_id", key_id).map_err(shape_err)?;
             }
         }
+    }
+    if is_insert {
+        let key_id = out.get_by_name::<Uuid>("key_id").map_err(shape_err)?;
+        crate::audit::record_create(&id, name.as_deref(), key_id);
     }
     Ok(out)
 }
