@@ -167,13 +167,13 @@ CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
 
 -- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
--- are written by the encrypting trigger, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
+-- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
 -- which vault_admin has).
 CREATE FUNCTION vault._audit_secrets() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
 AS $$
 BEGIN
-  -- Creates are audited by the encrypting trigger (src/audit.rs): the hot path.
+  -- Creates are audited by the Rust row trigger secrets_audit_create (src/audit.rs): the hot path.
   IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
     INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
     SELECT 'delete', o.id, o.name, pg_catalog.jsonb_build_object('version', o.version)
@@ -209,6 +209,8 @@ BEGIN
   RETURN NULL;
 END
 $$;
+CREATE TRIGGER secrets_audit_create AFTER INSERT ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_audit_create();
 CREATE TRIGGER secrets_audit_update AFTER UPDATE ON vault.secrets
   REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
 CREATE TRIGGER secrets_audit_delete AFTER DELETE ON vault.secrets

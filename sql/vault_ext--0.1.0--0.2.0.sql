@@ -85,6 +85,11 @@ STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'mask_secret_wrapper';
 
+CREATE FUNCTION "secrets_audit_create"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_audit_create_wrapper';
+
 CREATE  FUNCTION "_decrypt"(
 	"id" uuid, /* Option < Uuid > */
 	"secret" TEXT, /* Option < & str > */
@@ -323,13 +328,13 @@ CREATE TABLE vault.audit_log (
 COMMENT ON TABLE vault.audit_log IS 'Changes to secrets, grants and keys: who, when, what; never a value. Append-only.';
 
 -- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
--- are written by the encrypting trigger, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
+-- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
 -- which vault_admin has).
 CREATE FUNCTION vault._audit_secrets() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
 AS $$
 BEGIN
-  -- Creates are audited by the encrypting trigger (src/audit.rs): the hot path.
+  -- Creates are audited by the Rust row trigger secrets_audit_create (src/audit.rs): the hot path.
   IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
     INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
     SELECT 'delete', o.id, o.name, pg_catalog.jsonb_build_object('version', o.version)
@@ -365,6 +370,8 @@ BEGIN
   RETURN NULL;
 END
 $$;
+CREATE TRIGGER secrets_audit_create AFTER INSERT ON vault.secrets
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_audit_create();
 CREATE TRIGGER secrets_audit_update AFTER UPDATE ON vault.secrets
   REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
 CREATE TRIGGER secrets_audit_delete AFTER DELETE ON vault.secrets
@@ -594,7 +601,8 @@ REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, 
                        vault.update_secret(uuid, text, text, text, uuid, text[], integer),
                        vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
                        vault.expiring_secrets(interval), vault.rotate_root_key(),
-                       vault._audit_secrets(), vault._audit_grants(), vault.purge_audit_log(interval)
+                       vault._audit_secrets(), vault._audit_grants(), vault.purge_audit_log(interval),
+                       vault.secrets_audit_create()
   FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault TO vault_viewer;
 GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;

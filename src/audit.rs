@@ -1,4 +1,4 @@
-//! `create` rows of vault.audit_log, written from the encrypting trigger. Creates are the hot
+//! `create` rows of vault.audit_log, noted by an AFTER INSERT row trigger. Creates are the hot
 //! path (every `create_secret`): a PL/pgSQL statement trigger with a transition table, or one
 //! SPI insert per row, cost more than the insert itself. So each create is noted in memory
 //! with who/when at the time of the change, and all of a transaction's creates are inserted

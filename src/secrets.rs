@@ -288,12 +288,6 @@ fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, Alloca
             }
         };
 
-    let is_insert = old.is_none();
-    let name = if is_insert {
-        new_tuple.get_by_name::<String>("name").map_err(shape_err)?
-    } else {
-        None
-    };
     let mut out = new_tuple.into_owned();
     match action {
         Action::Keep => {}
@@ -313,9 +307,23 @@ fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<PgHeapTuple<'a, Alloca
             }
         }
     }
-    if is_insert {
-        let key_id = out.get_by_name::<Uuid>("key_id").map_err(shape_err)?;
-        crate::audit::record_create(&id, name.as_deref(), key_id);
-    }
     Ok(out)
+}
+
+/// AFTER INSERT on vault.secrets: note the create for the audit log. After, not in the
+/// encrypting trigger: only rows really inserted count (not an upsert's conflicting row, nor a
+/// row a later BEFORE trigger skipped).
+#[pg_trigger]
+fn secrets_audit_create<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    if let Some(row) = trigger.new() {
+        let id = row.get_by_name::<Uuid>("id").ok().flatten();
+        let name = row.get_by_name::<String>("name").ok().flatten();
+        let key_id = row.get_by_name::<Uuid>("key_id").ok().flatten();
+        if let Some(id) = id {
+            crate::audit::record_create(id.as_bytes(), name.as_deref(), key_id);
+        }
+    }
+    Ok(None)
 }

@@ -34,6 +34,11 @@ SELECT vault.create_secret('z', 'tx_rolled_back') IS NOT NULL AS created;
 ROLLBACK;
 SELECT "current_role", action, secret_name FROM vault.audit_log
  WHERE secret_name IN ('sub_rolled_back', 'sub_kept', 'tx_rolled_back') ORDER BY at;
+-- An upsert that meets an existing name is an update, not a create.
+WITH v AS (SELECT 'upserted value' AS value)
+INSERT INTO vault.secrets (name, secret) SELECT 'sub_kept', value FROM v
+ON CONFLICT (name) WHERE name IS NOT NULL DO UPDATE SET secret = (SELECT value FROM v), nonce = NULL;
+SELECT action, detail->'changed' AS changed FROM vault.audit_log WHERE secret_name = 'sub_kept' ORDER BY at;
 DELETE FROM vault.secrets WHERE name = 'sub_kept';
 -- Append-only, even for vault_admin.
 UPDATE vault.audit_log SET action = 'nothing';
