@@ -87,6 +87,9 @@ REPL=$WORK/repl
 as_pg "$PG_BINDIR/pg_basebackup" -h "$WORK" -p "$(port prim)" -U postgres -D "$REPL" -R -X stream >/dev/null 2>&1
 PORT_repl=$PORT_NEXT; PORT_NEXT=$((PORT_NEXT + 1)); STARTED+=("$REPL")
 echo "port = $PORT_repl" >>"$REPL/postgresql.conf"
+# -R writes every libpq option pg_basebackup's libpq knows; the relocatable servers' walreceiver
+# may load an older system libpq that rejects some (sslnegotiation): keep the ones that matter.
+echo "primary_conninfo = 'host=$WORK port=$(port prim) user=postgres'" >>"$REPL/postgresql.auto.conf"
 check "pg_basebackup copied the key file with its mode (the replica's key source)" "600" \
   "$(stat -c '%a' "$REPL/vault_root.key" 2>&1)"
 start repl || cat "$WORK/repl.log"
@@ -94,8 +97,10 @@ check "replica is in recovery" "t" "$(sql repl "SELECT pg_is_in_recovery()")"
 check "replica loaded the same root key" "$(sql prim "SELECT vault.root_key_fingerprint()")" \
   "$(sql repl "SELECT vault.root_key_fingerprint()")"
 sql prim "SELECT vault.create_secret('after-backup', 'rep_late')" >/dev/null
-for _ in $(seq 30); do [ "$(sql repl "SELECT count(*) FROM vault.secrets WHERE name = 'rep_late'")" = 1 ] && break; sleep 0.5; done
-check "replica reads every secret, including one streamed after the backup" "$(sql prim "$DIGEST")" "$(sql repl "$DIGEST")"
+# Wait (up to 60 s) until the replica has replayed everything the primary committed.
+PRIM_DIGEST=$(sql prim "$DIGEST")
+for _ in $(seq 120); do [ "$(sql repl "$DIGEST")" = "$PRIM_DIGEST" ] && break; sleep 0.5; done
+check "replica reads every secret, including one streamed after the backup" "$PRIM_DIGEST" "$(sql repl "$DIGEST")"
 check_contains "writing on the replica: read-only transaction (25006)" "25006" \
   "$(sql repl "SELECT vault.create_secret('x', 'on_standby')")"
 as_pg "$PG_BINDIR/pg_ctl" -D "$REPL" -w promote >/dev/null 2>&1
