@@ -167,7 +167,8 @@ CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
 
 -- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
--- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
+-- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the
+-- writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
 -- which vault_admin has).
 CREATE FUNCTION vault._audit_secrets() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''

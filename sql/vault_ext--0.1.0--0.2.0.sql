@@ -328,7 +328,8 @@ CREATE TABLE vault.audit_log (
 COMMENT ON TABLE vault.audit_log IS 'Changes to secrets, grants and keys: who, when, what; never a value. Append-only.';
 
 -- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
--- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
+-- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the
+-- writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
 -- which vault_admin has).
 CREATE FUNCTION vault._audit_secrets() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''

@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 use crate::errors::OrRaise;
-use crate::keys;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
@@ -33,14 +32,10 @@ fn mask_sql(value: &str) -> String {
 #[pg_extern(stable, parallel_safe, name = "_mask_secret")]
 fn mask_secret(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key_id: Option<Uuid>) -> Option<String> {
     let (id, secret) = (id?, secret?);
-    if !crate::grants::may_read(id.as_bytes()).or_raise() {
+    let Some(plain) = crate::secrets::decrypt_for_caller(&id, secret, nonce, key_id, "read the mask of").or_raise()
+    else {
         return Some(HIDDEN.to_string());
-    }
-    crate::secrets::audit_read(id.as_bytes(), "read the mask of");
-    let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
-    let plain = keys::lookup_for_read(&key_id)
-        .and_then(|key| crate::secrets::decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
-        .or_raise();
+    };
     let masked = match std::str::from_utf8(plain.as_slice()) {
         Ok(text) => mask_text(text),
         Err(_) => HIDDEN.to_string(),

@@ -39,20 +39,32 @@ fn decrypt_column(
 
 /// Decrypt one stored secret, given its row's key_id (NULL: the compatibility key). The key's
 /// metadata is read with a kept plan and cached (across transactions when safe, see
-/// readcache.rs), so `vault.decrypted_secrets`
-/// is a single-table view: cheap to plan for point lookups, no join for scans.
+/// readcache.rs), so `vault.decrypted_secrets` is a single-table view: cheap to plan for point
+/// lookups, no join for scans.
 #[pg_extern(stable, parallel_safe, name = "_decrypt")]
 fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key_id: Option<Uuid>) -> Option<String> {
     let (id, secret) = (id?, secret?);
-    if !crate::grants::may_read(id.as_bytes()).or_raise() {
-        return None;
+    let plain = decrypt_for_caller(&id, secret, nonce, key_id, "read").or_raise()?;
+    Some(into_text(plain, id.as_bytes()).or_raise())
+}
+
+/// The read path shared by `_decrypt` and `_mask_secret`: None when per-secret grants keep the
+/// calling role out; otherwise the audit line (if on) and the plaintext.
+pub fn decrypt_for_caller(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_id: Option<Uuid>,
+    what: &str,
+) -> VResult<Option<SecretVec>> {
+    let id = id.as_bytes();
+    if !crate::grants::may_read(id)? {
+        return Ok(None);
     }
-    audit_read(id.as_bytes(), "read");
+    audit_read(id, what);
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
-    let text = keys::lookup_for_read(&key_id)
-        .and_then(|key| decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key))
-        .and_then(|plain| into_text(plain, id.as_bytes()));
-    Some(text.or_raise())
+    let key = keys::lookup_for_read(&key_id)?;
+    decrypt(id, secret.as_bytes(), nonce, &key).map(Some)
 }
 
 /// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
