@@ -2,6 +2,7 @@
 # Run the test tiers (run as root on Debian 12):
 #   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
+# plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -48,6 +49,18 @@ cluster_script() {
   tally "pg$1 $4" "$rc" "${p:-0}" "${f:-0}"
 }
 
+# pgvault, the command line (cli/): its #[test]s, and the binary the cli cluster tests drive.
+cli_tests() {
+  local log=$LOGS/cli.log rc p f
+  echo "== pgvault, tier 1: cargo test -p pgvault"
+  cargo test -p pgvault >"$log" 2>&1 && cargo build -p pgvault >>"$log" 2>&1
+  rc=$?
+  grep -E '^test |^test result' "$log"
+  read -r p f < <(grep -E '^test result' "$log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | tail -1)
+  [ "$rc" -eq 0 ] || grep -E 'panicked|^error' -A5 "$log" | head -40
+  tally "pgvault cargo test" "$rc" "${p:-0}" "${f:-0}"
+}
+
 server_tests() { # MAJOR
   local pgc rc p f
   pgc=$(scripts/pg-install.sh "$1")
@@ -67,8 +80,10 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" key_cluster "root key rotation tests"
   cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
   cluster_script "$1" "$pgc" fault_cluster "fault tests"
+  cluster_script "$1" "$pgc" cli_cluster "cli tests"
 }
 
+cli_tests
 for v in $FULL; do
   pgrx_tests "$v"
   server_tests "$v"
