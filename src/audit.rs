@@ -15,29 +15,46 @@ use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{pg_sys, register_subxact_callback, register_xact_callback, PgSubXactCallbackEvent, PgXactCallbackEvent};
 use pgrx::{PgBuiltInOids, PgOid, Uuid};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 struct Create {
     subxact: pg_sys::SubTransactionId,
     at_us: i64,
-    session_role: i64,
-    current_role: i64,
+    session_role: pg_sys::Oid,
+    current_role: pg_sys::Oid,
     id: Uuid,
     name: Option<String>,
     key_id: Option<Uuid>,
 }
 
 /// Everything in the statement is schema-qualified: the plan is made under the caller's
-/// search_path.
+/// search_path. Row ids, times and role names come in as arrays (ids made here, names looked
+/// up once per role), so the statement does little per row beyond building `detail`.
 const FLUSH_SQL: &str =
-    "INSERT INTO vault.audit_log (at, session_role, \"current_role\", action, secret_id, secret_name, detail) \
-     SELECT '2000-01-01 00:00:00+00'::pg_catalog.timestamptz OPERATOR(pg_catalog.+) \
+    "INSERT INTO vault.audit_log (id, at, session_role, \"current_role\", action, secret_id, secret_name, detail) \
+     SELECT t.aid, '2000-01-01 00:00:00+00'::pg_catalog.timestamptz OPERATOR(pg_catalog.+) \
               (t.us::pg_catalog.float8 OPERATOR(pg_catalog.*) '1 microsecond'::pg_catalog.interval), \
-            pg_catalog.pg_get_userbyid(t.sess::pg_catalog.oid), pg_catalog.pg_get_userbyid(t.cur::pg_catalog.oid), \
-            'create', t.id, t.name, pg_catalog.jsonb_build_object('key_id', t.key, 'version', 1) \
-       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int8[]), \
-                       pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.uuid[]), \
-                       pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.uuid[])) \
-            AS t(us, sess, cur, id, name, key)";
+            t.sess, t.cur, 'create', t.id, t.name, pg_catalog.jsonb_build_object('key_id', t.key, 'version', 1) \
+       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.int8[]), \
+                       pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
+                       pg_catalog.unnest($5::pg_catalog.uuid[]), pg_catalog.unnest($6::pg_catalog.text[]), \
+                       pg_catalog.unnest($7::pg_catalog.uuid[])) \
+            AS t(aid, us, sess, cur, id, name, key)";
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// A version 7 UUID (RFC 9562) for an audit row: the Unix time in milliseconds, then random
+/// bits. Time-ordered, so a transaction's rows go to the right edge of the primary key index
+/// instead of all over it.
+fn uuid_v7(unix_ms: u64, random: [u8; 10]) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+    id[6..].copy_from_slice(&random);
+    id[6] = 0x70 | (id[6] & 0x0f);
+    id[8] = 0x80 | (id[8] & 0x3f);
+    id
+}
 
 thread_local! {
     static PENDING: RefCell<Vec<Create>> = const { RefCell::new(Vec::new()) };
@@ -52,8 +69,8 @@ pub fn record_create(id: &[u8; 16], name: Option<&str>, key_id: Option<Uuid>) {
         p.borrow_mut().push(Create {
             subxact,
             at_us,
-            session_role: i64::from(session.to_u32()),
-            current_role: i64::from(current.to_u32()),
+            session_role: session,
+            current_role: current,
             id: Uuid::from_bytes(*id),
             name: name.map(str::to_string),
             key_id,
@@ -113,10 +130,22 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
     let Some(owner) = owner.filter(|_| has_table == Some(true)) else {
         return Ok(());
     };
+    let mut names: HashMap<pg_sys::Oid, String> = HashMap::new();
+    let mut name_of = |oid: pg_sys::Oid| names.entry(oid).or_insert_with(|| hooks::role_name(oid)).clone();
+    let ids = pending
+        .iter()
+        .map(|c| {
+            let mut random = [0u8; 10];
+            crate::sodium::random_nonce(&mut random);
+            let unix_ms = u64::try_from((c.at_us + PG_EPOCH_US) / 1000).unwrap_or(0);
+            Uuid::from_bytes(uuid_v7(unix_ms, random))
+        })
+        .collect::<Vec<_>>();
     let args = [
+        ids.into(),
         pending.iter().map(|c| c.at_us).collect::<Vec<_>>().into(),
-        pending.iter().map(|c| c.session_role).collect::<Vec<_>>().into(),
-        pending.iter().map(|c| c.current_role).collect::<Vec<_>>().into(),
+        pending.iter().map(|c| name_of(c.session_role)).collect::<Vec<_>>().into(),
+        pending.iter().map(|c| name_of(c.current_role)).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.id).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.key_id).collect::<Vec<_>>().into(),
@@ -130,7 +159,7 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
                     PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
                 );
                 let plan = client
-                    .prepare_mut(FLUSH_SQL, &[int8a, int8a, int8a, uuida, texta, uuida])?
+                    .prepare_mut(FLUSH_SQL, &[uuida, int8a, texta, texta, uuida, texta, uuida])?
                     .keep();
                 FLUSH_PLAN.with(|p| *p.borrow_mut() = Some(plan));
             }
@@ -141,4 +170,19 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
         })
     })
     .map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_v7;
+
+    #[test]
+    fn audit_ids_are_version_7_and_time_ordered() {
+        let a = uuid_v7(0x0123_4567_89ab, [0xff; 10]);
+        assert_eq!(&a[..6], &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab]);
+        assert_eq!(a[6] >> 4, 7, "version 7");
+        assert_eq!(a[8] >> 6, 0b10, "RFC 9562 variant");
+        let later = uuid_v7(0x0123_4567_89ac, [0; 10]);
+        assert!(later > a, "a later millisecond sorts after, whatever the random bits");
+    }
 }

@@ -102,21 +102,25 @@ pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> Option<R> {
     Some(r)
 }
 
-/// The current role's and the session role's names, for audit lines.
-pub fn role_names() -> (String, String) {
+/// A role's name (`oid N` when it no longer exists), for audit rows and lines.
+pub fn role_name(oid: pg_sys::Oid) -> String {
     // SAFETY: GetUserNameFromId with noerr = true returns NULL or a palloc'd NUL-terminated
-    // name for an OID; the OIDs come from the server's own state.
-    let name = |oid: pg_sys::Oid| unsafe {
+    // name for an OID.
+    unsafe {
         let p = pg_sys::GetUserNameFromId(oid, true);
         if p.is_null() {
             format!("oid {}", oid.to_u32())
         } else {
             CStr::from_ptr(p).to_string_lossy().into_owned()
         }
-    };
+    }
+}
+
+/// The current role's and the session role's names, for audit lines.
+pub fn role_names() -> (String, String) {
     // SAFETY: plain reads of the backend's user ids.
     let (current, session) = unsafe { (pg_sys::GetUserId(), pg_sys::GetSessionUserId()) };
-    (name(current), name(session))
+    (role_name(current), role_name(session))
 }
 
 /// The current and session user ids, the current subtransaction, and the time now (server
