@@ -144,8 +144,16 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
     let args = [
         ids.into(),
         pending.iter().map(|c| c.at_us).collect::<Vec<_>>().into(),
-        pending.iter().map(|c| name_of(c.session_role)).collect::<Vec<_>>().into(),
-        pending.iter().map(|c| name_of(c.current_role)).collect::<Vec<_>>().into(),
+        pending
+            .iter()
+            .map(|c| name_of(c.session_role))
+            .collect::<Vec<_>>()
+            .into(),
+        pending
+            .iter()
+            .map(|c| name_of(c.current_role))
+            .collect::<Vec<_>>()
+            .into(),
         pending.iter().map(|c| c.id).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.key_id).collect::<Vec<_>>().into(),
