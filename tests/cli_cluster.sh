@@ -67,7 +67,7 @@ check "set --expires exits 0" 0 "$RC"
 
 # set at a terminal: a prompt that does not echo, the value typed twice.
 cat >"$WORK/term.py" <<'EOF'
-import os, pty, sys, time
+import os, pty, sys, termios, time
 # term.py EXE ARGS...: run EXE on a new terminal; type stdin's lines, each after one more ": "
 # prompt has appeared; print everything the terminal showed; exit with EXE's exit code.
 answers = sys.stdin.read().splitlines()
@@ -87,6 +87,11 @@ def more():
 for i, answer in enumerate(answers):
     while shown.count(b": ") <= i and time.time() < deadline and more():
         pass
+    # Type as a person would, once the program has turned echo off (it may print the prompt
+    # first); a program that never does gets the answer after a few seconds, echoed.
+    wait_echo_off = time.time() + 5
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < wait_echo_off:
+        time.sleep(0.01)
     os.write(fd, answer.encode() + b"\n")
 while more():
     pass
