@@ -150,6 +150,11 @@ impl Args {
         Ok(values.pop())
     }
 
+    /// The one remaining positional, named `what` in the usage message.
+    fn one(self, what: &str, command: &str) -> Result<String, Failure> {
+        Ok(self.positionals(&[what], command)?.swap_remove(0))
+    }
+
     /// The remaining positionals, refusing unknown options.
     fn positionals(self, expected: &[&str], command: &str) -> Result<Vec<String>, Failure> {
         if let Some(opt) = self.words.iter().find(|w| w.starts_with("--")) {
@@ -214,14 +219,14 @@ fn run_cli(argv: Vec<String>) -> Result<(), Failure> {
             list(&mut conn::connect(&config)?, &tags)
         }
         "get" => {
-            let [name] = <[String; 1]>::try_from(args.positionals(&["NAME"], "get")?).unwrap();
+            let name = args.one("NAME", "get")?;
             get(&mut conn::connect(&config)?, &name)
         }
         "set" => {
             let description = args.take_one("description")?;
             let tags = args.take_all("tag")?;
             let expires = args.take_one("expires")?;
-            let [name] = <[String; 1]>::try_from(args.positionals(&["NAME"], "set")?).unwrap();
+            let name = args.one("NAME", "set")?;
             let value = read_value(&name)?;
             let mut client = conn::connect(&config)?;
             let mut tx = client.transaction()?;
@@ -242,7 +247,7 @@ fn run_cli(argv: Vec<String>) -> Result<(), Failure> {
             Ok(())
         }
         "rm" => {
-            let [name] = <[String; 1]>::try_from(args.positionals(&["NAME"], "rm")?).unwrap();
+            let name = args.one("NAME", "rm")?;
             let n = conn::connect(&config)?.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])?;
             if n == 0 {
                 return Err(Failure::not_found(format!("no secret named {name}")));
@@ -264,7 +269,7 @@ fn run_cli(argv: Vec<String>) -> Result<(), Failure> {
         }
         "import" => {
             let tags = args.take_all("tag")?;
-            let [file] = <[String; 1]>::try_from(args.positionals(&["FILE.env"], "import")?).unwrap();
+            let file = args.one("FILE.env", "import")?;
             import(&mut conn::connect(&config)?, &file, &tags)
         }
         "export" => {
