@@ -100,8 +100,9 @@ CREATE TABLE vault.audit_log (
   -- creates) while the dumped ones are loaded, and a restarted sequence would collide. Order by at.
   id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
   at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-  session_role name NOT NULL DEFAULT SESSION_USER,
-  "current_role" name NOT NULL DEFAULT CURRENT_USER,
+  -- text, not name: name is 64 bytes on disk whatever the length; the log grows by a row per change.
+  session_role text NOT NULL DEFAULT SESSION_USER,
+  "current_role" text NOT NULL DEFAULT CURRENT_USER,
   action text NOT NULL,
   secret_id uuid,
   secret_name text,

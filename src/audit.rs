@@ -10,6 +10,7 @@
 
 use crate::errors::{VResult, VaultError};
 use crate::hooks;
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{pg_sys, register_subxact_callback, register_xact_callback, PgSubXactCallbackEvent, PgXactCallbackEvent};
@@ -29,17 +30,19 @@ struct Create {
 
 /// Everything in the statement is schema-qualified: the plan is made under the caller's
 /// search_path. Row ids, times and role names come in as arrays (ids made here, names looked
-/// up once per role), so the statement does little per row beyond building `detail`.
+/// up once per role), so the statement does little per row beyond building `detail`, and for
+/// the default (compatibility) key not even that: a constant, the same jsonb jsonb_build_object
+/// would make, saves about a sixth of the audit insert.
 const FLUSH_SQL: &str =
     "INSERT INTO vault.audit_log (id, at, session_role, \"current_role\", action, secret_id, secret_name, detail) \
-     SELECT t.aid, '2000-01-01 00:00:00+00'::pg_catalog.timestamptz OPERATOR(pg_catalog.+) \
-              (t.us::pg_catalog.float8 OPERATOR(pg_catalog.*) '1 microsecond'::pg_catalog.interval), \
-            t.sess, t.cur, 'create', t.id, t.name, pg_catalog.jsonb_build_object('key_id', t.key, 'version', 1) \
-       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.int8[]), \
+     SELECT t.aid, t.at, t.sess, t.cur, 'create', t.id, t.name, \
+            CASE WHEN t.key IS NULL THEN '{\"key_id\": null, \"version\": 1}'::pg_catalog.jsonb \
+                 ELSE pg_catalog.jsonb_build_object('key_id', t.key, 'version', 1) END \
+       FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.timestamptz[]), \
                        pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
                        pg_catalog.unnest($5::pg_catalog.uuid[]), pg_catalog.unnest($6::pg_catalog.text[]), \
                        pg_catalog.unnest($7::pg_catalog.uuid[])) \
-            AS t(aid, us, sess, cur, id, name, key)";
+            AS t(aid, at, sess, cur, id, name, key)";
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -143,7 +146,11 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
         .collect::<Vec<_>>();
     let args = [
         ids.into(),
-        pending.iter().map(|c| c.at_us).collect::<Vec<_>>().into(),
+        pending
+            .iter()
+            .map(|c| TimestampWithTimeZone::try_from(c.at_us).ok())
+            .collect::<Vec<_>>()
+            .into(),
         pending
             .iter()
             .map(|c| name_of(c.session_role))
@@ -161,13 +168,13 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
     hooks::as_user(owner, || {
         Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
             if FLUSH_PLAN.with(|p| p.borrow().is_none()) {
-                let (int8a, uuida, texta) = (
-                    PgOid::BuiltIn(PgBuiltInOids::INT8ARRAYOID),
+                let (tsa, uuida, texta) = (
+                    PgOid::BuiltIn(PgBuiltInOids::TIMESTAMPTZARRAYOID),
                     PgOid::BuiltIn(PgBuiltInOids::UUIDARRAYOID),
                     PgOid::BuiltIn(PgBuiltInOids::TEXTARRAYOID),
                 );
                 let plan = client
-                    .prepare_mut(FLUSH_SQL, &[uuida, int8a, texta, texta, uuida, texta, uuida])?
+                    .prepare_mut(FLUSH_SQL, &[uuida, tsa, texta, texta, uuida, texta, uuida])?
                     .keep();
                 FLUSH_PLAN.with(|p| *p.borrow_mut() = Some(plan));
             }
