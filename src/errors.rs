@@ -35,6 +35,11 @@ pub enum VaultError {
         secret: String,
     },
     NullColumn(&'static str),
+    /// A column the triggers need is missing or has another type (e.g. renamed).
+    MissingColumn {
+        column: &'static str,
+        typ: &'static str,
+    },
     KeyTypeUnsupported(&'static str),
     OutOfMemory,
     Internal(&'static str),
@@ -69,6 +74,8 @@ impl From<VaultError> for ErrorReport {
                 .set_detail(format!("The stored ciphertext, nonce or id was changed, or it was not written with key {key} under this root key.")),
             VaultError::NotUtf8 { secret } => new(Code::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("decrypted value of secret {secret} is not valid UTF-8")),
             VaultError::NullColumn(col) => new(Code::ERRCODE_NOT_NULL_VIOLATION, format!("null value in column \"{col}\" of relation \"secrets\" violates not-null constraint")),
+            VaultError::MissingColumn { column, typ } => new(Code::ERRCODE_UNDEFINED_COLUMN, format!("vault.secrets has no column \"{column}\" of type {typ}"))
+                .set_hint("vault_ext's triggers need vault.secrets' columns as CREATE EXTENSION made them; undo the ALTER TABLE that renamed or changed it."),
             VaultError::KeyTypeUnsupported(t) => new(Code::ERRCODE_FEATURE_NOT_SUPPORTED, format!("key type {t} is not supported on this server's CPU"))
                 .set_hint("aes256gcm needs a CPU with AES-NI and CLMUL; use aead-det or aead-ietf."),
             VaultError::OutOfMemory => new(Code::ERRCODE_OUT_OF_MEMORY, "could not allocate locked memory for a vault data key".into())

@@ -151,3 +151,49 @@ pub fn as_user<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
     r
 }
+
+/// The OID of the table a trigger fired on.
+pub fn trigger_relid(trigger: &pgrx::PgTrigger<'_>) -> pg_sys::Oid {
+    // SAFETY: a firing trigger's TriggerData points at its open relation.
+    unsafe { (*trigger.trigger_data().tg_relation).rd_id }
+}
+
+/// A row trigger's new row with some columns replaced, built by one heap_modify_tuple in the
+/// current memory context (pgrx's `set_by_index` rebuilds the row once per column). Each value
+/// is (attribute number, datum or None for NULL); the caller has checked the column types.
+/// None when the trigger has no new row (DELETE, statement level).
+pub fn with_columns_replaced<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+    values: &[(std::num::NonZeroUsize, Option<pg_sys::Datum>)],
+) -> Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByPostgres>> {
+    let tuple = trigger.new()?.into_pg();
+    // SAFETY: the relation's descriptor describes its trigger tuples and lives while the
+    // trigger runs; the three arrays have one entry per attribute, and every replaced index
+    // is checked against that count; heap_modify_tuple copies what it keeps into a new palloc'd
+    // tuple, which we hand back to the executor as the trigger's result.
+    unsafe {
+        let tupdesc = (*trigger.trigger_data().tg_relation).rd_att;
+        let natts = usize::try_from((*tupdesc).natts).unwrap_or(0);
+        let mut datums = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![false; natts];
+        let mut replace = vec![false; natts];
+        for (attnum, value) in values {
+            let i = attnum.get() - 1;
+            assert!(i < natts, "attribute {} of {natts}", attnum.get());
+            datums[i] = value.unwrap_or(pg_sys::Datum::from(0usize));
+            nulls[i] = value.is_none();
+            replace[i] = true;
+        }
+        let modified = pg_sys::heap_modify_tuple(
+            tuple,
+            tupdesc,
+            datums.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            replace.as_mut_ptr(),
+        );
+        Some(pgrx::heap_tuple::PgHeapTuple::from_heap_tuple(
+            pgrx::PgTupleDesc::from_pg_unchecked(tupdesc),
+            modified,
+        ))
+    }
+}

@@ -42,7 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     guc::init();
     hooks::reserve_guc_prefix();
-    hooks::on_relcache_invalidation(readcache::on_invalidation);
+    readcache::track();
     log_redact::install();
     if sodium::init().is_err() {
         fatal(

@@ -18,15 +18,32 @@ use crate::errors::VResult;
 use crate::hooks;
 use pgrx::pg_sys;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     static CHANGED_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Relcache invalidation callback (registered in `_PG_init`).
-pub fn on_invalidation() {
+/// Set in the postmaster while preloading, inherited by every backend.
+static TRACKING: AtomicBool = AtomicBool::new(false);
+
+/// Receive relcache invalidations from now on (`_PG_init`, while preloading).
+pub fn track() {
+    hooks::on_relcache_invalidation(on_invalidation);
+    TRACKING.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process hears about every relcache invalidation: without it (the library
+/// loaded in a session, not preloaded) nothing learned about a table may be kept.
+pub fn tracking() -> bool {
+    TRACKING.load(Ordering::Relaxed)
+}
+
+/// Relcache invalidation callback.
+fn on_invalidation() {
     GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    crate::secrets::forget_columns();
     crate::keys::forget_read_cache(false);
     crate::grants::forget(false);
 }

@@ -98,3 +98,19 @@ DELETE FROM vault.secrets WHERE name = 'moved';
 -- Functions are volatile where they must be; the decrypt function is parallel safe.
 SELECT proname, provolatile, proparallel, prosecdef FROM pg_proc
  WHERE pronamespace = 'vault'::regnamespace ORDER BY proname;
+
+-- The triggers learn where vault.secrets' columns are once and again after every ALTER TABLE:
+-- a renamed column is noticed at the next row (nothing is written to a column by its old
+-- place), columns added or dropped later change nothing.
+INSERT INTO vault.secrets (name, secret) VALUES ('col_a', 'before the rename');
+ALTER TABLE vault.secrets RENAME COLUMN secret TO secret_renamed;
+INSERT INTO vault.secrets (name, secret_renamed) VALUES ('col_b', 'while renamed');
+\echo :LAST_ERROR_SQLSTATE
+ALTER TABLE vault.secrets RENAME COLUMN secret_renamed TO secret;
+ALTER TABLE vault.secrets ADD COLUMN extra int;
+INSERT INTO vault.secrets (name, secret, extra) VALUES ('col_c', 'with a column added', 1);
+ALTER TABLE vault.secrets DROP COLUMN extra;
+INSERT INTO vault.secrets (name, secret) VALUES ('col_d', 'with it dropped');
+SELECT name, decrypted_secret, nonce IS NOT NULL AS encrypted, secret NOT LIKE '%with%' AS no_plaintext
+  FROM vault.decrypted_secrets WHERE name LIKE 'col\_%' ORDER BY name;
+DELETE FROM vault.secrets WHERE name LIKE 'col\_%';
