@@ -225,14 +225,12 @@ fn xor32(a: &mut [u8; 32], b: &[u8; 32]) {
 
 /// Doubling in GF(2^256) as S2V uses it: big-endian shift left by one, reduce with 0x425.
 fn dbl(x: &mut [u8; 32]) {
-    let carry = x[0] >> 7;
-    for i in 0..31 {
-        x[i] = (x[i] << 1) | (x[i + 1] >> 7);
-    }
-    x[31] <<= 1;
-    let mask = 0u8.wrapping_sub(carry);
-    x[30] ^= 0x04 & mask;
-    x[31] ^= 0x25 & mask;
+    let (hi, lo) = x.split_at_mut(16);
+    let h = u128::from_be_bytes((&*hi).try_into().expect("16"));
+    let l = u128::from_be_bytes((&*lo).try_into().expect("16"));
+    let reduce = 0u128.wrapping_sub(h >> 127) & 0x425;
+    hi.copy_from_slice(&((h << 1) | (l >> 127)).to_be_bytes());
+    lo.copy_from_slice(&((l << 1) ^ reduce).to_be_bytes());
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -388,6 +386,41 @@ mod tests {
             .chunks(2)
             .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn dbl_shifts_left_and_reduces_with_0x425() {
+        // Bit by bit, as the S2V definition states it: shift the 256-bit big-endian number
+        // left by one; if the top bit fell off, XOR 0x425 into the low end.
+        fn reference(x: &[u8; 32]) -> [u8; 32] {
+            let mut out = [0u8; 32];
+            for i in 0..32 {
+                out[i] = (x[i] << 1) | x.get(i + 1).map_or(0, |n| n >> 7);
+            }
+            if x[0] & 0x80 != 0 {
+                out[30] ^= 0x04;
+                out[31] ^= 0x25;
+            }
+            out
+        }
+        let mut cases = vec![[0u8; 32], [0xff; 32], [0x80; 32], [0x01; 32]];
+        let mut carry_between_halves = [0u8; 32];
+        carry_between_halves[16] = 0x80;
+        cases.push(carry_between_halves);
+        let mut seed = 0x9e37_79b9_u32;
+        for _ in 0..64 {
+            let mut c = [0u8; 32];
+            for b in c.iter_mut() {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (seed >> 24) as u8;
+            }
+            cases.push(c);
+        }
+        for c in cases {
+            let mut x = c;
+            dbl(&mut x);
+            assert_eq!(x, reference(&c), "dbl of {}", hex_encode(&c));
+        }
     }
 
     fn compat_key(root: &[u8]) -> DataKey {

@@ -14,6 +14,7 @@ use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{register_xact_callback, PgBuiltInOids, PgOid, PgXactCallbackEvent, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 /// `vault.keys.id` of the compatibility key (aead-det, key_id 0, context `pgsodium`) that
@@ -183,13 +184,35 @@ pub fn uuid_string(b: &[u8; 16]) -> String {
     String::from_utf8(crate::cipher::uuid_text(b).to_vec()).expect("ascii")
 }
 
+/// Maps keyed by a vault.keys id. A scan looks its key up once per row, and SipHash was a
+/// visible part of that; these maps hold only the few keys vault_admin made, so a plain
+/// multiplicative hash of the id's two halves does.
+type KeyMap<V> = HashMap<[u8; 16], V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Key metadata on the read path, and whether it may outlive the transaction (readcache.rs).
 type KeptKey = (Rc<KeyInfo>, bool);
 
 thread_local! {
-    static CACHE: RefCell<HashMap<[u8; 16], Rc<KeyInfo>>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<KeyMap<Rc<KeyInfo>>> = RefCell::new(KeyMap::default());
     /// The read path's key metadata, each with whether it may outlive this transaction.
-    static READ_CACHE: RefCell<HashMap<[u8; 16], KeptKey>> = RefCell::new(HashMap::new());
+    static READ_CACHE: RefCell<KeyMap<KeptKey>> = RefCell::new(KeyMap::default());
     static DEFAULT: RefCell<Option<Rc<KeyInfo>>> = const { RefCell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
