@@ -54,6 +54,7 @@ lookup_sql() {
   case $1 in
     plain) echo "SELECT secret FROM bench_plain WHERE name = 'secret_' || :i" ;;
     vault) echo "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'secret_' || :i" ;;
+    read_secret) echo "SELECT vault.read_secret('secret_' || :i)" ;;
     pgp) echo "SELECT pgp_sym_decrypt(secret, $PASS) FROM bench_pgp WHERE name = 'secret_' || :i" ;;
     raw) echo "SELECT convert_from(decrypt(secret, $AESKEY, 'aes'), 'UTF8') FROM bench_raw WHERE name = 'secret_' || :i" ;;
   esac
@@ -97,7 +98,7 @@ for round in $(seq "$ROUNDS"); do
     timed "$(scan_sql "$v")" >/dev/null # warm the cache and this backend's keys
     record "scan_$v" "$(timed "$(scan_sql "$v")")"
   done
-  for v in plain vault pgp raw; do
+  for v in plain vault read_secret pgp raw; do
     f=$WORK/lookup_$v.sql
     { echo "\\set i random(1, $SCAN_N)"; lookup_sql "$v"; } >"$f"
     tps=$(as_pg "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port bench)" -U postgres -n -c 2 -j 2 -T "$LOOKUP_SECONDS" -f "$f" postgres 2>&1 |
@@ -145,6 +146,7 @@ row("  pgcrypto decrypt(aes)", "scan_raw", "scan_plain", "ms")
 print(f"lookup by name, pgbench 2 clients, {secs} s")
 row("  plain", "lookup_plain", "lookup_plain", "TPS", "{:.0f}")
 row("  vault.decrypted_secrets", "lookup_vault", "lookup_plain", "TPS", "{:.0f}", target=">= 0.9x")
+row("  vault.read_secret(name)", "lookup_read_secret", "lookup_plain", "TPS", "{:.0f}", target=">= 0.9x")
 row("  pgcrypto pgp_sym_decrypt", "lookup_pgp", "lookup_plain", "TPS", "{:.0f}")
 row("  pgcrypto decrypt(aes)", "lookup_raw", "lookup_plain", "TPS", "{:.0f}")
 print(f"lookup by name, prepared statements (pgbench -M prepared), {secs} s")

@@ -319,28 +319,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION vault.expiring_secrets(interval) IS 'Secrets whose expires_at falls within the interval from now (or has passed).';
 
-CREATE FUNCTION vault.read_secret(secret_name text) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = ''
-AS $$
-DECLARE
-  value text;
-  stored text;
-BEGIN
-  SELECT d.decrypted_secret, d.secret INTO value, stored
-    FROM vault.decrypted_secrets d WHERE d.name OPERATOR(pg_catalog.=) secret_name;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'secret "%" does not exist', secret_name
-      USING ERRCODE = 'no_data_found', HINT = 'Secret names are case-sensitive; see vault.decrypted_secrets.';
-  END IF;
-  IF value IS NULL AND stored IS NOT NULL THEN
-    RAISE EXCEPTION 'permission denied for secret "%"', secret_name
-      USING ERRCODE = 'insufficient_privilege',
-            HINT = 'The secret has per-secret grants (vault.secret_grants); ask a vault_admin for vault.grant_secret.';
-  END IF;
-  RETURN value;
-END
-$$;
-
 CREATE TRIGGER grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault.grants_changed();
 

@@ -172,6 +172,13 @@ SELECT s.id, s.name, s.description, s.secret,
        s.key_id, s.nonce, s.created_at, s.updated_at, s.tags, s.expires_at
   FROM vault.secrets s;
 
+-- read_secret moves from PL/pgSQL to Rust (same privileges and errors; it reads the view as the
+-- caller); CREATE OR REPLACE keeps its grants and drops its SET search_path.
+CREATE OR REPLACE FUNCTION vault.read_secret(secret_name text) RETURNS text
+STABLE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'read_secret_wrapper';
+
 -- create_secret becomes a SQL function; both take tags, update_secret a check-and-set version.
 DROP FUNCTION vault.create_secret(text, text, text, uuid);
 DROP FUNCTION vault.update_secret(uuid, text, text, text, uuid);

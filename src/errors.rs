@@ -35,6 +35,10 @@ pub enum VaultError {
         secret: String,
     },
     NullColumn(&'static str),
+    /// vault.read_secret: no secret by that name (the name as given, or `<NULL>`).
+    UnknownSecret(String),
+    /// vault.read_secret: per-secret grants keep the caller out.
+    SecretDenied(String),
     /// A column the triggers need is missing or has another type (e.g. renamed).
     MissingColumn {
         column: &'static str,
@@ -76,6 +80,10 @@ impl From<VaultError> for ErrorReport {
             VaultError::NullColumn(col) => new(Code::ERRCODE_NOT_NULL_VIOLATION, format!("null value in column \"{col}\" of relation \"secrets\" violates not-null constraint")),
             VaultError::MissingColumn { column, typ } => new(Code::ERRCODE_UNDEFINED_COLUMN, format!("vault.secrets has no column \"{column}\" of type {typ}"))
                 .set_hint("vault_ext's triggers need vault.secrets' columns as CREATE EXTENSION made them; undo the ALTER TABLE that renamed or changed it."),
+            VaultError::UnknownSecret(name) => new(Code::ERRCODE_NO_DATA_FOUND, format!("secret \"{name}\" does not exist"))
+                .set_hint("Secret names are case-sensitive; see vault.decrypted_secrets."),
+            VaultError::SecretDenied(name) => new(Code::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for secret \"{name}\""))
+                .set_hint("The secret has per-secret grants (vault.secret_grants); ask a vault_admin for vault.grant_secret."),
             VaultError::KeyTypeUnsupported(t) => new(Code::ERRCODE_FEATURE_NOT_SUPPORTED, format!("key type {t} is not supported on this server's CPU"))
                 .set_hint("aes256gcm needs a CPU with AES-NI and CLMUL; use aead-det or aead-ietf."),
             VaultError::OutOfMemory => new(Code::ERRCODE_OUT_OF_MEMORY, "could not allocate locked memory for a vault data key".into())

@@ -50,6 +50,61 @@ fn decrypt_row(id: Option<Uuid>, secret: Option<&str>, nonce: Option<&[u8]>, key
     Some(into_text(plain, id.as_bytes()).or_raise())
 }
 
+/// `vault.read_secret(name)`: the decrypted value by name. The row comes from
+/// `vault.decrypted_secrets` read as the caller (so only a role that may read the view gets it),
+/// through a plan kept per backend, without its `decrypted_secret` column; the value is then
+/// decrypted here with the same rules as `_decrypt` (per-secret grants, `vault.audit_reads`).
+/// Without PL/pgSQL and without `SET search_path` per call (every name in the query is
+/// schema-qualified), a lookup costs about what the same prepared query does.
+#[pg_extern(stable, name = "read_secret")]
+fn read_secret(secret_name: Option<&str>) -> String {
+    read_by_name(secret_name).or_raise()
+}
+
+const READ_SQL: &str = "SELECT d.id, d.secret, d.nonce, d.key_id FROM vault.decrypted_secrets d \
+                        WHERE d.name OPERATOR(pg_catalog.=) $1";
+
+thread_local! {
+    static READ_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A stored secret as read from the view: id, ciphertext, nonce, key id.
+type StoredRow = (Option<Uuid>, Option<String>, Option<Vec<u8>>, Option<Uuid>);
+
+fn read_by_name(name: Option<&str>) -> VResult<String> {
+    let shown = || name.unwrap_or("<NULL>").to_string();
+    let Some(name) = name else {
+        return Err(VaultError::UnknownSecret(shown()));
+    };
+    let found = Spi::connect(|client| -> Result<Option<StoredRow>, pgrx::spi::Error> {
+        if READ_PLAN.with(|p| p.borrow().is_none()) {
+            let plan = client.prepare(READ_SQL, &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
+            READ_PLAN.with(|p| *p.borrow_mut() = Some(plan.keep()));
+        }
+        let args = [name.into()];
+        let rows = READ_PLAN.with(|p| match p.borrow().as_ref() {
+            Some(plan) => client.select(plan, Some(1), &args),
+            None => client.select(READ_SQL, Some(1), &args),
+        })?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(row) => Ok(Some((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))),
+        }
+    })
+    .map_err(|e| VaultError::BadArgument {
+        message: format!("could not read vault.decrypted_secrets: {e}"),
+        hint: None,
+    })?;
+    let Some((Some(id), Some(secret), nonce, key_id)) = found else {
+        return Err(VaultError::UnknownSecret(shown()));
+    };
+    match decrypt_for_caller(&id, &secret, nonce.as_deref(), key_id, "read")? {
+        Some(plain) => into_text(plain, id.as_bytes()),
+        None => Err(VaultError::SecretDenied(shown())),
+    }
+}
+
 /// The read path shared by `_decrypt` and `_mask_secret`: None when per-secret grants keep the
 /// calling role out; otherwise the audit line (if on) and the plaintext.
 pub fn decrypt_for_caller(

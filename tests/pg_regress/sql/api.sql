@@ -48,6 +48,9 @@ SELECT vault.update_secret('11111111-1111-1111-1111-111111111111', 'x');
 \echo :LAST_ERROR_SQLSTATE
 SELECT vault.read_secret('no such secret');
 \echo :LAST_ERROR_SQLSTATE
+-- As 0.1.0's PL/pgSQL version: a NULL name is a missing secret, not a NULL value.
+SELECT vault.read_secret(NULL);
+\echo :LAST_ERROR_SQLSTATE
 SELECT vault.create_key('bad', 'rot13');
 \echo :LAST_ERROR_SQLSTATE
 SELECT vault.create_secret('duplicate-plaintext-value', 'api_key_v2');
