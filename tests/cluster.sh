@@ -94,6 +94,11 @@ sql main "CREATE DATABASE app" >/dev/null
 sql main "CREATE EXTENSION vault_ext; SELECT vault.create_key('second');
           SELECT vault.create_secret('app value ' || i, 'app' || i, 'd', CASE WHEN i % 2 = 0 THEN (SELECT id FROM vault.keys WHERE name = 'second') END)
           FROM generate_series(1, 20) i" app >/dev/null
+# Create rows under the compatibility key carry a constant detail, the others jsonb_build_object's.
+check "create audit rows: the detail jsonb_build_object would make, for both kinds of key" "20|10" \
+  "$(sql main "SELECT count(*) FILTER (WHERE a.detail = jsonb_build_object('key_id', s.key_id, 'version', 1)) || '|' ||
+               count(*) FILTER (WHERE s.key_id IS NULL)
+          FROM vault.audit_log a JOIN vault.secrets s ON s.id = a.secret_id WHERE a.action = 'create'" app)"
 sql main "CREATE ROLE app_team NOLOGIN; SELECT vault.grant_secret(id, 'app_team') FROM vault.secrets WHERE name = 'app3'" app >/dev/null
 sql main "SELECT vault.rotate_key()" app >/dev/null # the dump then holds a default key of its own
 APP_BEFORE=$(sql main "SELECT string_agg(name || '=' || decrypted_secret || '/' || (key_id IS NULL), ',' ORDER BY name) FROM vault.decrypted_secrets" app)
