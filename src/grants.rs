@@ -44,15 +44,7 @@ pub fn forget(only_transient: bool) {
 fn load() -> VResult<Acl> {
     let mut grants: HashMap<[u8; 16], Vec<pg_sys::Oid>> = HashMap::new();
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
-        let planned = ACL_QUERY.with(|q| q.borrow().is_some());
-        if !planned {
-            let plan = client.prepare(ACL_SQL, &[])?.keep();
-            ACL_QUERY.with(|q| *q.borrow_mut() = Some(plan));
-        }
-        let rows = ACL_QUERY.with(|q| match q.borrow().as_ref() {
-            Some(plan) => client.select(plan, None, &[]),
-            None => client.select(ACL_SQL, None, &[]),
-        })?;
+        let rows = crate::plans::select(&ACL_QUERY, client, ACL_SQL, &[], None, &[])?;
         for row in rows {
             if let (Some(id), Some(role)) = (row.get::<Uuid>(1)?, row.get::<pg_sys::Oid>(2)?) {
                 grants.entry(*id.as_bytes()).or_default().push(role);

@@ -278,16 +278,8 @@ fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<Ke
         let t = if lock {
             client.update(sql.as_str(), Some(1), &args)?
         } else if where_clause == BY_ID {
-            if BY_ID_PLAN.with(|p| p.borrow().is_none()) {
-                let plan = client
-                    .prepare(sql.as_str(), &[PgOid::BuiltIn(PgBuiltInOids::UUIDOID)])?
-                    .keep();
-                BY_ID_PLAN.with(|p| *p.borrow_mut() = Some(plan));
-            }
-            BY_ID_PLAN.with(|p| match p.borrow().as_ref() {
-                Some(plan) => client.select(plan, Some(1), &args),
-                None => client.select(sql.as_str(), Some(1), &args),
-            })?
+            let uuid = [PgOid::BuiltIn(PgBuiltInOids::UUIDOID)];
+            crate::plans::select(&BY_ID_PLAN, client, &sql, &uuid, Some(1), &args)?
         } else {
             client.select(sql.as_str(), Some(1), &args)?
         };

@@ -17,6 +17,7 @@ mod kdf;
 mod keys;
 mod log_redact;
 mod mask;
+mod plans;
 mod readcache;
 mod redact;
 mod root_key;

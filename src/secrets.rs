@@ -78,15 +78,8 @@ fn read_by_name(name: Option<&str>) -> VResult<String> {
         return Err(VaultError::UnknownSecret(shown()));
     };
     let found = Spi::connect(|client| -> Result<Option<StoredRow>, pgrx::spi::Error> {
-        if READ_PLAN.with(|p| p.borrow().is_none()) {
-            let plan = client.prepare(READ_SQL, &[pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)])?;
-            READ_PLAN.with(|p| *p.borrow_mut() = Some(plan.keep()));
-        }
-        let args = [name.into()];
-        let rows = READ_PLAN.with(|p| match p.borrow().as_ref() {
-            Some(plan) => client.select(plan, Some(1), &args),
-            None => client.select(READ_SQL, Some(1), &args),
-        })?;
+        let text = [pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)];
+        let rows = crate::plans::select(&READ_PLAN, client, READ_SQL, &text, Some(1), &[name.into()])?;
         match rows.into_iter().next() {
             None => Ok(None),
             Some(row) => Ok(Some((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))),
