@@ -261,6 +261,8 @@ impl KeyedBlake2b256 {
     /// used when the state layout is the expected one and primed hashes equal unprimed ones
     /// for messages on both sides of the block size; otherwise every hash takes the plain path.
     fn prime(&self) -> Option<SecretBytes> {
+        // Allocated first: nothing returns early while a copy of the keyed state is on the stack.
+        let mut primed = SecretBytes::zeroed(std::mem::size_of::<HashState>())?;
         let mut state = HashState { opaque: [0u8; 384] };
         state.opaque.copy_from_slice(self.init.as_slice());
         // SAFETY: a copy of an initialised state; the input is a valid 129-byte array.
@@ -269,7 +271,6 @@ impl KeyedBlake2b256 {
         let layout_ok = buflen == 129usize.to_ne_bytes();
         buflen.copy_from_slice(&0usize.to_ne_bytes());
         state.opaque[BLAKE2B_BUF_AT..BLAKE2B_BUFLEN_AT].fill(0);
-        let mut primed = SecretBytes::zeroed(std::mem::size_of::<HashState>())?;
         primed.as_mut_slice().copy_from_slice(&state.opaque);
         memzero(&mut state.opaque);
         primed.set_read_only();
