@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the test tiers (run as root on Debian 12):
-#   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
+#   1. plain #[test]: vault_core (ciphers, vectors, encodings, root keys, lexer, masks), and the
+#      extension's own (in `cargo pgrx test`)      2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
 # plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
@@ -49,6 +50,18 @@ cluster_script() {
   tally "pg$1 $4" "$rc" "${p:-0}" "${f:-0}"
 }
 
+# vault_core (core/): the code that needs no Postgres, by plain cargo test, in seconds.
+core_tests() {
+  local log=$LOGS/core.log rc p f
+  echo "== vault_core, tier 1: cargo test -p vault_core"
+  cargo test -p vault_core >"$log" 2>&1
+  rc=$?
+  grep -E '^test |^test result' "$log"
+  read -r p f < <(grep -E '^test result' "$log" | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | head -1)
+  [ "$rc" -eq 0 ] || grep -E 'panicked|^error' -A5 "$log" | head -40
+  tally "vault_core cargo test" "$rc" "${p:-0}" "${f:-0}"
+}
+
 # pgvault, the command line (cli/): its #[test]s, and the binary the cli cluster tests drive.
 cli_tests() {
   local log=$LOGS/cli.log rc p f
@@ -83,6 +96,7 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" cli_cluster "cli tests"
 }
 
+core_tests
 cli_tests
 for v in $FULL; do
   pgrx_tests "$v"

@@ -1,4 +1,4 @@
--- vault_ext: roles and tables. Runs first; functions, views and grants are in finalize.sql.
+-- vault_ext: roles and tables. Runs first; functions, views and grants follow (keys.sql … privileges.sql).
 
 DO $$
 BEGIN

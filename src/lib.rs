@@ -1,33 +1,74 @@
 //! vault_ext: application secrets encrypted inside PostgreSQL, compatible with supabase_vault.
 //!
-//! Load order: `_PG_init` runs in the postmaster while preloading → settings → libsodium →
-//! root key. Backends inherit the key through fork. Without preloading the SQL objects still
-//! install, but anything that needs a key raises 55000.
+//! Load order: `_PG_init` runs in the postmaster while preloading → settings → cache counters
+//! → log hook → libsodium → root key. Backends inherit the key through fork. Without
+//! preloading the SQL objects still install, but anything that needs a key raises 55000.
+//!
+//! Layers, each using only those after it: `api` (the SQL surface) → `vault` (keys, grants,
+//! read and write paths, audit) → `cache` (stamps, kept plans) → `settings`, `error` → `ffi`
+//! (the only `unsafe` code: Postgres calls pgrx does not wrap, the log hook). The code that
+//! needs no Postgres (ciphers, encodings, KDF, root key, log lexer, masks) is the vault_core
+//! crate (core/).
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
+use vault_core::crypto::root_key;
+use vault_core::ffi::sodium;
 
-mod audit;
-mod cipher;
-mod errors;
-mod grants;
-mod guc;
-mod hooks;
-mod kdf;
-mod keys;
-mod log_redact;
-mod mask;
-mod plans;
-mod readcache;
-mod redact;
-mod root_key;
-mod secrets;
-mod sodium;
+mod api;
+mod cache;
+mod error;
+#[allow(unsafe_code)]
+mod ffi;
+mod settings;
+mod vault;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+// The hand-written SQL after the generated functions, one file per concern, in this order.
+extension_sql_file!(
+    "../sql/keys.sql",
+    name = "keys",
+    requires = [api::keys::loaded_fingerprint, api::triggers::keys_changed]
+);
+extension_sql_file!(
+    "../sql/secrets.sql",
+    name = "secrets",
+    requires = [
+        "keys",
+        api::triggers::secrets_encrypt,
+        api::secrets::decrypt_row,
+        api::mask::mask_secret
+    ]
+);
+extension_sql_file!(
+    "../sql/versions.sql",
+    name = "versions",
+    requires = ["secrets", api::secrets::decrypt_column]
+);
+extension_sql_file!(
+    "../sql/audit.sql",
+    name = "audit",
+    requires = ["versions", api::triggers::secrets_audit_create]
+);
+extension_sql_file!(
+    "../sql/grants.sql",
+    name = "grants",
+    requires = ["audit", api::triggers::grants_changed]
+);
+extension_sql_file!(
+    "../sql/rotation.sql",
+    name = "rotation",
+    requires = [
+        "grants",
+        api::keys::check_key_type,
+        api::keys::previous_fingerprint,
+        api::secrets::rewrap,
+        api::secrets::rekey
+    ]
+);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {
     ErrorReport::new(PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR, message, "vault_ext")
@@ -38,31 +79,31 @@ fn fatal(message: String, hint: &str) -> ! {
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    if !hooks::preloading() {
+    if !ffi::pg::preloading() {
         return;
     }
-    guc::init();
-    hooks::reserve_guc_prefix();
-    readcache::track();
-    log_redact::install();
+    settings::init();
+    ffi::pg::reserve_guc_prefix();
+    cache::epoch::track();
+    ffi::log_hook::install();
     if sodium::init().is_err() {
         fatal(
             "vault_ext could not initialise libsodium".into(),
             "Check the server's /dev/urandom.",
         );
     }
-    let data_dir = hooks::data_dir().unwrap_or_else(|| ".".into());
+    let data_dir = ffi::pg::data_dir().unwrap_or_else(|| ".".into());
     let src = root_key::KeySource {
-        script: guc::getkey_script().map(Into::into),
-        file: data_dir.join(guc::root_key_file()),
-        autogenerate: guc::root_key_autogenerate(),
+        script: settings::getkey_script().map(Into::into),
+        file: data_dir.join(settings::root_key_file()),
+        autogenerate: settings::root_key_autogenerate(),
         data_dir: data_dir.clone(),
     };
     match root_key::load(&src) {
         Ok((origin, fp)) => pgrx::log!("{}", describe("root key", origin, &fp)),
         Err(e) => fatal(e.message, &e.hint),
     }
-    let (script, file) = (guc::previous_getkey_script(), guc::previous_root_key_file());
+    let (script, file) = (settings::previous_getkey_script(), settings::previous_root_key_file());
     if script.is_some() || file.is_some() {
         let src = root_key::KeySource {
             script: script.map(Into::into),

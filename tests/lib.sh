@@ -5,7 +5,7 @@
 PG_CONFIG=${PG_CONFIG:-pg_config}
 PG_BINDIR=${PG_BINDIR:-$("$PG_CONFIG" --bindir)}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VECTORS=${VECTORS:-$REPO/../shared/vectors/supabase_vault_0.3.1.json}
+VECTORS=${VECTORS:-$REPO/core/tests/data/supabase_vault_0.3.1.json}
 PASSED=0
 FAILED=0
 FAILURES=()

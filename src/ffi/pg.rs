@@ -1,4 +1,4 @@
-//! The Postgres globals pgrx does not wrap. Every unsafe read of server state lives here.
+//! The Postgres globals and callbacks pgrx does not wrap, behind safe functions.
 
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -71,6 +71,31 @@ pub fn on_relcache_invalidation(f: fn()) {
     // SAFETY: the callback table is per process and inherited by forked backends; a fn
     // pointer fits in a Datum and lives for the program's lifetime.
     unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(trampoline), pg_sys::Datum::from(f as usize)) };
+}
+
+/// Call `f` at the end of every transaction of this process (commit, abort, prepare; in
+/// parallel workers too). Register once, in the postmaster while preloading: the callback list
+/// is per process and inherited by forked backends.
+pub fn on_transaction_end(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn trampoline(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
+        use pg_sys::XactEvent::*;
+        if matches!(
+            event,
+            XACT_EVENT_COMMIT
+                | XACT_EVENT_ABORT
+                | XACT_EVENT_PREPARE
+                | XACT_EVENT_PARALLEL_COMMIT
+                | XACT_EVENT_PARALLEL_ABORT
+        ) {
+            // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
+            let f: fn() = unsafe { std::mem::transmute::<*mut std::ffi::c_void, fn()>(arg) };
+            f();
+        }
+    }
+    // SAFETY: RegisterXactCallback stores the callback and argument in TopMemoryContext for the
+    // life of the process; a fn pointer fits in a pointer-sized argument.
+    unsafe { pg_sys::RegisterXactCallback(Some(trampoline), f as *mut std::ffi::c_void) };
 }
 
 /// Queue a relcache invalidation of `relid`, sent to every backend when this transaction

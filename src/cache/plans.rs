@@ -2,8 +2,6 @@
 //! and reused after (PostgreSQL's plan cache replans one when an object it uses changes). The
 //! read path's lookups run once per transaction or per call, where planning would cost more
 //! than the query.
-#![forbid(unsafe_code)]
-
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 use pgrx::PgOid;

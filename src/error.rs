@@ -1,6 +1,5 @@
 //! One error type for the SQL surface, mapped to SQLSTATEs. Messages name secrets and keys by
 //! id only: never a value, ciphertext or key bytes.
-#![forbid(unsafe_code)]
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::PgSqlErrorCode as Code;
@@ -45,6 +44,12 @@ pub enum VaultError {
         typ: &'static str,
     },
     KeyTypeUnsupported(&'static str),
+    /// A query vault_ext runs itself (through SPI) failed: not the caller's argument.
+    Spi {
+        /// What the query was doing, e.g. "read vault.keys".
+        doing: &'static str,
+        cause: String,
+    },
     OutOfMemory,
     Internal(&'static str),
 }
@@ -86,6 +91,8 @@ impl From<VaultError> for ErrorReport {
                 .set_hint("The secret has per-secret grants (vault.secret_grants); ask a vault_admin for vault.grant_secret."),
             VaultError::KeyTypeUnsupported(t) => new(Code::ERRCODE_FEATURE_NOT_SUPPORTED, format!("key type {t} is not supported on this server's CPU"))
                 .set_hint("aes256gcm needs a CPU with AES-NI and CLMUL; use aead-det or aead-ietf."),
+            VaultError::Spi { doing, cause } => new(Code::ERRCODE_INTERNAL_ERROR, format!("vault_ext could not {doing}: {cause}"))
+                .set_hint("A query vault_ext runs itself failed. Check that the vault schema is as CREATE EXTENSION made it (ALTER EXTENSION vault_ext UPDATE after installing a new version)."),
             VaultError::OutOfMemory => new(Code::ERRCODE_OUT_OF_MEMORY, "could not allocate locked memory for a vault data key".into())
                 .set_hint("Raise the server's RLIMIT_MEMLOCK."),
             VaultError::Internal(what) => new(Code::ERRCODE_INTERNAL_ERROR, format!("vault_ext internal error: {what}")),
@@ -94,6 +101,16 @@ impl From<VaultError> for ErrorReport {
 }
 
 pub type VResult<T> = Result<T, VaultError>;
+
+impl VaultError {
+    /// Map an SPI failure while doing `doing` (e.g. "read vault.keys").
+    pub fn spi(doing: &'static str) -> impl FnOnce(pgrx::spi::Error) -> VaultError {
+        move |e| VaultError::Spi {
+            doing,
+            cause: e.to_string(),
+        }
+    }
+}
 
 /// Raise as a Postgres ERROR with its SQLSTATE, detail and hint. For code paths (triggers)
 /// where pgrx would otherwise wrap a returned error and lose its SQLSTATE.

@@ -1,21 +1,23 @@
-//! Key metadata from `vault.keys`, and the SQL helpers for keys.
+//! Key metadata from `vault.keys`.
 //!
-//! Writers look a key up once per transaction (SPI, as the calling role), not once per row; the
-//! cache is dropped at transaction end and whenever `vault.keys` changes. Readers never look
-//! keys up: the `vault.decrypted_secrets` view joins `vault.keys` and passes the columns in.
-#![forbid(unsafe_code)]
+//! Writers look a key up once per transaction (SPI, as the calling role), not once per row.
+//! Readers look it up through a kept plan and keep it across transactions when safe. Both
+//! caches stamp their entries (cache::epoch), so a change of `vault.keys` (here or committed
+//! elsewhere) or the end of the transaction makes them stale.
 
-use crate::cipher::{DataKey, KeyType};
-use crate::errors::{raise, OrRaise, VResult, VaultError};
-use crate::kdf;
-use crate::root_key::{self, Root};
+use crate::cache::{self, Stamp};
+use crate::error::{VResult, VaultError};
+use crate::vault::data_keys;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{register_xact_callback, PgBuiltInOids, PgOid, PgXactCallbackEvent, Uuid};
-use std::cell::{Cell, RefCell};
+use pgrx::{PgBuiltInOids, PgOid, Uuid};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+use vault_core::crypto::cipher::{DataKey, KeyType};
+use vault_core::crypto::encoding::uuid_text;
+use vault_core::crypto::root_key::{self, Root};
 
 /// `vault.keys.id` of the compatibility key (aead-det, key_id 0, context `pgsodium`) that
 /// `vault.secrets.key_id IS NULL` means. Created by CREATE EXTENSION; kept out of pg_dump.
@@ -145,7 +147,7 @@ impl KeyInfo {
         }
         // A key from an unknown root key is tried with the current one: the failure then says
         // which root key the secret needs.
-        kdf::data_key(
+        data_keys::data_key(
             self.root.unwrap_or(Root::Current),
             self.key_type,
             self.key_num,
@@ -176,12 +178,12 @@ impl KeyInfo {
                 why,
             });
         }
-        kdf::data_key(root, self.key_type, self.key_num, &self.context)
+        data_keys::data_key(root, self.key_type, self.key_num, &self.context)
     }
 }
 
 pub fn uuid_string(b: &[u8; 16]) -> String {
-    String::from_utf8(crate::cipher::uuid_text(b).to_vec()).expect("ascii")
+    String::from_utf8(uuid_text(b).to_vec()).expect("ascii")
 }
 
 /// Maps keyed by a vault.keys id. A scan looks its key up once per row, and SipHash was a
@@ -206,53 +208,40 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Key metadata on the read path, and whether it may outlive the transaction (readcache.rs).
-type KeptKey = (Rc<KeyInfo>, bool);
+/// A cached key and the stamp it is valid under.
+type Stamped = (Rc<KeyInfo>, Stamp);
 
 thread_local! {
-    static CACHE: RefCell<KeyMap<Rc<KeyInfo>>> = RefCell::new(KeyMap::default());
-    /// The read path's key metadata, each with whether it may outlive this transaction.
-    static READ_CACHE: RefCell<KeyMap<KeptKey>> = RefCell::new(KeyMap::default());
-    static DEFAULT: RefCell<Option<Rc<KeyInfo>>> = const { RefCell::new(None) };
-    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// Writers' key metadata, for one transaction.
+    static CACHE: RefCell<KeyMap<Stamped>> = RefCell::new(KeyMap::default());
+    /// The read path's key metadata, kept across transactions when safe (cache::epoch).
+    static READ_CACHE: RefCell<KeyMap<Stamped>> = RefCell::new(KeyMap::default());
+    static DEFAULT: RefCell<Option<Stamped>> = const { RefCell::new(None) };
 }
 
-/// Forget cached key metadata (transaction end, or `vault.keys` changed).
-pub fn invalidate() {
-    CACHE.with(|c| c.borrow_mut().clear());
-    DEFAULT.with(|d| d.borrow_mut().take());
+type Cache = std::thread::LocalKey<RefCell<KeyMap<Stamped>>>;
+
+fn cached(cache: &'static Cache, id: &[u8; 16]) -> Option<Rc<KeyInfo>> {
+    cache.with(|c| {
+        c.borrow()
+            .get(id)
+            .filter(|(_, stamp)| stamp.is_valid())
+            .map(|(k, _)| k.clone())
+    })
 }
 
-/// Drop the read path's key metadata (`only_transient`: what may not outlive the transaction).
-pub fn forget_read_cache(only_transient: bool) {
-    READ_CACHE.with(|c| {
+/// Keep `info` under `stamp`, dropping entries that went stale.
+fn keep(cache: &'static Cache, info: Rc<KeyInfo>, stamp: Stamp) -> Rc<KeyInfo> {
+    cache.with(|c| {
         let mut c = c.borrow_mut();
-        if only_transient {
-            c.retain(|_, (_, keep)| *keep);
-        } else {
-            c.clear();
-        }
+        c.retain(|_, (_, s)| s.is_valid());
+        c.insert(info.id, (info.clone(), stamp));
     });
-}
-
-/// Drop every per-transaction cache (key metadata, grants) when this transaction ends.
-pub fn clear_at_transaction_end() {
-    if !CALLBACKS_REGISTERED.with(|r| r.replace(true)) {
-        let clear = || {
-            invalidate();
-            crate::readcache::at_transaction_end();
-            CALLBACKS_REGISTERED.with(|r| r.set(false));
-        };
-        register_xact_callback(PgXactCallbackEvent::Commit, clear);
-        register_xact_callback(PgXactCallbackEvent::Abort, clear);
-    }
+    info
 }
 
 fn remember(info: KeyInfo) -> Rc<KeyInfo> {
-    clear_at_transaction_end();
-    let info = Rc::new(info);
-    CACHE.with(|c| c.borrow_mut().insert(info.id, info.clone()));
-    info
+    keep(&CACHE, Rc::new(info), Stamp::for_transaction())
 }
 
 const KEY_COLUMNS: &str = "SELECT k.id, k.key_type, k.key_id, k.key_context, k.status, \
@@ -279,7 +268,7 @@ fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<Ke
             client.update(sql.as_str(), Some(1), &args)?
         } else if where_clause == BY_ID {
             let uuid = [PgOid::BuiltIn(PgBuiltInOids::UUIDOID)];
-            crate::plans::select(&BY_ID_PLAN, client, &sql, &uuid, Some(1), &args)?
+            cache::plans::select(&BY_ID_PLAN, client, &sql, &uuid, Some(1), &args)?
         } else {
             client.select(sql.as_str(), Some(1), &args)?
         };
@@ -297,10 +286,7 @@ fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<Ke
             t.get::<String>(7)?,
         )))
     })
-    .map_err(|e| VaultError::BadArgument {
-        message: format!("could not read vault.keys: {e}"),
-        hint: None,
-    })?;
+    .map_err(VaultError::spi("read vault.keys"))?;
     let Some((id, kt, num, ctx, status, past, fp)) = row else {
         return Ok(None);
     };
@@ -311,7 +297,7 @@ fn fetch(where_clause: &str, arg: Option<Uuid>, lock: bool) -> VResult<Option<Ke
 
 /// Metadata of key `id` (P0002 when it does not exist).
 pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
-    if let Some(k) = CACHE.with(|c| c.borrow().get(id).cloned()) {
+    if let Some(k) = cached(&CACHE, id) {
         return Ok(k);
     }
     match fetch(BY_ID, Some(Uuid::from_bytes(*id)), false)? {
@@ -321,32 +307,35 @@ pub fn lookup(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
     }
 }
 
-/// Metadata of key `id` for decrypting, kept across transactions when safe (readcache.rs).
+/// Metadata of key `id` for decrypting, kept across transactions when safe (cache::epoch).
 pub fn lookup_for_read(id: &[u8; 16]) -> VResult<Rc<KeyInfo>> {
-    if let Some(k) = READ_CACHE.with(|c| c.borrow().get(id).map(|(k, _)| k.clone())) {
+    if let Some(k) = cached(&READ_CACHE, id) {
         return Ok(k);
     }
-    let (found, keep) = crate::readcache::load(|| fetch(BY_ID, Some(Uuid::from_bytes(*id)), false))?;
+    let (found, stamp) = cache::epoch::load(|| fetch(BY_ID, Some(Uuid::from_bytes(*id)), false))?;
     let info = match found {
         Some(info) => Rc::new(info),
         None if *id == COMPAT_KEY_ID => Rc::new(KeyInfo::compat()),
         None => return Err(VaultError::UnknownKey(uuid_string(id))),
     };
-    clear_at_transaction_end();
-    READ_CACHE.with(|c| c.borrow_mut().insert(*id, (info.clone(), keep)));
-    Ok(info)
+    Ok(keep(&READ_CACHE, info, stamp))
 }
 
 /// The key whose status is `default`.
 pub fn default_key() -> VResult<Rc<KeyInfo>> {
-    if let Some(k) = DEFAULT.with(|d| d.borrow().clone()) {
+    if let Some(k) = DEFAULT.with(|d| {
+        d.borrow()
+            .as_ref()
+            .filter(|(_, s)| s.is_valid())
+            .map(|(k, _)| k.clone())
+    }) {
         return Ok(k);
     }
     let info = match fetch("k.status OPERATOR(pg_catalog.=) 'default'", None, false)? {
         Some(info) => remember(info),
         None => lookup(&COMPAT_KEY_ID)?,
     };
-    DEFAULT.with(|d| *d.borrow_mut() = Some(info.clone()));
+    DEFAULT.with(|d| *d.borrow_mut() = Some((info.clone(), Stamp::for_transaction())));
     Ok(info)
 }
 
@@ -386,52 +375,7 @@ fn record_fingerprint(info: &KeyInfo, fp: &str) -> VResult<()> {
          WHERE id OPERATOR(pg_catalog.=) $1 AND root_key_fingerprint IS NULL",
         &[Uuid::from_bytes(info.id).into(), fp.into()],
     )
-    .map_err(|e| VaultError::BadArgument {
-        message: format!("could not update vault.keys: {e}"),
-        hint: None,
-    })?;
+    .map_err(VaultError::spi("record the root key fingerprint in vault.keys"))?;
     // The UPDATE fired the invalidation trigger; the next lookup sees the fingerprint.
     Ok(())
-}
-
-/// Statement trigger on vault.keys: drop cached metadata so this transaction sees changes,
-/// and tell every other backend when it commits.
-#[pg_trigger]
-fn keys_changed<'a>(
-    trigger: &'a pgrx::PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    invalidate();
-    crate::readcache::changed_here(trigger.relation()?.oid());
-    Ok(None)
-}
-
-/// 0A000 when the key type cannot be used on this CPU, 22023 when it is unknown.
-#[pg_extern(stable, parallel_safe, name = "_check_key_type")]
-fn check_key_type(key_type: &str) -> bool {
-    match KeyType::parse(key_type) {
-        None => raise(VaultError::BadArgument {
-            message: format!("unknown key type \"{key_type}\""),
-            hint: Some("Use aead-det, aead-ietf or aes256gcm.".into()),
-        }),
-        Some(kt) if !kt.supported() => raise(VaultError::KeyTypeUnsupported(kt.as_str())),
-        Some(_) => true,
-    }
-}
-
-/// The previous root key's fingerprint, or NULL when none is loaded.
-#[pg_extern(stable, parallel_safe, name = "_previous_fingerprint")]
-fn previous_fingerprint() -> Option<&'static str> {
-    root_key::fingerprint_of(Root::Previous)
-}
-
-/// The loaded root key's fingerprint, or NULL when the library was not preloaded.
-#[pg_extern(stable, parallel_safe, name = "_loaded_fingerprint")]
-fn loaded_fingerprint() -> Option<&'static str> {
-    root_key::fingerprint()
-}
-
-/// First 16 hex characters of BLAKE2b-256("vault_ext root key fingerprint", key = root key).
-#[pg_extern(stable, parallel_safe)]
-fn root_key_fingerprint() -> &'static str {
-    root_key::fingerprint().ok_or(VaultError::NoRootKey).or_raise()
 }

@@ -6,10 +6,9 @@
 //! append-only and writers need no privilege on it). Creates made in a subtransaction that
 //! rolls back are dropped with it. Updates, deletes, grants and rotations are audited by the
 //! SQL triggers and functions.
-#![forbid(unsafe_code)]
 
-use crate::errors::{VResult, VaultError};
-use crate::hooks;
+use crate::error::{OrRaise, VResult, VaultError};
+use crate::ffi::pg;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -17,6 +16,8 @@ use pgrx::{pg_sys, register_subxact_callback, register_xact_callback, PgSubXactC
 use pgrx::{PgBuiltInOids, PgOid, Uuid};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use vault_core::crypto::encoding::uuid_v7;
+use vault_core::ffi::sodium::random_nonce;
 
 struct Create {
     subxact: pg_sys::SubTransactionId,
@@ -47,18 +48,6 @@ const FLUSH_SQL: &str =
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
-/// A version 7 UUID (RFC 9562) for an audit row: the Unix time in milliseconds, then random
-/// bits. Time-ordered, so a transaction's rows go to the right edge of the primary key index
-/// instead of all over it.
-fn uuid_v7(unix_ms: u64, random: [u8; 10]) -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
-    id[6..].copy_from_slice(&random);
-    id[6] = 0x70 | (id[6] & 0x0f);
-    id[8] = 0x80 | (id[8] & 0x3f);
-    id
-}
-
 thread_local! {
     static PENDING: RefCell<Vec<Create>> = const { RefCell::new(Vec::new()) };
     static CALLBACKS: Cell<bool> = const { Cell::new(false) };
@@ -67,7 +56,7 @@ thread_local! {
 
 /// Note one create, to be written when the transaction commits.
 pub fn record_create(id: &[u8; 16], name: Option<&str>, key_id: Option<Uuid>) {
-    let (current, session, subxact, at_us) = hooks::change_context();
+    let (current, session, subxact, at_us) = pg::change_context();
     PENDING.with(|p| {
         p.borrow_mut().push(Create {
             subxact,
@@ -80,12 +69,8 @@ pub fn record_create(id: &[u8; 16], name: Option<&str>, key_id: Option<Uuid>) {
         })
     });
     if !CALLBACKS.with(|c| c.replace(true)) {
-        register_xact_callback(PgXactCallbackEvent::PreCommit, || {
-            flush().unwrap_or_else(|e| crate::errors::raise(e))
-        });
-        register_xact_callback(PgXactCallbackEvent::PrePrepare, || {
-            flush().unwrap_or_else(|e| crate::errors::raise(e))
-        });
+        register_xact_callback(PgXactCallbackEvent::PreCommit, || flush().or_raise());
+        register_xact_callback(PgXactCallbackEvent::PrePrepare, || flush().or_raise());
         register_xact_callback(PgXactCallbackEvent::Commit, forget);
         register_xact_callback(PgXactCallbackEvent::Prepare, forget);
         register_xact_callback(PgXactCallbackEvent::Abort, forget);
@@ -113,33 +98,29 @@ fn flush() -> VResult<()> {
         return Ok(());
     }
     // Just before commit no snapshot is active; SQL needs one.
-    hooks::with_latest_snapshot(|| insert(pending)).unwrap_or(Err(VaultError::Internal(
+    pg::with_latest_snapshot(|| insert(pending)).unwrap_or(Err(VaultError::Internal(
         "audit rows cannot be written in parallel mode",
     )))
 }
 
 fn insert(pending: Vec<Create>) -> VResult<()> {
-    let err = |e: pgrx::spi::Error| VaultError::BadArgument {
-        message: format!("could not write vault.audit_log: {e}"),
-        hint: None,
-    };
     // The library may be newer than the database's SQL objects (between installing a new
     // version and ALTER EXTENSION vault_ext UPDATE): without the table there is nothing to write.
     let (owner, has_table) = Spi::get_two::<pg_sys::Oid, bool>(
         "SELECT e.extowner, pg_catalog.to_regclass('vault.audit_log') IS NOT NULL \
            FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'vault_ext'",
     )
-    .map_err(err)?;
+    .map_err(VaultError::spi("write vault.audit_log"))?;
     let Some(owner) = owner.filter(|_| has_table == Some(true)) else {
         return Ok(());
     };
     let mut names: HashMap<pg_sys::Oid, String> = HashMap::new();
-    let mut name_of = |oid: pg_sys::Oid| names.entry(oid).or_insert_with(|| hooks::role_name(oid)).clone();
+    let mut name_of = |oid: pg_sys::Oid| names.entry(oid).or_insert_with(|| pg::role_name(oid)).clone();
     let ids = pending
         .iter()
         .map(|c| {
             let mut random = [0u8; 10];
-            crate::sodium::random_nonce(&mut random);
+            random_nonce(&mut random);
             let unix_ms = u64::try_from((c.at_us + PG_EPOCH_US) / 1000).unwrap_or(0);
             Uuid::from_bytes(uuid_v7(unix_ms, random))
         })
@@ -165,7 +146,7 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
         pending.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into(),
         pending.iter().map(|c| c.key_id).collect::<Vec<_>>().into(),
     ];
-    hooks::as_user(owner, || {
+    pg::as_user(owner, || {
         Spi::connect_mut(|client| -> Result<(), pgrx::spi::Error> {
             if FLUSH_PLAN.with(|p| p.borrow().is_none()) {
                 let (tsa, uuida, texta) = (
@@ -184,20 +165,5 @@ fn insert(pending: Vec<Create>) -> VResult<()> {
             })
         })
     })
-    .map_err(err)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uuid_v7;
-
-    #[test]
-    fn audit_ids_are_version_7_and_time_ordered() {
-        let a = uuid_v7(0x0123_4567_89ab, [0xff; 10]);
-        assert_eq!(&a[..6], &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab]);
-        assert_eq!(a[6] >> 4, 7, "version 7");
-        assert_eq!(a[8] >> 6, 0b10, "RFC 9562 variant");
-        let later = uuid_v7(0x0123_4567_89ac, [0; 10]);
-        assert!(later > a, "a later millisecond sorts after, whatever the random bits");
-    }
+    .map_err(VaultError::spi("write vault.audit_log"))
 }

@@ -3,8 +3,8 @@
 //! reachable from SQL except the fingerprint.
 #![forbid(unsafe_code)]
 
-use crate::cipher::{hex_decode_exact, hex_encode};
-use crate::sodium::{self, SecretBytes, SecretVec};
+use crate::crypto::encoding::{hex_decode_exact, hex_encode};
+use crate::ffi::sodium::{self, SecretBytes, SecretVec};
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

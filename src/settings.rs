@@ -1,5 +1,4 @@
 //! Every vault_ext setting, in one place.
-#![forbid(unsafe_code)]
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::CString;

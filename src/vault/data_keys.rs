@@ -1,14 +1,15 @@
-//! Data keys: derived from the root key with crypto_kdf_derive_from_key, never stored, cached
-//! per backend (zeroed when dropped: guarded memory is wiped on free).
-#![forbid(unsafe_code)]
+//! Data keys for this backend: derived from a loaded root key on first use (vault_core's
+//! `kdf::derive`), kept in guarded memory, wiped when the backend exits. The cache is keyed by
+//! everything the derivation uses, so an entry can never be stale.
 
-use crate::cipher::{DataKey, KeyType};
-use crate::errors::{VResult, VaultError};
-use crate::root_key::{self, Root};
-use crate::sodium::{self, SecretBytes};
+use crate::error::{VResult, VaultError};
+use crate::ffi::pg;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use vault_core::crypto::cipher::{DataKey, KeyType};
+use vault_core::crypto::kdf;
+use vault_core::crypto::root_key::{self, Root};
 
 type CacheKey = (Root, KeyType, u64, [u8; 8]);
 
@@ -45,15 +46,15 @@ pub fn data_key(root: Root, key_type: KeyType, key_num: u64, context: &[u8; 8]) 
     if !key_type.supported() {
         return Err(VaultError::KeyTypeUnsupported(key_type.as_str()));
     }
-    let mut sub = SecretBytes::zeroed(32).ok_or(VaultError::OutOfMemory)?;
-    root_key::with_key(root, |rk| sodium::kdf_derive(sub.as_mut_slice(), key_num, context, rk))
-        .ok_or(VaultError::NoRootKey)?;
-    let key = Rc::new(DataKey::new(key_type, sub.as_slice()).ok_or(VaultError::OutOfMemory)?);
+    let key = root_key::with_key(root, |rk| kdf::derive(rk, key_type, key_num, context))
+        .ok_or(VaultError::NoRootKey)?
+        .ok_or(VaultError::OutOfMemory)?;
+    let key = Rc::new(key);
     CACHE.with(|c| {
         let mut cache = c.borrow_mut();
         if cache.is_empty() {
             // First key in this backend: wipe them all when it exits.
-            crate::hooks::at_process_exit(wipe_cache);
+            pg::at_process_exit(wipe_cache);
         }
         cache.insert(ck, key.clone());
     });

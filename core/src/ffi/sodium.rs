@@ -8,11 +8,15 @@ use libsodium_sys as ffi;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
+/// libsodium could not initialise (no usable randomness source).
+#[derive(Debug)]
+pub struct InitFailed;
+
 /// Initialise libsodium. Safe to call more than once.
-pub fn init() -> Result<(), ()> {
+pub fn init() -> Result<(), InitFailed> {
     // SAFETY: sodium_init is thread-safe and idempotent; it returns -1 only on failure.
     if unsafe { ffi::sodium_init() } < 0 {
-        Err(())
+        Err(InitFailed)
     } else {
         Ok(())
     }

@@ -6,13 +6,14 @@
 //! client): statements logged by log_statement / log_min_duration_statement, bind parameters
 //! (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text. A "Failing row
 //! contains" detail for a vault table is withheld. Records that do not mention the vault pass
-//! through untouched; the cost for them is one scan for the word.
+//! through untouched; the cost for them is one scan for the word. The lexer is vault_core's
+//! `text::redact`; this file only reads and replaces the record's fields.
 
-use crate::redact::{mentions_vault, redact_context, redact_literals};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
+use vault_core::text::redact::{mentions_vault, redact_context, redact_literals};
 
 static mut PREVIOUS_HOOK: pg_sys::emit_log_hook_type = None;
 

@@ -1,0 +1,3 @@
+//! Foreign calls: libsodium. Every `unsafe` block of vault_core is in this folder.
+
+pub mod sodium;

@@ -1,0 +1,38 @@
+-- vault_ext: per-secret grants (vault.secret_acl).
+
+CREATE TRIGGER grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secret_acl
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.grants_changed();
+
+CREATE VIEW vault.secret_grants AS
+SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at
+  FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
+COMMENT ON VIEW vault.secret_grants IS 'Per-secret grants: who may read which secret besides vault_admin.';
+
+CREATE FUNCTION vault.grant_secret(secret_id uuid, grantee regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) grant_secret.secret_id) THEN
+    RAISE EXCEPTION 'secret % does not exist', grant_secret.secret_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF grant_secret.grantee IS NULL THEN
+    RAISE EXCEPTION 'grantee must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO vault.secret_acl (secret_id, grantee)
+  VALUES (grant_secret.secret_id, grant_secret.grantee)
+  ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION vault.revoke_secret(secret_id uuid, grantee regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  DELETE FROM vault.secret_acl a
+   WHERE a.secret_id OPERATOR(pg_catalog.=) revoke_secret.secret_id
+     AND a.grantee OPERATOR(pg_catalog.=) revoke_secret.grantee;
+  IF NOT FOUND THEN
+    RAISE NOTICE 'role % had no grant on secret %', revoke_secret.grantee, revoke_secret.secret_id;
+  END IF;
+END
+$$;

@@ -1,0 +1,45 @@
+-- vault_ext: what pg_dump keeps, and privileges. Runs last.
+
+-- pg_dump keeps the rows of all three tables (the compatibility key's row is merged into the
+-- one CREATE EXTENSION makes, by the trigger above).
+SELECT pg_catalog.pg_extension_config_dump('vault.secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.secret_acl', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
+
+-- Privileges: nothing for PUBLIC; vault_reader reads; vault_admin also writes and manages keys.
+REVOKE ALL ON SCHEMA vault FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA vault FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA vault FROM PUBLIC;
+GRANT USAGE ON SCHEMA vault TO vault_viewer, vault_reader, vault_admin;
+-- vault_viewer: metadata and masks. _mask_secret reads key metadata and grants as the caller.
+GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;
+GRANT EXECUTE ON FUNCTION vault._mask_secret(uuid, text, bytea, uuid), vault.mask(text),
+                          vault.expiring_secrets(interval)
+  TO vault_viewer;
+-- vault.keys holds metadata only (never key bytes); _decrypt reads it as the calling role.
+GRANT SELECT ON vault.decrypted_secrets, vault.secret_grants, vault.secret_acl, vault.keys TO vault_reader;
+GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid), vault.read_secret(text),
+                          vault.root_key_fingerprint()
+  TO vault_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
+-- Writers archive the value they replace (trigger runs as the writer); rotation rewrites them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
+GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
+-- Append-only: writers' audit triggers insert as the writer; no UPDATE or DELETE for anyone.
+GRANT SELECT, INSERT ON vault.audit_log TO vault_admin;
+GRANT SELECT ON vault.key_status TO vault_admin;
+GRANT INSERT, DELETE ON vault.secret_acl TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
+                          vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+                          vault.rollback_secret(uuid, integer), vault.purge_audit_log(interval),
+                          vault._rekey(uuid, text, bytea, uuid, uuid),
+                          vault.create_key(text, text, timestamptz, text),
+                          vault.grant_secret(uuid, regrole), vault.revoke_secret(uuid, regrole),
+                          vault.rotate_key(text), vault.reencrypt_secrets(uuid), vault.verify_secrets(),
+                          vault._check_key_type(text), vault._loaded_fingerprint(),
+                          vault._previous_fingerprint(), vault.rotate_root_key(),
+                          vault._rewrap(uuid, text, bytea, uuid),
+                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)
+  TO vault_admin;

@@ -1,0 +1,8 @@
+//! The SQL surface: every `#[pg_extern]` and `#[pg_trigger]` of vault_ext. Each one converts
+//! arguments, calls `vault`, and raises errors with their SQLSTATE; no logic of its own.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod mask;
+pub mod secrets;
+pub mod triggers;

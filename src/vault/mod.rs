@@ -1,0 +1,11 @@
+//! The vault's logic: key metadata, per-secret grants, data keys, the read path (decrypt for a
+//! caller), the write path (what the encrypting trigger does) and the audit rows of creates.
+//! Called by `api`; uses `cache`, `settings`, `error`, `ffi` and vault_core, never `api`.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod data_keys;
+pub mod grants;
+pub mod keys;
+pub mod read;
+pub mod write;

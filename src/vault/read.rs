@@ -1,0 +1,140 @@
+//! The read path: decrypting a stored secret for the calling role (per-secret grants, the
+//! `vault.audit_reads` line), by row or by name, and the decryptions key rotation needs.
+
+use crate::cache;
+use crate::error::{VResult, VaultError};
+use crate::ffi::pg;
+use crate::settings;
+use crate::vault::grants;
+use crate::vault::keys::{self, KeyInfo};
+use pgrx::prelude::*;
+use pgrx::Uuid;
+use vault_core::crypto::cipher::CipherError;
+use vault_core::crypto::encoding::{base64_decode, uuid_text};
+use vault_core::crypto::root_key;
+use vault_core::ffi::sodium::{self, SecretVec};
+
+/// Decrypt one stored secret with its key's columns passed in (vault.verify_secrets and 0.1.0's
+/// view). None when per-secret grants keep the caller out.
+#[allow(clippy::too_many_arguments)]
+pub fn with_key_columns(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_uuid: Option<Uuid>,
+    key_type: Option<&str>,
+    key_num: Option<i64>,
+    key_context: Option<&[u8]>,
+    key_status: Option<&str>,
+    key_fingerprint: Option<&str>,
+) -> VResult<Option<String>> {
+    if !grants::may_read(id.as_bytes())? {
+        return Ok(None);
+    }
+    let key = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)?;
+    let plain = decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key)?;
+    into_text(plain, id.as_bytes()).map(Some)
+}
+
+const READ_SQL: &str = "SELECT d.id, d.secret, d.nonce, d.key_id FROM vault.decrypted_secrets d \
+                        WHERE d.name OPERATOR(pg_catalog.=) $1";
+
+thread_local! {
+    static READ_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A stored secret as read from the view: id, ciphertext, nonce, key id.
+type StoredRow = (Option<Uuid>, Option<String>, Option<Vec<u8>>, Option<Uuid>);
+
+/// `vault.read_secret(name)`: the row comes from `vault.decrypted_secrets` read as the caller
+/// (so only a role that may read the view gets it), through a plan kept per backend, without its
+/// `decrypted_secret` column; the value is then decrypted here with the same rules as `_decrypt`.
+pub fn by_name(name: Option<&str>) -> VResult<String> {
+    let shown = || name.unwrap_or("<NULL>").to_string();
+    let Some(name) = name else {
+        return Err(VaultError::UnknownSecret(shown()));
+    };
+    let found = Spi::connect(|client| -> Result<Option<StoredRow>, pgrx::spi::Error> {
+        let text = [pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::TEXTOID)];
+        let rows = cache::plans::select(&READ_PLAN, client, READ_SQL, &text, Some(1), &[name.into()])?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(row) => Ok(Some((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))),
+        }
+    })
+    .map_err(VaultError::spi("read vault.decrypted_secrets"))?;
+    let Some((Some(id), Some(secret), nonce, key_id)) = found else {
+        return Err(VaultError::UnknownSecret(shown()));
+    };
+    match for_caller(&id, &secret, nonce.as_deref(), key_id, "read")? {
+        Some(plain) => into_text(plain, id.as_bytes()),
+        None => Err(VaultError::SecretDenied(shown())),
+    }
+}
+
+/// The read path shared by `_decrypt`, `_mask_secret` and `read_secret`: None when per-secret
+/// grants keep the calling role out; otherwise the audit line (if on) and the plaintext.
+pub fn for_caller(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_id: Option<Uuid>,
+    what: &str,
+) -> VResult<Option<SecretVec>> {
+    let id = id.as_bytes();
+    if !grants::may_read(id)? {
+        return Ok(None);
+    }
+    audit_read(id, what);
+    let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
+    let key = keys::lookup_for_read(&key_id)?;
+    decrypt(id, secret.as_bytes(), nonce, &key).map(Some)
+}
+
+/// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
+fn audit_read(id: &[u8; 16], what: &str) {
+    if settings::audit_reads() {
+        let (current, session) = pg::role_names();
+        pgrx::log!(
+            "vault_ext audit: role {current:?} (session {session:?}) {what} secret {}",
+            keys::uuid_string(id)
+        );
+    }
+}
+
+/// The plaintext as text; 22021 when it is not UTF-8 (the bytes are wiped).
+pub fn into_text(plain: SecretVec, id: &[u8; 16]) -> VResult<String> {
+    // Move the bytes out; the String is handed straight to Postgres.
+    let mut plain = plain;
+    let bytes = std::mem::take(plain.vec_mut());
+    String::from_utf8(bytes).map_err(|e| {
+        let mut b = e.into_bytes();
+        sodium::memzero(&mut b);
+        VaultError::NotUtf8 {
+            secret: keys::uuid_string(id),
+        }
+    })
+}
+
+/// Decrypt a stored (base64) secret bound to its row id and nonce.
+pub fn decrypt(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<SecretVec> {
+    let dk = key.for_decrypt()?;
+    let secret = || keys::uuid_string(id);
+    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
+        secret: secret(),
+        what: "not valid base64",
+    })?;
+    dk.decrypt(blob, &uuid_text(id), nonce).map_err(|e| match e {
+        CipherError::Malformed => VaultError::Malformed {
+            secret: secret(),
+            what: "shorter than its tag, or a nonce of the wrong size",
+        },
+        CipherError::Forged => VaultError::DecryptFailed {
+            secret: secret(),
+            key: key.id_string(),
+            stored: key.foreign_fingerprint.clone(),
+            loaded: root_key::fingerprint().unwrap_or("none").to_string(),
+        },
+    })
+}

@@ -1,0 +1,267 @@
+//! The write path: what the BEFORE trigger on vault.secrets does to each row (encrypt
+//! plaintext, check arriving ciphertext, re-encrypt for a new id or key), and the re-encryption
+//! of one value that key and root key rotation need.
+
+use crate::cache::Stamp;
+use crate::error::{VResult, VaultError};
+use crate::ffi::pg;
+use crate::vault::keys::{self, KeyInfo};
+use crate::vault::read::decrypt;
+use crate::vault::{audit, data_keys};
+use pgrx::prelude::*;
+use pgrx::{AllocatedByPostgres, PgTrigger, Uuid};
+use std::cell::Cell;
+use std::num::NonZeroUsize;
+use vault_core::crypto::cipher::DataKey;
+use vault_core::crypto::encoding::{base64_decode, base64_encode, uuid_text};
+use vault_core::crypto::root_key::Root;
+use vault_core::ffi::sodium::{self, SecretVec};
+
+/// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.
+pub fn encrypt(id: &[u8; 16], plaintext: &[u8], key: &KeyInfo, dk: &DataKey) -> (String, Vec<u8>) {
+    let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
+    sodium::random_nonce(&mut nonce);
+    let blob = dk.encrypt(plaintext, &uuid_text(id), Some(&nonce));
+    (base64_encode(&blob), nonce)
+}
+
+/// The stored key reference for a key: NULL for the compatibility key, as supabase_vault rows.
+pub fn stored_key_id(key: &KeyInfo) -> Option<Uuid> {
+    (!key.is_compat()).then(|| Uuid::from_bytes(key.id))
+}
+
+/// Root key rotation, one row: decrypt a secret written under the previous root key and
+/// encrypt it for the same key under the current root key (fresh nonce). The value never
+/// leaves this function.
+pub fn rewrap(id: &Uuid, secret: &str, nonce: Option<&[u8]>, key_id: &Uuid) -> VResult<(String, Vec<u8>)> {
+    let id = id.as_bytes();
+    let key = keys::lookup(key_id.as_bytes())?;
+    if key.root != Some(Root::Previous) {
+        return Err(VaultError::KeyUnusable {
+            key: key.id_string(),
+            why: "it is not under the previous root key".into(),
+        });
+    }
+    let plain = decrypt(id, secret.as_bytes(), nonce, &key)?;
+    let dk = data_keys::data_key(Root::Current, key.key_type, key.key_num, &key.context)?;
+    Ok(encrypt(id, plain.as_slice(), &key, &dk))
+}
+
+/// Key rotation of a kept version: decrypt a stored ciphertext of secret `id` under `from_key`
+/// (None: the compatibility key) and encrypt it for `to_key` with a fresh nonce. The value never
+/// leaves this function.
+pub fn rekey(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    from_key: Option<Uuid>,
+    to_key: &Uuid,
+) -> VResult<(String, Vec<u8>, Option<Uuid>)> {
+    let id = id.as_bytes();
+    let from = from_key.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
+    let old = keys::lookup(&from)?;
+    let plain = decrypt(id, secret.as_bytes(), nonce, &old)?;
+    let (key, dk) = keys::for_write(Some(to_key.as_bytes()))?;
+    let (text, nonce) = encrypt(id, plain.as_slice(), &key, &dk);
+    Ok((text, nonce, stored_key_id(&key)))
+}
+
+/// A row that arrives with a nonce already holds ciphertext: store it as is once it is well
+/// formed for its key type (it may belong to another root key, e.g. a restore; that shows at
+/// decryption, not here).
+fn check_ciphertext(id: &[u8; 16], secret_b64: &[u8], nonce: &[u8], key: &KeyInfo) -> VResult<()> {
+    let secret = || keys::uuid_string(id);
+    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
+        secret: secret(),
+        what: "not valid base64",
+    })?;
+    if blob.as_slice().len() < key.key_type.min_blob_bytes() {
+        return Err(VaultError::Malformed {
+            secret: secret(),
+            what: "shorter than its authentication tag",
+        });
+    }
+    if nonce.len() != key.key_type.nonce_bytes() {
+        return Err(VaultError::Malformed {
+            secret: secret(),
+            what: "nonce has the wrong size for its key type",
+        });
+    }
+    Ok(())
+}
+
+/// Where vault.secrets keeps the columns the triggers use. Found by name once per table and
+/// kept until the next relcache invalidation (ALTER TABLE sends one), instead of a search of
+/// the row descriptor per column per row, which was a tenth of an insert.
+#[derive(Clone, Copy)]
+struct Columns {
+    id: NonZeroUsize,
+    name: NonZeroUsize,
+    secret: NonZeroUsize,
+    key_id: NonZeroUsize,
+    nonce: NonZeroUsize,
+}
+
+thread_local! {
+    /// The table and its columns, valid until the next relcache invalidation (cache::epoch).
+    static COLUMNS: Cell<Option<(pg_sys::Oid, Columns, Stamp)>> = const { Cell::new(None) };
+}
+
+fn shape_err() -> VaultError {
+    VaultError::Internal("vault.secrets does not have the columns vault_ext expects")
+}
+
+fn columns(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, impl pgrx::WhoAllocated>) -> VResult<Columns> {
+    let relid = pg::trigger_relid(trigger);
+    if let Some((cached, c, stamp)) = COLUMNS.with(Cell::get) {
+        if cached == relid && stamp.is_valid() {
+            return Ok(c);
+        }
+    }
+    let find = |column: &'static str, (oid, typ): (pg_sys::Oid, &'static str)| {
+        row.attributes()
+            .find(|(_, a)| !a.attisdropped && a.name() == column)
+            .filter(|(_, a)| a.atttypid == oid)
+            .map(|(n, _)| n)
+            .ok_or(VaultError::MissingColumn { column, typ })
+    };
+    let (uuid, text, bytea) = (
+        (pg_sys::UUIDOID, "uuid"),
+        (pg_sys::TEXTOID, "text"),
+        (pg_sys::BYTEAOID, "bytea"),
+    );
+    let c = Columns {
+        id: find("id", uuid)?,
+        name: find("name", text)?,
+        secret: find("secret", text)?,
+        key_id: find("key_id", uuid)?,
+        nonce: find("nonce", bytea)?,
+    };
+    COLUMNS.with(|x| x.set(Some((relid, c, Stamp::across_transactions()))));
+    Ok(c)
+}
+
+/// The row's fields the trigger works with, borrowed from the row.
+struct Row<'t> {
+    id: Option<[u8; 16]>,
+    secret: Option<&'t str>,
+    key_id: Option<[u8; 16]>,
+    nonce: Option<&'t [u8]>,
+}
+
+fn read_row<'t>(t: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>, c: &Columns) -> VResult<Row<'t>> {
+    let uuid = |n| t.get_by_index::<Uuid>(n).map(|u| u.map(|u| *u.as_bytes()));
+    Ok(Row {
+        id: uuid(c.id).map_err(|_| shape_err())?,
+        secret: t.get_by_index::<&str>(c.secret).map_err(|_| shape_err())?,
+        key_id: uuid(c.key_id).map_err(|_| shape_err())?,
+        nonce: t.get_by_index::<&[u8]>(c.nonce).map_err(|_| shape_err())?,
+    })
+}
+
+/// What the trigger must do with NEW.
+enum Action {
+    Keep,
+    /// NEW.secret is plaintext: encrypt it (key: NEW.key_id, or the default key).
+    Encrypt,
+    /// NEW.secret is ciphertext: check it is well formed.
+    Check,
+    /// Same value, new id or key: decrypt OLD, encrypt for NEW.
+    Reencrypt(SecretVec),
+}
+
+/// What the BEFORE INSERT OR UPDATE trigger on vault.secrets does to NEW:
+///
+/// - INSERT with nonce NULL: `secret` is plaintext, encrypted here with a fresh nonce.
+/// - INSERT with a nonce: ciphertext (pg_dump restore, migration), checked and stored as is.
+/// - UPDATE with nonce set to NULL, or `secret` changed and nonce unchanged: plaintext.
+/// - UPDATE of id or key_id alone: re-encrypted for the new id/key with a fresh nonce.
+pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple<'a, AllocatedByPostgres>>> {
+    let new_tuple = trigger
+        .new()
+        .ok_or(VaultError::Internal("trigger fired without a new row"))?;
+    let cols = columns(trigger, &new_tuple)?;
+    let new = read_row(&new_tuple, &cols)?;
+    let old_tuple = trigger.old();
+    let old = match &old_tuple {
+        Some(t) => Some(read_row(t, &cols)?),
+        None => None,
+    };
+    let Some(id) = new.id else {
+        return Err(VaultError::NullColumn("id"));
+    };
+    let Some(secret) = new.secret else {
+        return Err(VaultError::NullColumn("secret"));
+    };
+
+    let action =
+        match (&old, new.nonce) {
+            (_, None) => Action::Encrypt,
+            (None, Some(_)) => Action::Check,
+            (Some(o), Some(n)) => {
+                let secret_changed = o.secret != Some(secret);
+                let nonce_changed = o.nonce != Some(n);
+                match (secret_changed, nonce_changed) {
+                    (true, false) => Action::Encrypt,
+                    (true, true) => Action::Check,
+                    (false, true) => return Err(VaultError::BadArgument {
+                        message: format!(
+                            "the nonce of secret {} cannot change without its ciphertext",
+                            keys::uuid_string(&id)
+                        ),
+                        hint: Some(
+                            "Set secret to a new plaintext (and leave nonce alone, or set it to NULL) to re-encrypt."
+                                .into(),
+                        ),
+                    }),
+                    (false, false) if o.id != new.id || o.key_id != new.key_id => {
+                        let old_id = o.id.unwrap_or(id);
+                        let old_key = keys::lookup(o.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
+                        Action::Reencrypt(decrypt(&old_id, secret.as_bytes(), o.nonce, &old_key)?)
+                    }
+                    (false, false) => Action::Keep,
+                }
+            }
+        };
+
+    let reencrypted;
+    let plain = match action {
+        Action::Keep => return Ok(Some(new_tuple)),
+        Action::Check => {
+            let key = keys::lookup(new.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
+            check_ciphertext(&id, secret.as_bytes(), new.nonce.unwrap_or_default(), &key)?;
+            return Ok(Some(new_tuple));
+        }
+        // NEW.secret is the plaintext: encrypted straight from the row, never copied.
+        Action::Encrypt => secret.as_bytes(),
+        Action::Reencrypt(p) => {
+            reencrypted = p;
+            reencrypted.as_slice()
+        }
+    };
+    let (key, dk) = keys::for_write(new.key_id.as_ref())?;
+    let (text, nonce) = encrypt(&id, plain, &key, &dk);
+    let mut values = vec![(cols.secret, text.into_datum()), (cols.nonce, nonce.into_datum())];
+    // Leave key_id alone when it already names this key.
+    let key_id = stored_key_id(&key);
+    if key_id.map(|u| *u.as_bytes()) != new.key_id {
+        values.push((cols.key_id, key_id.into_datum()));
+    }
+    Ok(pg::with_columns_replaced(trigger, &values))
+}
+
+/// What the AFTER INSERT row trigger on vault.secrets does: note the create for the audit log.
+/// After, not in the encrypting trigger: only rows really inserted count (not an upsert's
+/// conflicting row, nor a row a later BEFORE trigger skipped).
+pub fn note_create(trigger: &PgTrigger<'_>) -> VResult<()> {
+    if let Some(row) = trigger.new() {
+        let cols = columns(trigger, &row)?;
+        let id = row.get_by_index::<Uuid>(cols.id).ok().flatten();
+        let name = row.get_by_index::<&str>(cols.name).ok().flatten();
+        let key_id = row.get_by_index::<Uuid>(cols.key_id).ok().flatten();
+        if let Some(id) = id {
+            audit::record_create(id.as_bytes(), name, key_id);
+        }
+    }
+    Ok(())
+}
