@@ -3,6 +3,38 @@
 CREATE TRIGGER grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault.grants_changed();
 
+-- A secret with grants is stored bound as restricted (src/vault/write.rs): its ciphertext then
+-- decrypts only where a grant allows the caller, not in another database nor after the secret
+-- is deleted or renamed. When grants change, a no-op UPDATE of the secrets concerned lets the
+-- encrypting trigger rebind them. These triggers sort after grants_changed, so that trigger has
+-- already made this transaction's cached grants stale.
+CREATE FUNCTION vault._rebind_secrets() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+    UPDATE vault.secrets s SET id = s.id;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    UPDATE vault.secrets s SET id = s.id WHERE s.id IN (SELECT n.secret_id FROM new_rows n);
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+    UPDATE vault.secrets s SET id = s.id WHERE s.id IN (SELECT o.secret_id FROM old_rows o);
+  ELSE
+    UPDATE vault.secrets s SET id = s.id
+     WHERE s.id IN (SELECT n.secret_id FROM new_rows n UNION SELECT o.secret_id FROM old_rows o);
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER secret_acl_rebind_insert AFTER INSERT ON vault.secret_acl
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_delete AFTER DELETE ON vault.secret_acl
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_update AFTER UPDATE ON vault.secret_acl
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_truncate AFTER TRUNCATE ON vault.secret_acl
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+
 CREATE VIEW vault.secret_grants AS
 SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at
   FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;

@@ -407,6 +407,38 @@ CREATE TRIGGER secret_acl_audit_insert AFTER INSERT ON vault.secret_acl
 CREATE TRIGGER secret_acl_audit_delete AFTER DELETE ON vault.secret_acl
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_grants();
 
+-- A secret with grants is stored bound as restricted (src/vault/write.rs): its ciphertext then
+-- decrypts only where a grant allows the caller, not in another database nor after the secret
+-- is deleted or renamed. When grants change, a no-op UPDATE of the secrets concerned lets the
+-- encrypting trigger rebind them. These triggers sort after grants_changed, so that trigger has
+-- already made this transaction's cached grants stale.
+CREATE FUNCTION vault._rebind_secrets() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+    UPDATE vault.secrets s SET id = s.id;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    UPDATE vault.secrets s SET id = s.id WHERE s.id IN (SELECT n.secret_id FROM new_rows n);
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+    UPDATE vault.secrets s SET id = s.id WHERE s.id IN (SELECT o.secret_id FROM old_rows o);
+  ELSE
+    UPDATE vault.secrets s SET id = s.id
+     WHERE s.id IN (SELECT n.secret_id FROM new_rows n UNION SELECT o.secret_id FROM old_rows o);
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER secret_acl_rebind_insert AFTER INSERT ON vault.secret_acl
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_delete AFTER DELETE ON vault.secret_acl
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_update AFTER UPDATE ON vault.secret_acl
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+CREATE TRIGGER secret_acl_rebind_truncate AFTER TRUNCATE ON vault.secret_acl
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+
 -- The only way to remove audit rows: older than the given age, itself audited.
 CREATE FUNCTION vault.purge_audit_log(older_than interval) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
@@ -611,7 +643,7 @@ REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, 
                        vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
                        vault.expiring_secrets(interval), vault.rotate_root_key(),
                        vault._audit_secrets(), vault._audit_grants(), vault.purge_audit_log(interval),
-                       vault.secrets_audit_create()
+                       vault.secrets_audit_create(), vault._rebind_secrets()
   FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault TO vault_viewer;
 GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;
@@ -632,3 +664,7 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._rewrap(uuid, text, bytea, uuid),
                           vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)
   TO vault_admin;
+
+-- Secrets that already have grants are rebound as restricted (needs the root key they were
+-- written under; others stay as they are and still decrypt for granted roles).
+UPDATE vault.secrets s SET id = s.id WHERE s.id IN (SELECT a.secret_id FROM vault.secret_acl a);

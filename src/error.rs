@@ -34,7 +34,7 @@ pub enum VaultError {
         secret: String,
     },
     NullColumn(&'static str),
-    /// vault.read_secret: no secret by that name (the name as given, or `<NULL>`).
+    /// vault.read_secret: no secret by that name (as `shown_name` shows it, or `<NULL>`).
     UnknownSecret(String),
     /// vault.read_secret: per-secret grants keep the caller out.
     SecretDenied(String),
@@ -51,6 +51,10 @@ pub enum VaultError {
         cause: String,
     },
     OutOfMemory,
+    /// An allocation sized by an argument or a stored value could not be made.
+    NoMemory {
+        bytes: usize,
+    },
     Internal(&'static str),
 }
 
@@ -95,8 +99,20 @@ impl From<VaultError> for ErrorReport {
                 .set_hint("A query vault_ext runs itself failed. Check that the vault schema is as CREATE EXTENSION made it (ALTER EXTENSION vault_ext UPDATE after installing a new version)."),
             VaultError::OutOfMemory => new(Code::ERRCODE_OUT_OF_MEMORY, "could not allocate locked memory for a vault data key".into())
                 .set_hint("Raise the server's RLIMIT_MEMLOCK."),
+            VaultError::NoMemory { bytes } => new(Code::ERRCODE_OUT_OF_MEMORY, "out of memory".into())
+                .set_detail(format!("vault_ext failed on a request of size {bytes} bytes."))
+                .set_hint("The value is too large for the memory this server may use."),
             VaultError::Internal(what) => new(Code::ERRCODE_INTERNAL_ERROR, format!("vault_ext internal error: {what}")),
         }
+    }
+}
+
+/// Names quoted in messages: at most 64 characters (a name is an argument, and may be huge).
+pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+    const MAX_CHARS: usize = 64;
+    match name.char_indices().nth(MAX_CHARS) {
+        None => name.into(),
+        Some((end, _)) => format!("{}...", &name[..end]).into(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! SQL helpers for keys and the root key.
 
-use crate::error::{raise, OrRaise, VaultError};
+use crate::error::{raise, shown_name, OrRaise, VaultError};
 use pgrx::prelude::*;
 use vault_core::crypto::cipher::KeyType;
 use vault_core::crypto::root_key::{self, Root};
@@ -10,7 +10,7 @@ use vault_core::crypto::root_key::{self, Root};
 fn check_key_type(key_type: &str) -> bool {
     match KeyType::parse(key_type) {
         None => raise(VaultError::BadArgument {
-            message: format!("unknown key type \"{key_type}\""),
+            message: format!("unknown key type \"{}\"", shown_name(key_type)),
             hint: Some("Use aead-det, aead-ietf or aes256gcm.".into()),
         }),
         Some(kt) if !kt.supported() => raise(VaultError::KeyTypeUnsupported(kt.as_str())),

@@ -38,6 +38,12 @@ pub fn current_user_has_privs_of(role: pg_sys::Oid) -> bool {
     unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
 }
 
+/// Whether the current user (as a SECURITY DEFINER function sees it) is a superuser.
+pub fn current_user_is_superuser() -> bool {
+    // SAFETY: a catalog lookup through syscache, valid inside a transaction.
+    unsafe { pg_sys::superuser() }
+}
+
 /// The OID of a role by name, if it exists.
 pub fn role_oid(name: &CStr) -> Option<pg_sys::Oid> {
     // SAFETY: a NUL-terminated name; missing_ok = true returns InvalidOid instead of raising.

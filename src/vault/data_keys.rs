@@ -13,8 +13,15 @@ use vault_core::crypto::root_key::{self, Root};
 
 type CacheKey = (Root, KeyType, u64, [u8; 8]);
 
+/// Most data keys kept per backend. Each holds guarded pages (mlock'd, with guard mappings), and
+/// a backend that touched tens of thousands of keys could no longer allocate any; past this
+/// many, the oldest is dropped (and wiped) before a new one is kept.
+const MAX_KEYS: usize = 256;
+
 thread_local! {
     static CACHE: RefCell<HashMap<CacheKey, Rc<DataKey>>> = RefCell::new(HashMap::new());
+    /// The cached keys in the order they were derived (oldest first), for eviction.
+    static ORDER: RefCell<std::collections::VecDeque<CacheKey>> = const { RefCell::new(std::collections::VecDeque::new()) };
     /// The key used last: a scan decrypts row after row with the same key.
     static LAST: RefCell<Option<(CacheKey, Rc<DataKey>)>> = const { RefCell::new(None) };
 }
@@ -23,6 +30,7 @@ thread_local! {
 fn wipe_cache() {
     let _ = LAST.try_with(|l| l.borrow_mut().take());
     let _ = CACHE.try_with(|c| c.borrow_mut().clear());
+    let _ = ORDER.try_with(|o| o.borrow_mut().clear());
 }
 
 /// The data key for (root key, type, subkey id, context), derived on first use in this backend.
@@ -56,6 +64,15 @@ pub fn data_key(root: Root, key_type: KeyType, key_num: u64, context: &[u8; 8]) 
             // First key in this backend: wipe them all when it exits.
             pg::at_process_exit(wipe_cache);
         }
+        ORDER.with(|o| {
+            let mut order = o.borrow_mut();
+            while order.len() >= MAX_KEYS {
+                if let Some(oldest) = order.pop_front() {
+                    cache.remove(&oldest); // its guarded memory is wiped when the last Rc goes
+                }
+            }
+            order.push_back(ck);
+        });
         cache.insert(ck, key.clone());
     });
     Ok(key)

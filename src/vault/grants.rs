@@ -47,15 +47,14 @@ fn load() -> VResult<Acl> {
     })
 }
 
-/// Whether the current user may read the plaintext of secret `id`.
-pub fn may_read(id: &[u8; 16]) -> VResult<bool> {
+fn acl() -> VResult<std::rc::Rc<Acl>> {
     let kept = ACL.with(|a| {
         a.borrow()
             .as_ref()
             .filter(|(_, stamp)| stamp.is_valid())
             .map(|(acl, _)| acl.clone())
     });
-    let acl = match kept {
+    Ok(match kept {
         Some(acl) => acl,
         None => {
             let (acl, stamp) = cache::epoch::load(load)?;
@@ -63,15 +62,44 @@ pub fn may_read(id: &[u8; 16]) -> VResult<bool> {
             ACL.with(|a| *a.borrow_mut() = Some((acl.clone(), stamp)));
             acl
         }
-    };
+    })
+}
+
+/// What the per-secret grants say about the current user and secret `id`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// The secret has no grants: every role that may read the view may read it.
+    Open,
+    /// The secret has grants and the current user is a superuser, a vault_admin member or a
+    /// grantee.
+    Granted,
+    /// The secret has grants and none of them is the current user's.
+    Denied,
+}
+
+/// The current user's access to secret `id`.
+pub fn access(id: &[u8; 16]) -> VResult<Access> {
+    let acl = acl()?;
     if acl.grants.is_empty() {
-        return Ok(true);
+        return Ok(Access::Open);
     }
     Ok(match acl.grants.get(id) {
-        None => true,
-        Some(roles) => {
-            acl.vault_admin.is_some_and(pg::current_user_has_privs_of)
-                || roles.iter().any(|&r| pg::current_user_has_privs_of(r))
-        }
+        None => Access::Open,
+        Some(roles) if is_admin(&acl) || roles.iter().any(|&r| pg::current_user_has_privs_of(r)) => Access::Granted,
+        Some(_) => Access::Denied,
     })
+}
+
+/// Whether secret `id` has per-secret grants (its ciphertext is then bound as restricted).
+pub fn has_grants(id: &[u8; 16]) -> VResult<bool> {
+    Ok(acl()?.grants.contains_key(id))
+}
+
+/// Whether the current user may read every secret: a superuser or a vault_admin member.
+pub fn caller_is_admin() -> VResult<bool> {
+    Ok(is_admin(&*acl()?))
+}
+
+fn is_admin(acl: &Acl) -> bool {
+    pg::current_user_is_superuser() || acl.vault_admin.is_some_and(pg::current_user_has_privs_of)
 }

@@ -2,15 +2,16 @@
 //! `vault.audit_reads` line), by row or by name, and the decryptions key rotation needs.
 
 use crate::cache;
-use crate::error::{VResult, VaultError};
+use crate::error::{shown_name, VResult, VaultError};
 use crate::ffi::pg;
 use crate::settings;
-use crate::vault::grants;
+use crate::vault::grants::{self, Access};
 use crate::vault::keys::{self, KeyInfo};
 use pgrx::prelude::*;
 use pgrx::Uuid;
+use vault_core::crypto::binding::{AssociatedData, Binding};
 use vault_core::crypto::cipher::CipherError;
-use vault_core::crypto::encoding::{base64_decode, uuid_text};
+use vault_core::crypto::encoding::{base64_decode, Base64Error};
 use vault_core::crypto::root_key;
 use vault_core::ffi::sodium::{self, SecretVec};
 
@@ -28,12 +29,15 @@ pub fn with_key_columns(
     key_status: Option<&str>,
     key_fingerprint: Option<&str>,
 ) -> VResult<Option<String>> {
-    if !grants::may_read(id.as_bytes())? {
+    let access = grants::access(id.as_bytes())?;
+    if access == Access::Denied {
         return Ok(None);
     }
     let key = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)?;
-    let plain = decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key)?;
-    into_text(plain, id.as_bytes()).map(Some)
+    match decrypt_for(access, id.as_bytes(), secret.as_bytes(), nonce, &key)? {
+        Some(plain) => into_text(plain, id.as_bytes()).map(Some),
+        None => Ok(None),
+    }
 }
 
 const READ_SQL: &str = "SELECT d.id, d.secret, d.nonce, d.key_id FROM vault.decrypted_secrets d \
@@ -51,7 +55,7 @@ type StoredRow = (Option<Uuid>, Option<String>, Option<Vec<u8>>, Option<Uuid>);
 /// (so only a role that may read the view gets it), through a plan kept per backend, without its
 /// `decrypted_secret` column; the value is then decrypted here with the same rules as `_decrypt`.
 pub fn by_name(name: Option<&str>) -> VResult<String> {
-    let shown = || name.unwrap_or("<NULL>").to_string();
+    let shown = || name.map_or("<NULL>".into(), shown_name).into_owned();
     let Some(name) = name else {
         return Err(VaultError::UnknownSecret(shown()));
     };
@@ -83,13 +87,39 @@ pub fn for_caller(
     what: &str,
 ) -> VResult<Option<SecretVec>> {
     let id = id.as_bytes();
-    if !grants::may_read(id)? {
+    let access = grants::access(id)?;
+    if access == Access::Denied {
         return Ok(None);
     }
-    audit_read(id, what);
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let key = keys::lookup_for_read(&key_id)?;
-    decrypt(id, secret.as_bytes(), nonce, &key).map(Some)
+    let plain = decrypt_for(access, id, secret.as_bytes(), nonce, &key)?;
+    if plain.is_some() {
+        audit_read(id, what);
+    }
+    Ok(plain)
+}
+
+/// Decrypt for a caller whose grants say `access` (not Denied). A restricted ciphertext of a
+/// secret that has no grants here (another database, a deleted or renamed secret, a copy from a
+/// backup) is only for superusers and vault_admin: None for anyone else.
+fn decrypt_for(
+    access: Access,
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: Option<&[u8]>,
+    key: &KeyInfo,
+) -> VResult<Option<SecretVec>> {
+    let expected = match access {
+        Access::Granted => Binding::Restricted,
+        _ => Binding::Open,
+    };
+    let (plain, binding) = decrypt(id, secret_b64, nonce, key, expected)?;
+    if access == Access::Open && binding == Binding::Restricted && !grants::caller_is_admin()? {
+        drop(plain); // wiped
+        return Ok(None);
+    }
+    Ok(Some(plain))
 }
 
 /// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
@@ -117,15 +147,28 @@ pub fn into_text(plain: SecretVec, id: &[u8; 16]) -> VResult<String> {
     })
 }
 
-/// Decrypt a stored (base64) secret bound to its row id and nonce.
-pub fn decrypt(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<SecretVec> {
+/// Decrypt a stored (base64) secret bound to its row id and nonce, trying the `expected`
+/// binding first and then the other; returns the plaintext and the binding that authenticated.
+pub fn decrypt(
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: Option<&[u8]>,
+    key: &KeyInfo,
+    expected: Binding,
+) -> VResult<(SecretVec, Binding)> {
     let dk = key.for_decrypt()?;
     let secret = || keys::uuid_string(id);
-    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
-        secret: secret(),
-        what: "not valid base64",
+    let blob = base64_decode(secret_b64).map_err(|e| match e {
+        Base64Error::Malformed => VaultError::Malformed {
+            secret: secret(),
+            what: "not valid base64",
+        },
+        Base64Error::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
     })?;
-    dk.decrypt(blob, &uuid_text(id), nonce).map_err(|e| match e {
+    let candidates = [expected, expected.other()];
+    let ads = candidates.map(|b| AssociatedData::new(id, b));
+    let ads = [ads[0].as_slice(), ads[1].as_slice()];
+    let (plain, which) = dk.decrypt_any(blob, &ads, nonce).map_err(|e| match e {
         CipherError::Malformed => VaultError::Malformed {
             secret: secret(),
             what: "shorter than its tag, or a nonce of the wrong size",
@@ -136,5 +179,7 @@ pub fn decrypt(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &Key
             stored: key.foreign_fingerprint.clone(),
             loaded: root_key::fingerprint().unwrap_or("none").to_string(),
         },
-    })
+        CipherError::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
+    })?;
+    Ok((plain, candidates[which]))
 }

@@ -5,24 +5,43 @@
 use crate::cache::Stamp;
 use crate::error::{VResult, VaultError};
 use crate::ffi::pg;
-use crate::vault::keys::{self, KeyInfo};
+use crate::vault::keys::{self, KeyInfo, Status};
 use crate::vault::read::decrypt;
-use crate::vault::{audit, data_keys};
+use crate::vault::{audit, data_keys, grants};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger, Uuid};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
+use vault_core::crypto::binding::{AssociatedData, Binding};
 use vault_core::crypto::cipher::DataKey;
-use vault_core::crypto::encoding::{base64_decode, base64_encode, uuid_text};
+use vault_core::crypto::encoding::{base64_decode, base64_encode, Base64Error};
 use vault_core::crypto::root_key::Root;
 use vault_core::ffi::sodium::{self, SecretVec};
 
-/// Encrypt a plaintext for row `id` under `key` with a fresh random nonce.
-pub fn encrypt(id: &[u8; 16], plaintext: &[u8], key: &KeyInfo, dk: &DataKey) -> (String, Vec<u8>) {
+/// Encrypt a plaintext for row `id` under `key` with a fresh random nonce, bound as `binding`.
+pub fn encrypt(
+    id: &[u8; 16],
+    plaintext: &[u8],
+    key: &KeyInfo,
+    dk: &DataKey,
+    binding: Binding,
+) -> VResult<(String, Vec<u8>)> {
     let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
     sodium::random_nonce(&mut nonce);
-    let blob = dk.encrypt(plaintext, &uuid_text(id), Some(&nonce));
-    (base64_encode(&blob), nonce)
+    let ad = AssociatedData::new(id, binding);
+    let oom = |e: sodium::OutOfMemory| VaultError::NoMemory { bytes: e.bytes };
+    let blob = dk.encrypt(plaintext, ad.as_slice(), Some(&nonce)).map_err(oom)?;
+    Ok((base64_encode(&blob).map_err(oom)?, nonce))
+}
+
+/// How secret `id` must be bound when written now: restricted while it has per-secret grants.
+fn wanted_binding(ids: &[&[u8; 16]]) -> VResult<Binding> {
+    for id in ids {
+        if grants::has_grants(id)? {
+            return Ok(Binding::Restricted);
+        }
+    }
+    Ok(Binding::Open)
 }
 
 /// The stored key reference for a key: NULL for the compatibility key, as supabase_vault rows.
@@ -31,8 +50,8 @@ pub fn stored_key_id(key: &KeyInfo) -> Option<Uuid> {
 }
 
 /// Root key rotation, one row: decrypt a secret written under the previous root key and
-/// encrypt it for the same key under the current root key (fresh nonce). The value never
-/// leaves this function.
+/// encrypt it for the same key under the current root key (fresh nonce, same binding). The
+/// value never leaves this function.
 pub fn rewrap(id: &Uuid, secret: &str, nonce: Option<&[u8]>, key_id: &Uuid) -> VResult<(String, Vec<u8>)> {
     let id = id.as_bytes();
     let key = keys::lookup(key_id.as_bytes())?;
@@ -42,9 +61,9 @@ pub fn rewrap(id: &Uuid, secret: &str, nonce: Option<&[u8]>, key_id: &Uuid) -> V
             why: "it is not under the previous root key".into(),
         });
     }
-    let plain = decrypt(id, secret.as_bytes(), nonce, &key)?;
+    let (plain, binding) = decrypt(id, secret.as_bytes(), nonce, &key, wanted_binding(&[id])?)?;
     let dk = data_keys::data_key(Root::Current, key.key_type, key.key_num, &key.context)?;
-    Ok(encrypt(id, plain.as_slice(), &key, &dk))
+    encrypt(id, plain.as_slice(), &key, &dk, binding)
 }
 
 /// Key rotation of a kept version: decrypt a stored ciphertext of secret `id` under `from_key`
@@ -60,20 +79,115 @@ pub fn rekey(
     let id = id.as_bytes();
     let from = from_key.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let old = keys::lookup(&from)?;
-    let plain = decrypt(id, secret.as_bytes(), nonce, &old)?;
+    let (plain, binding) = decrypt(id, secret.as_bytes(), nonce, &old, wanted_binding(&[id])?)?;
     let (key, dk) = keys::for_write(Some(to_key.as_bytes()))?;
-    let (text, nonce) = encrypt(id, plain.as_slice(), &key, &dk);
+    let (text, nonce) = encrypt(id, plain.as_slice(), &key, &dk, binding)?;
     Ok((text, nonce, stored_key_id(&key)))
 }
 
-/// A row that arrives with a nonce already holds ciphertext: store it as is once it is well
-/// formed for its key type (it may belong to another root key, e.g. a restore; that shows at
-/// decryption, not here).
-fn check_ciphertext(id: &[u8; 16], secret_b64: &[u8], nonce: &[u8], key: &KeyInfo) -> VResult<()> {
+/// A row that arrives with a nonce already holds ciphertext: it must be well formed for its key
+/// type and, when its key is under a loaded root key, decrypt for this row (22023 otherwise: a
+/// plaintext with a made-up nonce, or another row's ciphertext, is never stored as ciphertext).
+/// Under a root key this server has not loaded (a restore elsewhere) it cannot be checked: it is
+/// stored as is, with one WARNING per key and transaction. Returns the row's new ciphertext and
+/// nonce when it must be bound as restricted and is not (see `reseal`).
+fn check_ciphertext(
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: &[u8],
+    key: &KeyInfo,
+) -> VResult<Option<(String, Vec<u8>)>> {
+    well_formed(id, secret_b64, nonce, key)?;
+    if !can_verify(key) {
+        warn_unverified(key);
+        return Ok(None);
+    }
+    let wanted = wanted_binding(&[id])?;
+    let (plain, binding) = match decrypt(id, secret_b64, Some(nonce), key, wanted) {
+        Ok(found) => found,
+        Err(VaultError::DecryptFailed { secret, key, .. }) => {
+            return Err(VaultError::BadArgument {
+                message: format!("ciphertext of secret {secret} does not decrypt with key {key} for this row"),
+                hint: Some(
+                    "A row inserted with a nonce must carry ciphertext written for this id by vault_ext or supabase_vault under the loaded root key; insert a plaintext without a nonce to have it encrypted."
+                        .into(),
+                ),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    // Only ever tightened here: a restricted ciphertext of a secret without grants stays
+    // restricted (readable by vault_admin) until its grants change.
+    if binding == Binding::Open && wanted == Binding::Restricted {
+        return reseal_with(id, plain.as_slice(), key, wanted).map(Some);
+    }
+    Ok(None)
+}
+
+/// Whether ciphertext under `key` can be decrypted here (its root key is loaded, it is usable).
+fn can_verify(key: &KeyInfo) -> bool {
+    key.root.is_some() && key.status != Status::Invalid
+}
+
+thread_local! {
+    /// Keys already warned about in this transaction (one WARNING per key, not per row).
+    static WARNED: RefCell<Vec<([u8; 16], Stamp)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn warn_unverified(key: &KeyInfo) {
+    let first = WARNED.with(|w| {
+        let mut w = w.borrow_mut();
+        w.retain(|(_, stamp)| stamp.is_valid());
+        if w.iter().any(|(k, _)| *k == key.id) {
+            return false;
+        }
+        w.push((key.id, Stamp::for_transaction()));
+        true
+    });
+    if first {
+        pgrx::warning!(
+            "vault_ext stored ciphertext under key {} without checking it: {}",
+            key.id_string(),
+            match &key.foreign_fingerprint {
+                Some(fp) => format!("the key belongs to root key {fp}, which this server has not loaded"),
+                None => "the key's status is invalid".to_string(),
+            }
+        );
+    }
+}
+
+/// The value re-encrypted under its own key (fresh nonce) with `binding`: a change of binding
+/// is not a new value, so the key may be one that takes no new secrets (expired).
+fn reseal_with(id: &[u8; 16], plain: &[u8], key: &KeyInfo, binding: Binding) -> VResult<(String, Vec<u8>)> {
+    let dk = key.for_decrypt()?;
+    encrypt(id, plain, key, &dk, binding)
+}
+
+/// An UPDATE that leaves the value alone (metadata, or the no-op update vault.secret_acl's
+/// triggers make when grants change): rebind the ciphertext when the grants changed whether it
+/// must be restricted. A ciphertext that cannot be decrypted here is left as it is.
+fn reseal(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<Option<(String, Vec<u8>)>> {
+    if !can_verify(key) {
+        return Ok(None);
+    }
+    let wanted = wanted_binding(&[id])?;
+    match decrypt(id, secret_b64, nonce, key, wanted) {
+        Ok((plain, binding)) if binding != wanted => reseal_with(id, plain.as_slice(), key, wanted).map(Some),
+        Ok(_) => Ok(None),
+        Err(VaultError::NoMemory { bytes }) => Err(VaultError::NoMemory { bytes }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Base64 that decodes, long enough for a tag, a nonce of the key type's size.
+fn well_formed(id: &[u8; 16], secret_b64: &[u8], nonce: &[u8], key: &KeyInfo) -> VResult<()> {
     let secret = || keys::uuid_string(id);
-    let blob = base64_decode(secret_b64).ok_or_else(|| VaultError::Malformed {
-        secret: secret(),
-        what: "not valid base64",
+    let blob = base64_decode(secret_b64).map_err(|e| match e {
+        Base64Error::Malformed => VaultError::Malformed {
+            secret: secret(),
+            what: "not valid base64",
+        },
+        Base64Error::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
     })?;
     if blob.as_slice().len() < key.key_type.min_blob_bytes() {
         return Err(VaultError::Malformed {
@@ -217,7 +331,8 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
                     (false, false) if o.id != new.id || o.key_id != new.key_id => {
                         let old_id = o.id.unwrap_or(id);
                         let old_key = keys::lookup(o.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
-                        Action::Reencrypt(decrypt(&old_id, secret.as_bytes(), o.nonce, &old_key)?)
+                        let expected = wanted_binding(&[&old_id])?;
+                        Action::Reencrypt(decrypt(&old_id, secret.as_bytes(), o.nonce, &old_key, expected)?.0)
                     }
                     (false, false) => Action::Keep,
                 }
@@ -226,11 +341,19 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
 
     let reencrypted;
     let plain = match action {
-        Action::Keep => return Ok(Some(new_tuple)),
-        Action::Check => {
+        Action::Keep | Action::Check => {
             let key = keys::lookup(new.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
-            check_ciphertext(&id, secret.as_bytes(), new.nonce.unwrap_or_default(), &key)?;
-            return Ok(Some(new_tuple));
+            let sealed = match action {
+                Action::Keep => reseal(&id, secret.as_bytes(), new.nonce, &key)?,
+                _ => check_ciphertext(&id, secret.as_bytes(), new.nonce.unwrap_or_default(), &key)?,
+            };
+            return Ok(match sealed {
+                None => Some(new_tuple),
+                Some((text, nonce)) => pg::with_columns_replaced(
+                    trigger,
+                    &[(cols.secret, text.into_datum()), (cols.nonce, nonce.into_datum())],
+                ),
+            });
         }
         // NEW.secret is the plaintext: encrypted straight from the row, never copied.
         Action::Encrypt => secret.as_bytes(),
@@ -240,7 +363,9 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         }
     };
     let (key, dk) = keys::for_write(new.key_id.as_ref())?;
-    let (text, nonce) = encrypt(&id, plain, &key, &dk);
+    let old_id = old.as_ref().and_then(|o| o.id).unwrap_or(id);
+    let binding = wanted_binding(&[&id, &old_id])?;
+    let (text, nonce) = encrypt(&id, plain, &key, &dk, binding)?;
     let mut values = vec![(cols.secret, text.into_datum()), (cols.nonce, nonce.into_datum())];
     // Leave key_id alone when it already names this key.
     let key_id = stored_key_id(&key);

@@ -6,7 +6,7 @@
 //! tag). Ciphertext is stored as PostgreSQL `encode(blob, 'base64')` text.
 #![forbid(unsafe_code)]
 
-use crate::ffi::sodium::{self, Aead, Blake2b256, SecretBytes, SecretVec};
+use crate::ffi::sodium::{self, Aead, Blake2b256, OutOfMemory, SecretBytes, SecretVec};
 
 pub const DET_TAG_BYTES: usize = 32;
 pub const DET_NONCE_BYTES: usize = 16;
@@ -82,6 +82,14 @@ pub enum CipherError {
     Malformed,
     /// The tag does not authenticate (wrong key, id, nonce, or tampered bytes).
     Forged,
+    /// The output buffer could not be allocated (its size is the input's).
+    OutOfMemory(usize),
+}
+
+impl From<OutOfMemory> for CipherError {
+    fn from(e: OutOfMemory) -> Self {
+        CipherError::OutOfMemory(e.bytes)
+    }
 }
 
 impl DataKey {
@@ -126,22 +134,34 @@ impl DataKey {
 
     /// Encrypt `msg` bound to `ad` and `nonce`; returns the blob (ciphertext || tag).
     /// For aead-det the nonce may be None (skipped in S2V, as supabase_vault allows).
-    pub fn encrypt(&self, msg: &[u8], ad: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
+    pub fn encrypt(&self, msg: &[u8], ad: &[u8], nonce: Option<&[u8]>) -> Result<Vec<u8>, OutOfMemory> {
         match self.key_type.aead() {
             None => {
                 let tag = self.s2v(ad, nonce, msg);
-                let mut blob = Vec::with_capacity(msg.len() + DET_TAG_BYTES);
+                let mut blob = sodium::try_with_capacity(msg.len().saturating_add(DET_TAG_BYTES))?;
                 blob.extend_from_slice(msg);
                 sodium::xchacha20_xor_in_place(&mut blob, tag[..24].try_into().expect("24"), self.part(1));
                 blob.extend_from_slice(&tag);
-                blob
+                Ok(blob)
             }
             Some(aead) => aead.encrypt(msg, ad, nonce.expect("AEAD key types need a nonce"), self.part(0)),
         }
     }
 
     /// Decrypt a blob in place (it is consumed); returns the plaintext.
-    pub fn decrypt(&self, mut blob: SecretVec, ad: &[u8], nonce: Option<&[u8]>) -> Result<SecretVec, CipherError> {
+    pub fn decrypt(&self, blob: SecretVec, ad: &[u8], nonce: Option<&[u8]>) -> Result<SecretVec, CipherError> {
+        self.decrypt_any(blob, &[ad], nonce).map(|(plain, _)| plain)
+    }
+
+    /// Decrypt a blob that was encrypted under one of `ads` (tried in order; the first is the
+    /// expected one, so the usual case costs one decryption). Returns the plaintext and the
+    /// index of the associated data that authenticated.
+    pub fn decrypt_any(
+        &self,
+        mut blob: SecretVec,
+        ads: &[&[u8]],
+        nonce: Option<&[u8]>,
+    ) -> Result<(SecretVec, usize), CipherError> {
         match self.key_type.aead() {
             None => {
                 if nonce.is_some_and(|n| n.len() != DET_NONCE_BYTES) {
@@ -154,22 +174,28 @@ impl DataKey {
                 let split = b.len() - DET_TAG_BYTES;
                 let tag: [u8; 32] = b[split..].try_into().expect("32");
                 b.truncate(split);
+                // The keystream depends on the tag only, so one XOR serves every candidate.
                 sodium::xchacha20_xor_in_place(b, tag[..24].try_into().expect("24"), self.part(1));
-                let expected = self.s2v(ad, nonce, b);
-                if sodium::verify_32(&tag, &expected) {
-                    Ok(blob)
-                } else {
-                    sodium::memzero(blob.vec_mut());
-                    Err(CipherError::Forged)
+                for (i, ad) in ads.iter().enumerate() {
+                    let expected = self.s2v(ad, nonce, blob.as_slice());
+                    if sodium::verify_32(&tag, &expected) {
+                        return Ok((blob, i));
+                    }
                 }
+                sodium::memzero(blob.vec_mut());
+                Err(CipherError::Forged)
             }
             Some(aead) => {
                 let n = nonce.ok_or(CipherError::Malformed)?;
                 if n.len() != aead.nonce_bytes() || blob.as_slice().len() < sodium::AEAD_TAG_BYTES {
                     return Err(CipherError::Malformed);
                 }
-                aead.decrypt(blob.as_slice(), ad, n, self.part(0))
-                    .ok_or(CipherError::Forged)
+                for (i, ad) in ads.iter().enumerate() {
+                    if let Some(plain) = aead.decrypt(blob.as_slice(), ad, n, self.part(0))? {
+                        return Ok((plain, i));
+                    }
+                }
+                Err(CipherError::Forged)
             }
         }
     }
@@ -335,8 +361,13 @@ mod tests {
                 let blob = base64_decode(secret.as_bytes()).expect("valid base64");
                 let pt = key.decrypt(blob, id.as_bytes(), Some(&nonce)).expect("decrypts");
                 assert_eq!(pt.as_slice(), plain.as_bytes(), "{}", v["label"]);
-                let again = key.encrypt(plain.as_bytes(), id.as_bytes(), Some(&nonce));
-                assert_eq!(base64_encode(&again), secret, "{}: base64 text identical", v["label"]);
+                let again = key.encrypt(plain.as_bytes(), id.as_bytes(), Some(&nonce)).unwrap();
+                assert_eq!(
+                    base64_encode(&again).unwrap(),
+                    secret,
+                    "{}: base64 text identical",
+                    v["label"]
+                );
                 checked += 1;
             }
         }
@@ -355,6 +386,21 @@ mod tests {
             let (id, secret, nonce, _) = cases(v).remove(0);
             let nonce = hex(&nonce);
             let blob = base64_decode(secret.as_bytes()).unwrap().as_slice().to_vec();
+            // The same blob under a second candidate AD: found at index 1, and a wrong pair
+            // of candidates is still rejected.
+            let (pt, which) = key
+                .decrypt_any(
+                    SecretVec::from_vec(blob.clone()),
+                    &[b"other", id.as_bytes()],
+                    Some(&nonce),
+                )
+                .unwrap();
+            assert_eq!((pt.as_slice(), which), (cases(v)[0].3.as_bytes(), 1));
+            assert_eq!(
+                key.decrypt_any(SecretVec::from_vec(blob.clone()), &[b"a", b"b"], Some(&nonce))
+                    .err(),
+                Some(CipherError::Forged)
+            );
             for bit in 0..blob.len() * 8 {
                 let mut b = blob.clone();
                 b[bit / 8] ^= 1 << (bit % 8);
@@ -397,12 +443,16 @@ mod tests {
             let mut nonce = vec![0u8; kt.nonce_bytes()];
             sodium::random_bytes(&mut nonce);
             for msg in [&b""[..], b"x", &[0xabu8; 1000]] {
-                let blob = key.encrypt(msg, b"ad", Some(&nonce));
+                let blob = key.encrypt(msg, b"ad", Some(&nonce)).unwrap();
                 assert_eq!(blob.len(), msg.len() + kt.min_blob_bytes());
                 let pt = key
                     .decrypt(SecretVec::from_vec(blob.clone()), b"ad", Some(&nonce))
                     .unwrap();
                 assert_eq!(pt.as_slice(), msg);
+                let (pt, which) = key
+                    .decrypt_any(SecretVec::from_vec(blob.clone()), &[b"x", b"ad"], Some(&nonce))
+                    .unwrap();
+                assert_eq!((pt.as_slice(), which), (msg, 1));
                 let mut bad = blob.clone();
                 bad[0] ^= 1;
                 assert!(key.decrypt(SecretVec::from_vec(bad), b"ad", Some(&nonce)).is_err());

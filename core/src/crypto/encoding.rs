@@ -2,14 +2,19 @@
 //! hyphenated UUID text (a secret's associated data), and hex (keys, fingerprints).
 #![forbid(unsafe_code)]
 
-use crate::ffi::sodium::SecretVec;
+use crate::ffi::sodium::{self, OutOfMemory, SecretVec};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// PostgreSQL `encode(bytes, 'base64')`: RFC 4648 with padding and a newline after every
 /// 76 output characters (so after every 57 input bytes, including the last full line).
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4 + data.len() / 57 + 1);
+pub fn base64_encode(data: &[u8]) -> Result<String, OutOfMemory> {
+    let mut out = sodium::try_with_capacity(
+        data.len()
+            .div_ceil(3)
+            .saturating_mul(4)
+            .saturating_add(data.len() / 57 + 1),
+    )?;
     for line in data.chunks(57) {
         for g in line.chunks(3) {
             let b = [g[0], *g.get(1).unwrap_or(&0), *g.get(2).unwrap_or(&0)];
@@ -23,7 +28,7 @@ pub fn base64_encode(data: &[u8]) -> String {
             out.push(b'\n');
         }
     }
-    String::from_utf8(out).expect("base64 is ASCII")
+    Ok(String::from_utf8(out).expect("base64 is ASCII"))
 }
 
 /// Base64 symbol values; `WS` for whitespace PostgreSQL skips, `PAD` for `=`, `BAD` otherwise.
@@ -45,11 +50,18 @@ const B64_VALUES: [u8; 256] = {
     t
 };
 
+/// Why base64 text could not be decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Base64Error {
+    Malformed,
+    OutOfMemory(usize),
+}
+
 /// Decode base64 as PostgreSQL's `decode(.., 'base64')` accepts it: whitespace ignored,
-/// `=` padding only at the end. None when malformed. Table-driven: it runs for every row a
-/// scan decrypts.
-pub fn base64_decode(text: &[u8]) -> Option<SecretVec> {
-    let mut out = SecretVec::from_vec(vec![0u8; text.len() / 4 * 3 + 3]);
+/// `=` padding only at the end. Table-driven: it runs for every row a scan decrypts. The output
+/// buffer is sized by the input and allocated fallibly.
+pub fn base64_decode(text: &[u8]) -> Result<SecretVec, Base64Error> {
+    let mut out = SecretVec::try_zeroed(text.len() / 4 * 3 + 3).map_err(|e| Base64Error::OutOfMemory(e.bytes))?;
     let buf = out.vec_mut();
     let (mut acc, mut bits, mut pad, mut count, mut len) = (0u32, 0u32, 0usize, 0usize, 0usize);
     let mut i = 0;
@@ -94,15 +106,15 @@ pub fn base64_decode(text: &[u8]) -> Option<SecretVec> {
             pad += 1;
             count += 1;
         } else {
-            return None; // not base64, data after padding, or too much padding
+            return Err(Base64Error::Malformed); // not base64, data after padding, or too much padding
         }
     }
     // Each group is 4 symbols; padding must complete the last group exactly.
     if count % 4 != 0 || (pad > 0 && (count / 4) * 3 - pad != len) {
-        return None;
+        return Err(Base64Error::Malformed);
     }
     buf.truncate(len);
-    Some(out)
+    Ok(out)
 }
 
 /// Lower-case hyphenated UUID text (what `id::text` gives), the associated data of a secret.
@@ -155,6 +167,7 @@ mod tests {
 
     #[test]
     fn base64_matches_postgres_layout() {
+        let base64_encode = |d: &[u8]| super::base64_encode(d).unwrap();
         assert_eq!(base64_encode(b""), "");
         assert_eq!(base64_encode(b"f"), "Zg==");
         assert_eq!(base64_encode(b"fo"), "Zm8=");
@@ -173,7 +186,12 @@ mod tests {
             );
         }
         for bad in [&b"Zg="[..], b"Z===", b"Zg=a", b"Zm9-", b"Zg==Zg==", b"A"] {
-            assert!(base64_decode(bad).is_none(), "{:?}", std::str::from_utf8(bad));
+            assert_eq!(
+                base64_decode(bad).err(),
+                Some(Base64Error::Malformed),
+                "{:?}",
+                std::str::from_utf8(bad)
+            );
         }
         assert_eq!(base64_decode(b" Zm\n9v ").unwrap().as_slice(), b"foo");
     }

@@ -2,6 +2,7 @@
 //! through `crate::ffi::sodium`.
 #![forbid(unsafe_code)]
 
+pub mod binding;
 pub mod cipher;
 pub mod encoding;
 pub mod kdf;

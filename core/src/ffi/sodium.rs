@@ -86,10 +86,36 @@ impl Drop for SecretBytes {
     }
 }
 
+/// An allocation sized by input could not be made. Buffers whose size a caller chooses are
+/// allocated fallibly, so a huge argument fails cleanly instead of aborting the process.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OutOfMemory {
+    pub bytes: usize,
+}
+
+/// `n` zero bytes, or OutOfMemory when they cannot be allocated.
+pub fn try_zeroed_vec(n: usize) -> Result<Vec<u8>, OutOfMemory> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| OutOfMemory { bytes: n })?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+/// An empty vector with room for `n` bytes, or OutOfMemory.
+pub fn try_with_capacity(n: usize) -> Result<Vec<u8>, OutOfMemory> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| OutOfMemory { bytes: n })?;
+    Ok(v)
+}
+
 /// A growable byte buffer (plaintext, decoded ciphertext) that is zeroed when dropped.
 pub struct SecretVec(Vec<u8>);
 
 impl SecretVec {
+    /// `n` zero bytes, allocated fallibly.
+    pub fn try_zeroed(n: usize) -> Result<Self, OutOfMemory> {
+        try_zeroed_vec(n).map(SecretVec)
+    }
     pub fn with_capacity(n: usize) -> Self {
         SecretVec(Vec::with_capacity(n))
     }
@@ -366,9 +392,9 @@ impl Aead {
     }
 
     /// Returns ciphertext || 16-byte tag.
-    pub fn encrypt(self, msg: &[u8], ad: &[u8], nonce: &[u8], key: &[u8; 32]) -> Vec<u8> {
+    pub fn encrypt(self, msg: &[u8], ad: &[u8], nonce: &[u8], key: &[u8; 32]) -> Result<Vec<u8>, OutOfMemory> {
         assert_eq!(nonce.len(), self.nonce_bytes());
-        let mut out = vec![0u8; msg.len() + AEAD_TAG_BYTES];
+        let mut out = try_zeroed_vec(msg.len().saturating_add(AEAD_TAG_BYTES))?;
         let mut out_len: u64 = 0;
         let encrypt = match self {
             Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_encrypt,
@@ -391,15 +417,21 @@ impl Aead {
         };
         assert_eq!(rc, 0);
         out.truncate(out_len as usize);
-        out
+        Ok(out)
     }
 
     /// Verifies and decrypts ciphertext || tag; None when it does not authenticate.
-    pub fn decrypt(self, blob: &[u8], ad: &[u8], nonce: &[u8], key: &[u8; 32]) -> Option<SecretVec> {
+    pub fn decrypt(
+        self,
+        blob: &[u8],
+        ad: &[u8],
+        nonce: &[u8],
+        key: &[u8; 32],
+    ) -> Result<Option<SecretVec>, OutOfMemory> {
         if nonce.len() != self.nonce_bytes() || blob.len() < AEAD_TAG_BYTES {
-            return None;
+            return Ok(None);
         }
-        let mut out = SecretVec::from_vec(vec![0u8; blob.len() - AEAD_TAG_BYTES]);
+        let mut out = SecretVec::try_zeroed(blob.len() - AEAD_TAG_BYTES)?;
         let mut out_len: u64 = 0;
         let decrypt = match self {
             Aead::XChaCha20Poly1305Ietf => ffi::crypto_aead_xchacha20poly1305_ietf_decrypt,
@@ -421,16 +453,26 @@ impl Aead {
             )
         };
         if rc != 0 {
-            return None;
+            return Ok(None);
         }
         out.vec_mut().truncate(out_len as usize);
-        Some(out)
+        Ok(Some(out))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_allocations_fail_instead_of_aborting() {
+        assert_eq!(
+            try_zeroed_vec(usize::MAX / 2).err(),
+            Some(OutOfMemory { bytes: usize::MAX / 2 })
+        );
+        assert!(SecretVec::try_zeroed(isize::MAX as usize).is_err());
+        assert_eq!(try_zeroed_vec(3).unwrap(), vec![0, 0, 0]);
+    }
 
     #[test]
     fn nonces_from_the_pool_do_not_repeat() {

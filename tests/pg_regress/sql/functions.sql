@@ -4,6 +4,7 @@
 \set SHOW_CONTEXT never
 SELECT vault.create_secret('whsec_regress_signing_key', 'webhook_key') IS NOT NULL AS created;
 
+CREATE EXTENSION IF NOT EXISTS pgcrypto; -- hmac()
 CREATE ROLE regress_signer NOLOGIN IN ROLE vault_reader;
 CREATE ROLE regress_app LOGIN;
 CREATE TABLE public.outbox (id serial PRIMARY KEY, payload text NOT NULL, signature text);
@@ -14,12 +15,14 @@ CREATE FUNCTION public.sign_outbox() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
 BEGIN
-  NEW.signature := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-    vault.read_secret('webhook_key') OPERATOR(pg_catalog.||) NEW.payload, 'UTF8')), 'hex');
+  -- HMAC, not a hash of key || payload (which allows length extension).
+  NEW.signature := pg_catalog.encode(public.hmac(pg_catalog.convert_to(NEW.payload, 'UTF8'),
+    pg_catalog.convert_to(vault.read_secret('webhook_key'), 'UTF8'), 'sha256'), 'hex');
   RETURN NEW;
 END
 $$;
 ALTER FUNCTION public.sign_outbox() OWNER TO regress_signer;
+REVOKE ALL ON FUNCTION public.sign_outbox() FROM PUBLIC;
 CREATE TRIGGER sign_outbox BEFORE INSERT ON public.outbox FOR EACH ROW EXECUTE FUNCTION public.sign_outbox();
 
 SET ROLE regress_app;
@@ -32,14 +35,18 @@ SELECT * FROM public.outbox;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 
-SELECT payload, signature = encode(sha256(convert_to('whsec_regress_signing_key' || payload, 'UTF8')), 'hex') AS signed
+SELECT payload, signature = encode(hmac(convert_to(payload, 'UTF8'), convert_to('whsec_regress_signing_key', 'UTF8'), 'sha256'), 'hex') AS signed
   FROM public.outbox;
 
 -- vault.read_secret used from a plain SQL function owned by a reader.
 CREATE FUNCTION public.webhook_header() RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$ SELECT 'Bearer ' OPERATOR(pg_catalog.||) pg_catalog.left(vault.read_secret('webhook_key'), 5) $$;
 ALTER FUNCTION public.webhook_header() OWNER TO regress_signer;
+REVOKE ALL ON FUNCTION public.webhook_header() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.webhook_header() TO regress_app;
+-- Only the roles it is granted to may call a SECURITY DEFINER function that reads the vault.
+SELECT has_function_privilege('public', 'public.webhook_header()', 'EXECUTE') AS public_may_call,
+       has_function_privilege('public', 'public.sign_outbox()', 'EXECUTE') AS public_may_sign;
 SET ROLE regress_app;
 SELECT public.webhook_header();
 RESET ROLE;
@@ -47,3 +54,4 @@ RESET ROLE;
 DROP TABLE public.outbox;
 DROP FUNCTION public.sign_outbox(), public.webhook_header();
 DROP ROLE regress_signer, regress_app;
+DROP EXTENSION pgcrypto;

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Tier 4: leak paths closed (issue 14): per-secret grants that hold in every database of the
+# cluster and for replayed ciphertext, no backend abort on huge arguments, ciphertext checked
+# when it arrives with a nonce, a bounded data-key cache. Needs root, like the other cluster
+# tests.
+set -u
+. "$(dirname "$0")/lib.sh"
+cluster_init
+echo "# PostgreSQL: $("$PG_BINDIR/postgres" --version)"
+
+new_cluster leak
+start leak || { cat "$(logfile leak)"; exit 1; }
+for db in a b; do sql leak "CREATE DATABASE $db" >/dev/null; sql leak "CREATE EXTENSION vault_ext" "$db" >/dev/null; done
+sql leak "CREATE ROLE r_in LOGIN IN ROLE vault_reader; CREATE ROLE r_out LOGIN IN ROLE vault_reader;
+          CREATE ROLE r_view LOGIN IN ROLE vault_viewer; CREATE ROLE r_admin LOGIN IN ROLE vault_admin" >/dev/null
+as_role() { PGUSER_AS=$1 sql leak "$2" "$3"; } # ROLE SQL DB
+
+# --- 1. Per-secret grants hold everywhere --------------------------------------------------------
+VALUE="grant-protected-$(date +%s%N)"
+OPEN="open-value-$(date +%s%N)"
+sql leak "SELECT vault.create_secret('$VALUE', 'guarded'); SELECT vault.create_secret('$OPEN', 'open');
+          SELECT vault.grant_secret(id, 'r_in') FROM vault.secrets WHERE name = 'guarded'" a >/dev/null
+check "granted reader reads the guarded secret" "$VALUE" \
+  "$(as_role r_in "SELECT vault.read_secret('guarded')" a)"
+check "excluded reader gets NULL from the view" "t" \
+  "$(as_role r_out "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'guarded'" a)"
+# What the excluded reader can see: the ciphertext columns of both secrets.
+row() { as_role r_out "SELECT format('%L::uuid, %L, %L::bytea, %L::uuid', id, secret, nonce, key_id) FROM vault.decrypted_secrets WHERE name = '$1'" a; }
+GUARDED=$(row guarded)
+OPENROW=$(row open)
+check "control: an open secret's ciphertext decrypts in another database of the cluster" "$OPEN" \
+  "$(as_role r_out "SELECT vault._decrypt($OPENROW)" b)"
+check "excluded reader replaying the guarded ciphertext in another database gets NULL" "t" \
+  "$(as_role r_out "SELECT vault._decrypt($GUARDED) IS NULL" b)"
+check "... and so does the granted reader there (no grant in that database)" "t" \
+  "$(as_role r_in "SELECT vault._decrypt($GUARDED) IS NULL" b)"
+check "... and through the mask function a viewer sees only ****" "****" \
+  "$(as_role r_view "SELECT vault._mask_secret($GUARDED)" b)"
+check "a vault_admin may still decrypt it there (admins read every secret)" "$VALUE" \
+  "$(as_role r_admin "SELECT vault._decrypt($GUARDED)" b)"
+# Same database, after the id changes: the grants follow the new id, the old id has none.
+sql leak "UPDATE vault.secrets SET id = gen_random_uuid() WHERE name = 'guarded'" a >/dev/null
+check "after an id change the granted reader still reads it" "$VALUE" \
+  "$(as_role r_in "SELECT vault.read_secret('guarded')" a)"
+check "after an id change the old ciphertext under the old id gives NULL" "t" \
+  "$(as_role r_out "SELECT vault._decrypt($GUARDED) IS NULL" a)"
+GUARDED2=$(row guarded)
+sql leak "DELETE FROM vault.secrets WHERE name = 'guarded'" a >/dev/null
+check "after the secret is deleted its saved ciphertext gives NULL" "t" \
+  "$(as_role r_out "SELECT vault._decrypt($GUARDED2) IS NULL" a)"
+check "control: the saved open ciphertext still decrypts in its database" "$OPEN" \
+  "$(as_role r_out "SELECT vault._decrypt($OPENROW)" a)"
+# Revoking the last grant opens the secret to every reader again.
+sql leak "SELECT vault.create_secret('$VALUE', 'guarded'); SELECT vault.grant_secret(id, 'r_in') FROM vault.secrets WHERE name = 'guarded'" a >/dev/null
+check "a new guarded secret: excluded reader gets NULL" "t" \
+  "$(as_role r_out "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'guarded'" a)"
+sql leak "SELECT vault.revoke_secret(id, 'r_in') FROM vault.secrets WHERE name = 'guarded'" a >/dev/null
+check "after the last grant is revoked every reader reads it" "$VALUE" \
+  "$(as_role r_out "SELECT vault.read_secret('guarded')" a)"
+check "... and its ciphertext is open again (decrypts in the other database)" "$VALUE" \
+  "$(as_role r_out "SELECT vault._decrypt($(row guarded))" b)"
+# A pg_dump/restore keeps the grants and the binding.
+sql leak "SELECT vault.grant_secret(id, 'r_in') FROM vault.secrets WHERE name = 'guarded'" a >/dev/null
+as_pg "$PG_BINDIR/pg_dump" -h "$WORK" -p "$(port leak)" -U postgres -Fc -f "$WORK/a.dump" a
+sql leak "CREATE DATABASE c" >/dev/null
+out=$(as_pg "$PG_BINDIR/pg_restore" -h "$WORK" -p "$(port leak)" -U postgres -d c "$WORK/a.dump" 2>&1)
+check "restore of a database with grants succeeds" "" "$out"
+check "restored: the granted reader reads the guarded secret" "$VALUE" "$(as_role r_in "SELECT vault.read_secret('guarded')" c)"
+check "restored: the excluded reader gets NULL" "t" \
+  "$(as_role r_out "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'guarded'" c)"
+
+# --- 5. Ciphertext arriving with a nonce is checked ----------------------------------------------
+out=$(sql leak "INSERT INTO vault.secrets (name, secret, nonce) VALUES ('fake', encode(convert_to('$VALUE', 'UTF8'), 'base64'), '\\x00112233445566778899aabbccddeeff')" a)
+check_contains "a base64 plaintext with a made-up nonce is refused (22023)" "22023" "$out"
+check_absent "... and the message does not quote it" "$(printf %s "$VALUE" | base64)" "$out"
+check "... and nothing was stored" "0" "$(sql leak "SELECT count(*) FROM vault.secrets WHERE name = 'fake'" a)"
+
+# --- 7. The data-key cache is bounded --------------------------------------------------------------
+# Every data key holds guarded (mlock'd, guard-paged) memory: thousands of keys in one backend
+# used to exhaust the process's mappings. KEYS distinct keys, one secret each, read in one scan.
+KEYS=${LEAK_KEYS:-12000}
+sql leak "CREATE DATABASE k" >/dev/null
+sql leak "CREATE EXTENSION vault_ext" k >/dev/null
+sql leak "SELECT vault.create_secret('v' || i, 'k' || i, '', vault.create_key('key' || i)) FROM generate_series(1, $KEYS) i" k >/dev/null
+check "$KEYS secrets under $KEYS distinct keys all decrypt in one backend" "$KEYS" \
+  "$(sql leak "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret = 'v' || substr(name, 2)" k)"
+check "... and the backend can still derive a key afterwards" "fresh" \
+  "$(sql leak "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret = 'v' || substr(name, 2); SELECT vault.read_secret('k1') = 'v1' AND vault.create_secret('fresh', 'fresh', '', vault.create_key('one more')) IS NOT NULL; SELECT vault.read_secret('fresh')" k | tail -1)"
+stop leak
+
+# --- 2. No backend abort on allocation failure ----------------------------------------------------
+# A server whose allocations can fail (ulimit -v): huge arguments from low-privileged roles end in
+# a clean ERROR, never in an abort and crash recovery.
+new_cluster small "shared_buffers = 16MB"
+start_limited() { as_pg bash -c "ulimit -v ${LEAK_ULIMIT_KB:-1600000} && '$PG_BINDIR/pg_ctl' -D '$(datadir small)' -l '$(logfile small)' -w -t 60 start" >/dev/null 2>&1; }
+start_limited || { cat "$(logfile small)"; exit 1; }
+sql small "CREATE EXTENSION vault_ext; CREATE ROLE v_view LOGIN IN ROLE vault_viewer; CREATE ROLE v_read LOGIN IN ROLE vault_reader" >/dev/null
+sql small "SELECT vault.create_secret('small value', 'small')" >/dev/null
+STARTED=$(sql small "SELECT pg_postmaster_start_time()")
+# Volatile, so the planner does not fold (and copy) the 1 GB constant: the server needs 1 GB for
+# the argument, vault_ext would need 750 MB more to decode it, and the limit allows only one.
+HUGE="repeat('A', ${LEAK_HUGE:-1000000000} + (random() * 0)::int)"
+huge_call() { # ROLE SQL: ERROR lines of the call
+  PGUSER_AS=$1 sql small "$2" | grep -E 'ERROR|server closed|terminated' | head -2
+}
+for call in "v_view|SELECT vault._mask_secret(gen_random_uuid(), $HUGE, NULL, NULL)" \
+            "v_read|SELECT vault._decrypt(gen_random_uuid(), $HUGE, NULL, NULL)" \
+            "v_read|SELECT vault._decrypt(gen_random_uuid(), $HUGE, '\\x00112233445566778899aabbccddeeff'::bytea, NULL)"; do
+  role=${call%%|*}; q=${call#*|}
+  out=$(huge_call "$role" "$q")
+  check_contains "$role: ${q:0:40}... with a 1 GB argument: clean out-of-memory ERROR (53200)" "ERROR:  53200: out of memory" "$out"
+done
+out=$(PGUSER_AS=v_read sql small "SELECT vault.read_secret(repeat('A', 300000000 + (random() * 0)::int))" | head -3)
+check_contains "read_secret with a 300 MB name: not found (P0002), no abort" "P0002" "$out"
+check_contains "... the name in the message is cut to 64 characters" "\"$(printf 'A%.0s' $(seq 64))...\"" "$out"
+check "the server never restarted (no crash recovery)" "$STARTED" "$(sql small "SELECT pg_postmaster_start_time()")"
+check_absent "no backend aborted" "terminated by signal" "$(cat "$(logfile small)")"
+check_absent "... and Rust's allocator never gave up" "memory allocation of" "$(cat "$(logfile small)")"
+check "the secret still reads afterwards" "small value" "$(PGUSER_AS=v_read sql small "SELECT vault.read_secret('small')")"
+
+summary "leak tests"
