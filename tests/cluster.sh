@@ -58,27 +58,54 @@ sql main "UPDATE vault.secrets SET secret = '$MARKER via direct update' WHERE na
 sql main "SELECT vault.create_secret('$MARKER in a failed insert', 'm1')" >/dev/null # unique violation
 sql main "CREATE TABLE control_plain (v text); INSERT INTO control_plain VALUES ('$CONTROL')" >/dev/null
 sql main "CHECKPOINT" >/dev/null
-check "the grep finds a control value stored in a plain table" "found" \
-  "$(grep -rqa "$CONTROL" "$MAIN/base" "$MAIN/pg_wal" && echo found)"
-check "no plaintext marker in base/ or pg_wal/" "" "$(grep -rla "$MARKER" "$MAIN/base" "$MAIN/pg_wal")"
+# The control must be found in each place on its own: a search that only reached pg_wal/ would
+# otherwise pass it.
+check "control: a value stored in a plain table is found in base/" "found" "$(grep_data "$CONTROL" "$MAIN/base")"
+check "control: ... and in pg_wal/" "found" "$(grep_data "$CONTROL" "$MAIN/pg_wal")"
+check "no plaintext marker in base/ or pg_wal/" "absent" "$(grep_data "$MARKER" "$MAIN/base" "$MAIN/pg_wal")"
 check "the marked secrets decrypt" "2" \
   "$(sql main "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret LIKE '$MARKER%update'")"
 
 # --- kill -9 of a backend in the middle of a key rotation --------------------------------------
+# A barrier, not a sleep: a BEFORE UPDATE trigger (it fires after vault's own, alphabetically)
+# counts the rows the rotation has re-encrypted; at row 15,000 it logs that and waits for an
+# advisory lock this script holds. The kill lands while the rotation's transaction sits there,
+# half done.
 sql main "CREATE DATABASE rot" >/dev/null
 sql main "CREATE EXTENSION vault_ext; SELECT vault.create_secret('rot value ' || i, 'rot' || i) FROM generate_series(1, 30000) i" rot >/dev/null
-"$PG_BINDIR/psql" -h "$WORK" -p "$(port main)" -U postgres -d rot -XAtq -c "SELECT vault.rotate_key()" >/dev/null 2>&1 &
+sql main "CREATE SEQUENCE public.rot_progress;
+  CREATE FUNCTION public.rot_barrier() RETURNS trigger LANGUAGE plpgsql AS \$\$
+  BEGIN
+    IF nextval('public.rot_progress') = 15000 THEN
+      RAISE LOG 'rotation barrier: 14999 secrets re-encrypted, waiting';
+      PERFORM pg_advisory_lock(4242);
+    END IF;
+    RETURN NEW;
+  END \$\$;
+  CREATE TRIGGER zz_rot_barrier BEFORE UPDATE ON vault.secrets FOR EACH ROW EXECUTE FUNCTION public.rot_barrier()" rot >/dev/null
+bg_sql main rot_lock_holder "SELECT pg_advisory_lock(4242); SELECT pg_sleep(600)" rot >"$WORK/rot_holder.out" &
+HOLDER_CLIENT=$!
+wait_for_backend main rot_lock_holder "wait_event = 'PgSleep'" >/dev/null
+bg_sql main rot_rotation "SELECT vault.rotate_key()" rot >"$WORK/rot_client.out" &
 ROT_CLIENT=$!
-for _ in $(seq 1 100); do # wait until the rotation is running
-  ROT_PID=$(sql main "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT vault.rotate_key()%' AND state = 'active'")
-  [ -n "$ROT_PID" ] && break
-  sleep 0.1
-done
-sleep 1
-kill -9 "$ROT_PID" 2>/dev/null
-wait "$ROT_CLIENT" 2>/dev/null
+WAITING=$(wait_for_backend main rot_rotation "wait_event_type = 'Lock' AND wait_event = 'advisory'")
+ROT_PID=${WAITING%% *}
+check "the rotation stopped at the barrier, waiting for the advisory lock" "Lock:advisory" "${WAITING#* }"
+check_contains "server log: the barrier was reached half way through the rotation" \
+  "rotation barrier: 14999 secrets re-encrypted, waiting" "$(cat "$(logfile main)")"
+[ -n "$ROT_PID" ] && kill -9 "$ROT_PID"
+# The crash ends every session, the holder's too; without a kill the holder is ended here.
+[ -n "$ROT_PID" ] || sql main "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rot_lock_holder'" >/dev/null
+wait "$ROT_CLIENT"
+ROT_RC=$?
+wait "$HOLDER_CLIENT"
 for _ in $(seq 1 60); do sql main "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
-check "rotation was running when the backend was killed" "yes" "$([ -n "$ROT_PID" ] && echo yes)"
+check "the rotation's client saw its server process die (not an earlier error)" \
+  "2:server closed the connection unexpectedly" \
+  "$ROT_RC:$(grep -o 'server closed the connection unexpectedly' "$WORK/rot_client.out")"
+check_contains "server log: the rotation's backend was killed by signal 9" \
+  "(PID ${ROT_PID:-none}) was terminated by signal 9" "$(cat "$(logfile main)")"
+sql main "DROP TRIGGER zz_rot_barrier ON vault.secrets; DROP FUNCTION public.rot_barrier(); DROP SEQUENCE public.rot_progress" rot >/dev/null
 check "after the crash no secret is half-rotated: all still on the old key" "30000|0" \
   "$(sql main "SELECT count(*) FILTER (WHERE key_id IS NULL) || '|' || count(*) FILTER (WHERE key_id IS NOT NULL) FROM vault.secrets" rot)"
 check "after the crash every secret decrypts" "30000" \
@@ -142,14 +169,17 @@ new_cluster bad "log_error_verbosity = verbose" "include_if_exists = 'vault_test
 BAD=$(datadir bad)
 # expect_refusal NAME EXPECTED-TEXT SECRET-TEXT: the server must not start; the log must say
 # EXPECTED-TEXT with F0000 and a hint, and must not contain SECRET-TEXT.
+# Only what this start wrote is read: pg_ctl appends to the log, so the checks read the log
+# from the size it had before (an earlier refusal's lines cannot satisfy them).
 expect_refusal() {
-  as_pg truncate -s 0 "$(logfile bad)" 2>/dev/null || true
+  local from log
+  from=$(stat -c %s "$(logfile bad)" 2>/dev/null || echo 0)
   if start bad; then
     not_ok "$1: server refused to start" "it started"
     stop bad
     return
   fi
-  local log; log=$(cat "$(logfile bad)")
+  log=$(tail -c +$((from + 1)) "$(logfile bad)")
   check_contains "$1: FATAL F0000" "FATAL:  F0000:" "$log"
   check_contains "$1: log explains" "$2" "$log"
   check_contains "$1: log has a hint" "HINT:" "$log"

@@ -2,7 +2,7 @@
 # Tier 4: root key rotation end to end, following the README procedure on a real server:
 # previous key configured beside a new one, vault.rotate_root_key(), restart without the old
 # key; refusals; a REPEATABLE READ writer racing a rotation; verify_secrets against a root key
-# the server does not have.
+# the server does not have. Sessions that must meet wait for locks, never for time.
 set -u
 . "$(dirname "$0")/lib.sh"
 cluster_init
@@ -30,6 +30,7 @@ BEFORE=$(sql rk "$DIGEST")
 check "2002 secrets written under root key A" "2002" "${BEFORE%%:*}"
 sql rk "CREATE TABLE old_nonces AS SELECT id, nonce, secret FROM vault.secrets" >/dev/null
 KEYS_A=$(sql rk "SELECT count(*) FROM vault.keys WHERE root_key_fingerprint = '$FP_A'")
+check "four keys under root key A: compatibility, aead-ietf, rotate_key's default, expired" "4" "$KEYS_A"
 
 # --- Step 1-2: keep the old key as the previous one, start with a new key ---------------------
 stop rk
@@ -51,25 +52,84 @@ check "a write before the rotation lands under the previous root key and decrypt
   "$(sql rk "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'window'")"
 BEFORE=$(sql rk "$DIGEST")
 
-# A cancelled rotation changes nothing.
-out=$(sql rk "SET statement_timeout = '5ms'; SELECT vault.rotate_root_key()")
-check_contains "a cancelled rotate_root_key reports 57014" "57014" "$out"
-check "after the cancel every key is still on the previous root key" "$KEYS_A" \
+# A cancelled rotation changes nothing. Locks, not timing: this script holds a row lock on one
+# secret in the middle of the default key's 2,000, so the rotation (which has already moved the
+# keys it visited before) waits for that row inside its UPDATE; the cancel lands there.
+bg_sql rk rk_row_holder "BEGIN; SELECT 1 FROM vault.secrets WHERE name = 'after750' FOR UPDATE; SELECT pg_sleep(600)" \
+  >"$WORK/row_holder.out" &
+HOLDER=$!
+wait_for_backend rk rk_row_holder "wait_event = 'PgSleep'" >/dev/null
+bg_sql rk rk_rotation "SELECT vault.rotate_root_key()" >"$WORK/cancelled.out" &
+ROT=$!
+WAITING=$(wait_for_backend rk rk_rotation "wait_event_type = 'Lock'")
+check "the rotation waits for the locked row (a row lock: it is inside its UPDATE of vault.secrets)" \
+  "Lock:transactionid" "${WAITING#* }"
+[ -n "$WAITING" ] && sql rk "SELECT pg_cancel_backend(${WAITING%% *})" >/dev/null
+# Let the cancel act while the row is still locked (the rotation leaves its lock wait).
+for _ in $(seq 100); do
+  [ "$(sql rk "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rk_rotation' AND wait_event_type = 'Lock'")" = 0 ] && break
+  sleep 0.1
+done
+sql rk "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rk_row_holder'" >/dev/null
+wait "$ROT" "$HOLDER"
+check_contains "a cancelled rotate_root_key reports 57014" "ERROR:  57014: canceling statement due to user request" \
+  "$(cat "$WORK/cancelled.out")"
+check "after the cancel every key is still on the previous root key" "4" \
   "$(sql rk "SELECT count(*) FROM vault.key_status WHERE root_key = 'previous'")"
 check "after the cancel every secret decrypts" "$BEFORE" "$(sql rk "$DIGEST")"
 
 # A REPEATABLE READ writer whose snapshot predates the rotation must not write under the old
-# root key: it gets a serialization failure and can retry.
-RR_OUT=$WORK/rr.out
-sql rk "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM vault.keys; SELECT pg_sleep(3);
-        SELECT vault.create_secret('rr-value', 'rr'); COMMIT" >"$RR_OUT" 2>&1 &
+# root key: it gets a serialization failure and can retry. It takes its snapshot, then waits
+# for an advisory lock this script holds until the rotation has committed.
+bg_sql rk rk_lock_holder "SELECT pg_advisory_lock(77); SELECT pg_sleep(600)" >"$WORK/lock_holder.out" &
+HOLDER=$!
+wait_for_backend rk rk_lock_holder "wait_event = 'PgSleep'" >/dev/null
+bg_sql rk rk_rr "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM vault.keys; SELECT pg_advisory_lock(77);
+        SELECT vault.create_secret('rr-value', 'rr'); COMMIT" >"$WORK/rr.out" &
 RR_PID=$!
-sleep 1
+check "the REPEATABLE READ writer has its snapshot and waits" "Lock:advisory" \
+  "$(wait_for_backend rk rk_rr "wait_event_type = 'Lock'" | cut -d' ' -f2)"
 
 # --- Step 3: rotate ---------------------------------------------------------------------------
-check "rotate_root_key re-encrypts every secret" "2003" "$(sql rk "SELECT vault.rotate_root_key()")"
+# Under a search path that puts planted operators and functions before pg_catalog (as
+# tests/pg_regress/sql/hijack.sql does for everything else): none of them may run.
+PLANT=$(cat <<'SQL'
+CREATE TABLE public.hijacked (what text);
+DO $$
+DECLARE o record;
+BEGIN
+  FOR o IN SELECT op, t FROM unnest(ARRAY['=', '<>']) op, unnest(ARRAY['text', 'uuid', 'bytea', 'integer', 'bigint']) t LOOP
+    EXECUTE format('CREATE FUNCTION public.%I(%s, %s) RETURNS boolean LANGUAGE plpgsql AS $f$ BEGIN '
+                   'INSERT INTO public.hijacked VALUES (%L); RETURN $1 OPERATOR(pg_catalog.%s) $2; END $f$',
+                   format('evil_%s_%s', md5(o.op), o.t), o.t, o.t, format('%s %s', o.t, o.op), o.op);
+    EXECUTE format('CREATE OPERATOR public.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = public.%I)',
+                   o.op, o.t, o.t, format('evil_%s_%s', md5(o.op), o.t));
+  END LOOP;
+END $$;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO public.hijacked VALUES ('now()'); RETURN pg_catalog.now(); END $$;
+SQL
+)
+sql rk "$PLANT" >/dev/null
+check "rotate_root_key re-encrypts every secret" "2003" \
+  "$(sql rk "SET search_path = public, pg_temp, pg_catalog; SELECT vault.rotate_root_key()")"
+check "... and no planted operator or function ran" "0" "$(sql rk "SELECT count(*) FROM public.hijacked")"
+# Control: the same search path reaches each plant (11: ten operators and now()).
+sql rk "SET search_path = public, pg_temp, pg_catalog;
+  SELECT NULL::text = NULL::text, NULL::text <> NULL::text, NULL::uuid = NULL::uuid, NULL::uuid <> NULL::uuid,
+         NULL::bytea = NULL::bytea, NULL::bytea <> NULL::bytea, NULL::integer = NULL::integer,
+         NULL::integer <> NULL::integer, NULL::bigint = NULL::bigint, NULL::bigint <> NULL::bigint, now()" >/dev/null
+check "control: under that search path each planted object is picked" "11 11" \
+  "$(sql rk "SELECT count(DISTINCT what) || ' ' || count(*) FROM public.hijacked")"
+sql rk "DROP TABLE public.hijacked; DROP FUNCTION public.now();
+  DO \$\$ DECLARE f regprocedure; BEGIN
+    FOR f IN SELECT oid FROM pg_proc WHERE proname LIKE 'evil\\_%' AND pronamespace = 'public'::regnamespace LOOP
+      EXECUTE format('DROP FUNCTION %s CASCADE', f);
+    END LOOP; END \$\$" >/dev/null
+sql rk "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rk_lock_holder'" >/dev/null
+wait "$HOLDER"
 wait "$RR_PID"
-check_contains "the racing REPEATABLE READ writer gets 40001" "40001" "$(cat "$RR_OUT")"
+check_contains "the racing REPEATABLE READ writer gets 40001" "40001" "$(cat "$WORK/rr.out")"
 check "the racing writer left no row" "0" "$(sql rk "SELECT count(*) FROM vault.secrets WHERE name = 'rr'")"
 check "every key is on the new root key" "$KEYS_A current $FP_B" \
   "$(sql rk "SELECT count(*) || ' ' || min(root_key) || ' ' || min(root_key_fingerprint) FROM vault.key_status")"

@@ -64,6 +64,40 @@ sql() {
     -XAtq -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$2" 2>&1
 }
 
+# bg_sql NAME APPNAME 'statements' [db]: like sql, but its session carries application_name
+# APPNAME (so pg_stat_activity can find it); run it in the background with &.
+bg_sql() {
+  PGAPPNAME=$2 "$PG_BINDIR/psql" -h "$WORK" -p "$(port "$1")" -U postgres -d "${4:-postgres}" \
+    -XAtq -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$3" 2>&1
+}
+
+# wait_for_backend NAME APPNAME CONDITION: wait (up to 60 s) until the session APPNAME has a
+# backend whose pg_stat_activity row satisfies CONDITION (SQL over wait_event_type, wait_event,
+# state...); prints "pid wait_event_type:wait_event", or nothing on timeout.
+wait_for_backend() {
+  local out _
+  for _ in $(seq 600); do
+    out=$(sql "$1" "SELECT pid || ' ' || coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, '-')
+                     FROM pg_stat_activity WHERE application_name = '$2' AND ($3)")
+    case "$out" in [0-9]*' '*) echo "$out"; return 0 ;; esac
+    sleep 0.1
+  done
+  return 1
+}
+
+# grep_data NEEDLE DIR...: "found" or "absent" for a fixed string anywhere in the files under
+# the directories; any grep error (unreadable file, missing directory) is reported, not hidden.
+grep_data() {
+  local needle=$1 rc; shift
+  grep -rqaF -e "$needle" -- "$@" 2>"$WORK/grep.err"
+  rc=$?
+  case $rc in
+    0) echo found ;;
+    1) echo absent ;;
+    *) echo "grep error $rc: $(head -3 "$WORK/grep.err")" ;;
+  esac
+}
+
 # A key file with mode 0600 owned by postgres: write_key DIR/FILE HEX
 write_key() {
   printf '%s\n' "$2" >"$1"

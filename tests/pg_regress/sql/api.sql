@@ -43,41 +43,41 @@ SELECT decrypted_secret, length(nonce) AS nonce_len FROM vault.decrypted_secrets
 
 -- Errors: each with its SQLSTATE, and never the value.
 SELECT vault.create_secret('x', 'bad key', '', '11111111-1111-1111-1111-111111111111');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.update_secret('11111111-1111-1111-1111-111111111111', 'x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.read_secret('no such secret');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- As 0.1.0's PL/pgSQL version: a NULL name is a missing secret, not a NULL value.
 SELECT vault.read_secret(NULL);
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_key('bad', 'rot13');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_secret('duplicate-plaintext-value', 'api_key_v2');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_secret(NULL, 'null value');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secrets (id, name, secret, nonce) VALUES ('00000000-0000-4000-8000-00000000000a', 'not base64', 'plain text!', '\x00112233445566778899aabbccddeeff');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secrets (id, name, secret, nonce) VALUES ('00000000-0000-4000-8000-00000000000b', 'too short', 'AAAA', '\x00112233445566778899aabbccddeeff');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secrets (id, name, secret, nonce) VALUES ('00000000-0000-4000-8000-00000000000c', 'short nonce', encode('\x00000000000000000000000000000000000000000000000000000000000000000000'::bytea, 'base64'), '\x0011');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 
 -- Key status rules: expired keys decrypt but take no new secrets; invalid keys refuse.
 UPDATE vault.keys SET status = 'expired' WHERE name = 'det2';
 SELECT vault.read_secret('ietf_secret');
 SELECT vault.create_secret('x', 'on expired', '', (SELECT id FROM vault.keys WHERE name = 'det2'));
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 UPDATE vault.keys SET status = 'valid', expires_at = now() - interval '1 day' WHERE name = 'det2';
 SELECT vault.create_secret('x', 'past expiry', '', (SELECT id FROM vault.keys WHERE name = 'det2'));
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 UPDATE vault.keys SET status = 'invalid' WHERE name = 'det2';
 SELECT vault.read_secret('ietf_secret');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 UPDATE vault.keys SET status = 'valid', expires_at = NULL WHERE name = 'det2';
 UPDATE vault.keys SET status = 'default' WHERE name = 'det2';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 
 -- Tampering: a ciphertext moved to another row (id is authenticated) is refused when written
 -- (it does not decrypt for that id: 22023), and, when it gets there past the trigger, on read.
@@ -94,7 +94,7 @@ INSERT INTO vault.secrets (id, name, secret, nonce)
 SELECT '00000000-0000-4000-8000-000000000001', 'moved', secret, nonce FROM vault.secrets WHERE name = 'direct';
 ALTER TABLE vault.secrets ENABLE TRIGGER secrets_encrypt;
 SELECT vault.read_secret('moved');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- A wrong recorded fingerprint turns the message into a root key mismatch.
 UPDATE vault.keys SET root_key_fingerprint = '0000000000000000' WHERE status = 'default';
 DO $$
@@ -119,7 +119,7 @@ SELECT proname, provolatile, proparallel, prosecdef FROM pg_proc
 INSERT INTO vault.secrets (name, secret) VALUES ('col_a', 'before the rename');
 ALTER TABLE vault.secrets RENAME COLUMN secret TO secret_renamed;
 INSERT INTO vault.secrets (name, secret_renamed) VALUES ('col_b', 'while renamed');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 ALTER TABLE vault.secrets RENAME COLUMN secret_renamed TO secret;
 ALTER TABLE vault.secrets ADD COLUMN extra int;
 INSERT INTO vault.secrets (name, secret, extra) VALUES ('col_c', 'with a column added', 1);

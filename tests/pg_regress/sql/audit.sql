@@ -42,22 +42,22 @@ SELECT action, detail->'changed' AS changed FROM vault.audit_log WHERE secret_na
 DELETE FROM vault.secrets WHERE name = 'sub_kept';
 -- Append-only, even for vault_admin.
 UPDATE vault.audit_log SET action = 'nothing';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 DELETE FROM vault.audit_log;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 TRUNCATE vault.audit_log;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- Retention goes through purge_audit_log, which logs itself.
 SELECT vault.purge_audit_log('1 day') AS purged_recent;
 SELECT vault.purge_audit_log('0 seconds') > 0 AS purged_all;
 SELECT "current_role", action, detail->>'older_than' AS older_than FROM vault.audit_log ORDER BY at, id;
 SELECT vault.purge_audit_log(NULL);
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 -- A reader cannot see the audit log.
 CREATE ROLE regress_areader IN ROLE vault_reader;
 SET ROLE regress_areader;
 SELECT count(*) FROM vault.audit_log;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 DROP ROLE regress_auditor, regress_team, regress_areader;

@@ -28,11 +28,11 @@ CREATE TRIGGER sign_outbox BEFORE INSERT ON public.outbox FOR EACH ROW EXECUTE F
 SET ROLE regress_app;
 INSERT INTO public.outbox (payload) VALUES ('{"event":"paid"}');
 SELECT vault.read_secret('webhook_key');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT decrypted_secret FROM vault.decrypted_secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT * FROM public.outbox;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 
 SELECT payload, signature = encode(hmac(convert_to(payload, 'UTF8'), convert_to('whsec_regress_signing_key', 'UTF8'), 'sha256'), 'hex') AS signed

@@ -17,7 +17,7 @@ SELECT vault.grant_secret(id, 'regress_team') FROM vault.secrets WHERE name = 't
 SELECT vault.grant_secret(id, 'regress_second') FROM vault.secrets WHERE name = 'team_only';
 SELECT vault.grant_secret(id, 'regress_team') FROM vault.secrets WHERE name = 'team_only'; -- again: no-op
 SELECT vault.grant_secret('11111111-1111-1111-1111-111111111111', 'regress_team');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT secret_name, grantee, granted_by FROM vault.secret_grants ORDER BY grantee::text;
 SELECT name, decrypted_secret FROM vault.decrypted_secrets ORDER BY name; -- admins see all
 RESET ROLE;
@@ -26,18 +26,18 @@ SET ROLE regress_other;
 SELECT name, decrypted_secret FROM vault.decrypted_secrets ORDER BY name;
 SELECT vault.read_secret('open');
 SELECT vault.read_secret('team_only');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- The internal function checks too: passing the row's own columns gives NULL.
 SELECT vault._decrypt(s.id, s.secret, s.nonce, s.key_id) AS direct_call
   FROM vault.decrypted_secrets s WHERE s.name = 'team_only';
 -- Another row's ciphertext under a readable id does not decrypt: the id is authenticated.
 SELECT vault._decrypt(o.id, t.secret, t.nonce, t.key_id)
   FROM vault.decrypted_secrets o, vault.decrypted_secrets t WHERE o.name = 'open' AND t.name = 'team_only';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.grant_secret(id, 'regress_other') FROM vault.decrypted_secrets WHERE name = 'team_only';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secret_acl (secret_id, grantee) SELECT id, 'regress_other' FROM vault.decrypted_secrets WHERE name = 'team_only';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 
 SET ROLE regress_team;

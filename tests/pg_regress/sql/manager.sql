@@ -33,11 +33,11 @@ SET ROLE regress_viewer;
 SELECT name, masked_secret FROM vault.masked_secrets ORDER BY name;
 SELECT name FROM vault.expiring_secrets('2 days');
 SELECT decrypted_secret FROM vault.decrypted_secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.read_secret('openai');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT secret FROM vault.secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 -- A secret with per-secret grants shows only **** to a viewer who is not a grantee.
 SELECT vault.grant_secret(id, 'regress_granted') FROM vault.secrets WHERE name = 'openai';

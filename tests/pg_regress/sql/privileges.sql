@@ -1,6 +1,7 @@
 -- SPEC §4: nothing for PUBLIC; vault_reader reads; vault_admin writes and manages keys.
 \set VERBOSITY default
 \set SHOW_CONTEXT never
+-- :SQLSTATE, not :LAST_ERROR_SQLSTATE: it reads 00000 after a statement that succeeded.
 SELECT vault.create_secret('privileged value', 'priv') IS NOT NULL AS created;
 CREATE ROLE regress_nobody LOGIN;
 CREATE ROLE regress_reader LOGIN IN ROLE vault_reader;
@@ -8,27 +9,27 @@ CREATE ROLE regress_admin LOGIN IN ROLE vault_admin;
 
 SET ROLE regress_nobody;
 SELECT count(*) FROM vault.secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT count(*) FROM vault.decrypted_secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT count(*) FROM vault.keys;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.read_secret('priv');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_secret('x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.update_secret('11111111-1111-1111-1111-111111111111', 'x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_key();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.root_key_fingerprint() IS NOT NULL;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault._decrypt(NULL, NULL, NULL, NULL);
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault._decrypt(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secrets (secret) VALUES ('x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 
 SET ROLE regress_reader;
@@ -36,32 +37,32 @@ SELECT name, decrypted_secret FROM vault.decrypted_secrets WHERE name = 'priv';
 SELECT vault.read_secret('priv');
 SELECT length(vault.root_key_fingerprint()) AS fingerprint_len;
 SELECT vault.create_secret('x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.update_secret((SELECT id FROM vault.decrypted_secrets WHERE name = 'priv'), 'x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 INSERT INTO vault.secrets (secret) VALUES ('x');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 UPDATE vault.secrets SET secret = 'x';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 DELETE FROM vault.secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT count(*) FROM vault.secrets;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT count(*) FROM vault.keys;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.create_key();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- Internal functions a reader has no use for.
 SELECT vault._check_key_type('aead-det');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault._loaded_fingerprint();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.secrets_encrypt();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.keys_changed();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.grants_changed();
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 
 SET ROLE regress_admin;

@@ -23,9 +23,9 @@ SELECT k.key_type, count(*), min(length(s.nonce)) AS nonce_len
 SELECT count(*) AS decrypt_ok FROM vault.decrypted_secrets WHERE decrypted_secret LIKE 'value %' OR decrypted_secret = 'after rotation';
 -- Expired keys still decrypt but take no secrets.
 SELECT vault.reencrypt_secrets('00000000-0000-0000-0000-000000000000');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.reencrypt_secrets('11111111-1111-1111-1111-111111111111');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT name, key_type, status, secrets FROM vault.key_status ORDER BY key_id;
 
 -- verify_secrets: everything ok, then one tampered row, one key with a foreign fingerprint,

@@ -18,14 +18,14 @@ SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'versioned';
 SELECT string_agg(version || '=' || decrypted_secret, ',' ORDER BY version) AS kept
   FROM vault.decrypted_secret_versions WHERE name = 'versioned';
 SELECT vault.rollback_secret(id, 42) FROM vault.secrets WHERE name = 'versioned';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- Check-and-set.
 SELECT vault.update_secret(id, 'stale write', expected_version => 3) FROM vault.secrets WHERE name = 'versioned';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT vault.update_secret(id, 'fresh write', expected_version => 5) FROM vault.secrets WHERE name = 'versioned';
 SELECT version, decrypted_secret FROM vault.decrypted_secrets d JOIN vault.secrets USING (id) WHERE d.name = 'versioned';
 SELECT vault.update_secret('00000000-0000-4000-8000-000000000000', 'x', expected_version => 1);
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- vault.max_versions bounds what is kept.
 SET vault.max_versions = 2;
 SELECT vault.update_secret(id, 'seven') FROM vault.secrets WHERE name = 'versioned';
@@ -49,7 +49,7 @@ SELECT status, detail FROM vault.verify_secrets() ORDER BY detail NULLS FIRST;
 CREATE ROLE regress_vreader IN ROLE vault_reader;
 SET ROLE regress_vreader;
 SELECT count(*) FROM vault.decrypted_secret_versions;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 RESET ROLE;
 -- Deleting the secret deletes its versions.
 DELETE FROM vault.secrets WHERE name = 'versioned';
@@ -59,11 +59,11 @@ DROP ROLE regress_vreader;
 SELECT vault.create_secret('guarded', 'guarded', '', vault.create_key('guard_key')) IS NOT NULL AS created;
 \set VERBOSITY sqlstate
 DELETE FROM vault.keys WHERE name = 'guard_key';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 TRUNCATE vault.keys;
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 UPDATE vault.keys SET id = gen_random_uuid() WHERE name = 'guard_key';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 \set VERBOSITY terse
 UPDATE vault.keys SET comment = 'still fine' WHERE name = 'guard_key';
 SELECT vault.reencrypt_secrets((SELECT id FROM vault.keys WHERE status = 'default')) AS moved;
