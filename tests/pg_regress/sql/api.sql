@@ -83,11 +83,11 @@ UPDATE vault.keys SET status = 'default' WHERE name = 'det2';
 -- (it does not decrypt for that id: 22023), and, when it gets there past the trigger, on read.
 INSERT INTO vault.secrets (id, name, secret, nonce)
 SELECT '00000000-0000-4000-8000-000000000001', 'moved', secret, nonce FROM vault.secrets WHERE name = 'direct';
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 -- A plaintext in base64 with a made-up nonce is not stored as if it were ciphertext either.
 INSERT INTO vault.secrets (id, name, secret, nonce)
 VALUES ('00000000-0000-4000-8000-0000000000fa', 'fake', encode(convert_to(repeat('plain text, not ciphertext', 3), 'UTF8'), 'base64'), '\x000102030405060708090a0b0c0d0e0f');
-\echo :LAST_ERROR_SQLSTATE
+\echo :SQLSTATE
 SELECT count(*) AS stored FROM vault.secrets WHERE name IN ('moved', 'fake');
 ALTER TABLE vault.secrets DISABLE TRIGGER secrets_encrypt;
 INSERT INTO vault.secrets (id, name, secret, nonce)
