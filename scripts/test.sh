@@ -2,7 +2,8 @@
 # Run the test tiers (run as root on Debian 12):
 #   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
-# plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server.
+# plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server and behind
+# pgbouncer.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -81,6 +82,7 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
   cluster_script "$1" "$pgc" fault_cluster "fault tests"
   cluster_script "$1" "$pgc" cli_cluster "cli tests"
+  cluster_script "$1" "$pgc" pool_cluster "pool tests"
 }
 
 cli_tests
