@@ -7,7 +7,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 APT_PACKAGES=(build-essential pkg-config clang libclang-dev postgresql-15 postgresql-server-dev-15
   postgresql-contrib sudo python3
-  pgbouncer)
+  pgbouncer postgresql-15-cron)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
