@@ -3,7 +3,7 @@
 #   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
 # plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server and behind
-# pgbouncer (and, on PostgreSQL 15, under pg_cron).
+# pgbouncer (and, on PostgreSQL 15, under pg_cron and in a Patroni cluster).
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -83,9 +83,10 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" fault_cluster "fault tests"
   cluster_script "$1" "$pgc" cli_cluster "cli tests"
   cluster_script "$1" "$pgc" pool_cluster "pool tests"
-  # pg_cron from Debian's postgresql-15-cron: PostgreSQL 15 only.
+  # Debian's postgresql-15-cron and Patroni (which runs Debian's server): PostgreSQL 15 only.
   if [ "$1" = 15 ]; then
     cluster_script "$1" "$pgc" cron_cluster "cron tests"
+    cluster_script "$1" "$pgc" ha_cluster "ha tests" # Patroni + etcd, about 2 minutes
   fi
 }
 
