@@ -3,7 +3,8 @@
 #   1. plain #[test] (cipher vectors, key parsing)  2. #[pg_test] inside a preloaded server
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
 # plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server and behind
-# pgbouncer (and, on PostgreSQL 15, under pg_cron and in a Patroni cluster).
+# pgbouncer (and, on PostgreSQL 15, under pg_cron and in a Patroni cluster). On PostgreSQL 15,
+# tier 4 starts with the Debian package (scripts/package.sh), before `cargo pgrx install`.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -65,6 +66,10 @@ cli_tests() {
 server_tests() { # MAJOR
   local pgc rc p f
   pgc=$(scripts/pg-install.sh "$1")
+  # PostgreSQL 15 is Debian's: first the release .deb, built, installed, tested and removed.
+  if [ "$1" = 15 ]; then
+    cluster_script "$1" "$pgc" package_cluster "package tests"
+  fi
   echo "== PostgreSQL $1: installing vault_ext"
   cargo pgrx install --pg-config "$pgc" >"$LOGS/install$1.log" 2>&1 || { cat "$LOGS/install$1.log"; tally "pg$1 install" 1 0 0; return; }
 
