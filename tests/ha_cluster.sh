@@ -34,6 +34,7 @@ ha_cleanup() {
   echo "# ha_cluster.sh took $(($(date +%s) - T_START)) s"
 }
 trap ha_cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE # a killed run still stops what it started (EXIT trap)
 
 # wait_until SECONDS 'command': poll every half second; 0 when the command succeeded in time.
 wait_until() {

@@ -61,6 +61,7 @@ stop_pgbouncer() {
   for _ in $(seq 50); do [ -f "$WORK/pgbouncer.pid" ] || break; sleep 0.1; done
 }
 trap 'stop_pgbouncer; cluster_cleanup' EXIT
+trap 'exit 1' INT TERM HUP PIPE # a killed run still stops what it started (EXIT trap)
 as_pg "$PGBOUNCER" -d "$WORK/pgbouncer.ini" || { cat "$WORK/pgbouncer.log"; exit 1; }
 for _ in $(seq 50); do [ -f "$WORK/pgbouncer.pid" ] && break; sleep 0.1; done
 
