@@ -3,7 +3,9 @@
 #   1. plain #[test] of vault_core (ciphers, vectors, encodings, root keys, lexer, masks), no server
 #   2. #[pg_test] inside a preloaded server (cargo pgrx test)
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
-# plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server.
+# plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server and behind
+# pgbouncer (and, on PostgreSQL 15, under pg_cron and in a Patroni cluster). On PostgreSQL 15,
+# tier 4 starts with the Debian package (scripts/package.sh), before `cargo pgrx install`.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -107,6 +109,10 @@ cli_tests() {
 server_tests() { # MAJOR
   local pgc rc p f
   pgc=$(scripts/pg-install.sh "$1")
+  # PostgreSQL 15 is Debian's: first the release .deb, built, installed, tested and removed.
+  if [ "$1" = 15 ]; then
+    cluster_script "$1" "$pgc" package_cluster "package tests"
+  fi
   echo "== PostgreSQL $1: installing vault_ext"
   cargo pgrx install --pg-config "$pgc" >"$LOGS/install$1.log" 2>&1 || { cat "$LOGS/install$1.log"; tally "pg$1 install" 1 0 0 0; return; }
 
@@ -124,6 +130,12 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
   cluster_script "$1" "$pgc" fault_cluster "fault tests"
   cluster_script "$1" "$pgc" cli_cluster "cli tests"
+  cluster_script "$1" "$pgc" pool_cluster "pool tests"
+  # Debian's postgresql-15-cron and Patroni (which runs Debian's server): PostgreSQL 15 only.
+  if [ "$1" = 15 ]; then
+    cluster_script "$1" "$pgc" cron_cluster "cron tests"
+    cluster_script "$1" "$pgc" ha_cluster "ha tests" # Patroni + etcd, about 2 minutes
+  fi
 }
 
 core_tests
