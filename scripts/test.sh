@@ -28,7 +28,8 @@ skipped=()
 # (a script that stopped early, a filter that matched nothing, a count that was not found)
 # fails instead of passing with what it ran.
 declare -A MIN=([vault_core]=20 [pgrx]=9 [pgvault]=7 [pg_regress]=9 ["cluster tests"]=87 ["log tests"]=22
-  ["root key rotation tests"]=37 ["upgrade tests"]=9 ["fault tests"]=39 ["cli tests"]=81)
+  ["root key rotation tests"]=37 ["upgrade tests"]=9 ["fault tests"]=39 ["cli tests"]=81
+  ["leak tests"]=31 ["pool tests"]=51 ["cron tests"]=9 ["ha tests"]=27 ["package tests"]=24)
 
 # tally NAME RC PASSED FAILED MIN: add a tier's counts; a failing tier with no counted failure
 # (it could not run) counts as one failure, and so does a tier that ran fewer than MIN tests.
@@ -130,6 +131,7 @@ server_tests() { # MAJOR
   cluster_script "$1" "$pgc" upgrade_cluster "upgrade tests"
   cluster_script "$1" "$pgc" fault_cluster "fault tests"
   cluster_script "$1" "$pgc" cli_cluster "cli tests"
+  cluster_script "$1" "$pgc" leak_cluster "leak tests"
   cluster_script "$1" "$pgc" pool_cluster "pool tests"
   # Debian's postgresql-15-cron and Patroni (which runs Debian's server): PostgreSQL 15 only.
   if [ "$1" = 15 ]; then
