@@ -52,6 +52,12 @@ pub enum VaultError {
     },
     OutOfMemory,
     Internal(&'static str),
+    /// A refusal with its own SQLSTATE and hint (audit retention, event rows without their change).
+    Refused {
+        code: Code,
+        message: String,
+        hint: String,
+    },
 }
 
 impl From<VaultError> for ErrorReport {
@@ -96,6 +102,7 @@ impl From<VaultError> for ErrorReport {
             VaultError::OutOfMemory => new(Code::ERRCODE_OUT_OF_MEMORY, "could not allocate locked memory for a vault data key".into())
                 .set_hint("Raise the server's RLIMIT_MEMLOCK."),
             VaultError::Internal(what) => new(Code::ERRCODE_INTERNAL_ERROR, format!("vault_ext internal error: {what}")),
+            VaultError::Refused { code, message, hint } => new(code, message).set_hint(hint),
         }
     }
 }
