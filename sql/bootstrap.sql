@@ -92,9 +92,9 @@ CREATE TABLE vault.secret_versions (
 );
 COMMENT ON TABLE vault.secret_versions IS 'Earlier values of secrets (ciphertext), at most vault.max_versions per secret.';
 
--- Audit trail: who changed what, never a value. Append-only: vault_admin may INSERT (the audit
--- triggers run as the writer) but nobody but the owner may UPDATE or DELETE; old rows go only
--- through vault.purge_audit_log().
+-- Audit trail: who changed what, never a value. Written only by vault_ext's own code as the
+-- owner (sql/audit.sql); vault_admin may only read it; old rows go only through
+-- vault.purge_audit_log().
 CREATE TABLE vault.audit_log (
   -- A uuid, not a sequence: restoring a dump writes new audit rows (the restored secrets'
   -- creates) while the dumped ones are loaded, and a restarted sequence would collide. Order by at.

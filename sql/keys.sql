@@ -35,8 +35,8 @@ $$;
 CREATE TRIGGER keys_one_default BEFORE INSERT ON vault.keys
   FOR EACH ROW EXECUTE FUNCTION vault._keys_one_default();
 
--- A key still used by secrets (or kept versions) cannot be deleted or renumbered: they would
--- no longer decrypt. (vault.secrets.key_id is not a foreign key, for insert speed.) The SHARE
+-- A key still used by secrets (or kept versions) cannot be deleted, renumbered or given another
+-- key_type, key_id or key_context: they would no longer decrypt. (vault.secrets.key_id is not a foreign key, for insert speed.) The SHARE
 -- lock waits for writers in flight, so their rows are seen.
 CREATE FUNCTION vault._keys_in_use() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
@@ -46,7 +46,9 @@ DECLARE
 BEGIN
   IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
     gone := NULL;
-  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id THEN
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id
+        AND NEW.key_id OPERATOR(pg_catalog.=) OLD.key_id AND NEW.key_type OPERATOR(pg_catalog.=) OLD.key_type
+        AND NEW.key_context OPERATOR(pg_catalog.=) OLD.key_context THEN
     RETURN NEW;
   ELSE
     gone := OLD.id;
@@ -58,6 +60,12 @@ BEGIN
      OR EXISTS (SELECT FROM vault.secret_versions v
               WHERE gone IS NULL
                  OR COALESCE(v.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) gone) THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id THEN
+      -- key_type, key_id and key_context decide the data key: its secrets would no longer decrypt.
+      RAISE EXCEPTION 'cannot change key_type, key_id or key_context of vault key %: secrets use it', gone
+        USING ERRCODE = 'object_in_use',
+              HINT = 'Create a key with vault.create_key() and move the secrets with vault.reencrypt_secrets() first.';
+    END IF;
     RAISE EXCEPTION 'vault key % is still used by secrets', COALESCE(gone::text, '(any)')
       USING ERRCODE = 'foreign_key_violation',
             HINT = 'Move them with vault.reencrypt_secrets() first; to stop using a key, set its status to expired or invalid.';
@@ -68,7 +76,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-CREATE TRIGGER keys_in_use BEFORE DELETE OR UPDATE OF id ON vault.keys
+CREATE TRIGGER keys_in_use BEFORE DELETE OR UPDATE OF id, key_type, key_id, key_context ON vault.keys
   FOR EACH ROW EXECUTE FUNCTION vault._keys_in_use();
 CREATE TRIGGER keys_in_use_truncate BEFORE TRUNCATE ON vault.keys
   FOR EACH STATEMENT EXECUTE FUNCTION vault._keys_in_use();

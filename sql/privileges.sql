@@ -27,8 +27,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin
 -- Writers archive the value they replace (trigger runs as the writer); rotation rewrites them.
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
--- Append-only: writers' audit triggers insert as the writer; no UPDATE or DELETE for anyone.
-GRANT SELECT, INSERT ON vault.audit_log TO vault_admin;
+-- Audit rows are written by vault_ext's code as the owner: vault_admin only reads them.
+GRANT SELECT ON vault.audit_log TO vault_admin;
 GRANT SELECT ON vault.key_status TO vault_admin;
 GRANT INSERT, DELETE ON vault.secret_acl TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
@@ -41,5 +41,7 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._check_key_type(text), vault._loaded_fingerprint(),
                           vault._previous_fingerprint(), vault.rotate_root_key(),
                           vault._rewrap(uuid, text, bytea, uuid),
-                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)
+                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text),
+                          vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
+                          vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
   TO vault_admin;

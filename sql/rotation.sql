@@ -67,8 +67,7 @@ BEGIN
   UPDATE vault.keys k SET status = 'expired' WHERE k.id OPERATOR(pg_catalog.=) old_id;
   UPDATE vault.keys k SET status = 'default' WHERE k.id OPERATOR(pg_catalog.=) new_id;
   PERFORM vault.reencrypt_secrets(new_id);
-  INSERT INTO vault.audit_log (action, detail)
-  VALUES ('rotate_key', pg_catalog.jsonb_build_object('old_key', old_id, 'new_key', new_id));
+  PERFORM vault._audit_rotate_key(old_id, new_id);
   RETURN new_id;
 END
 $$;
@@ -134,8 +133,7 @@ BEGIN
     RAISE WARNING '% vault key(s) belong to root key %, which is neither the current nor the previous one', kr.keys, kr.fp
       USING HINT = 'Their secrets do not decrypt here; see vault.key_status and vault.verify_secrets().';
   END LOOP;
-  INSERT INTO vault.audit_log (action, detail)
-  VALUES ('rotate_root_key', pg_catalog.jsonb_build_object('from', prev, 'to', cur, 'secrets', moved));
+  PERFORM vault._audit_rotate_root_key(moved);
   RETURN moved;
 END
 $$;

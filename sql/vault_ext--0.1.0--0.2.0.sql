@@ -90,6 +90,74 @@ CREATE FUNCTION "secrets_audit_create"()
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', 'secrets_audit_create_wrapper';
 
+CREATE  FUNCTION "_audit_rollback"(
+	"secret_id" uuid, /* Uuid */
+	"to_version" INT /* i32 */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_rollback_wrapper';
+
+CREATE  FUNCTION "_audit_rotate_key"(
+	"old_key" uuid, /* Option < Uuid > */
+	"new_key" uuid /* Uuid */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_rotate_key_wrapper';
+
+CREATE  FUNCTION "_audit_rotate_root_key"(
+	"secrets" bigint /* i64 */
+) RETURNS void
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_rotate_root_key_wrapper';
+
+CREATE  FUNCTION "_rewrapped"(
+	"id" uuid, /* Uuid */
+	"nonce" bytea /* & [u8] */
+) RETURNS bool /* bool */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rewrapped_wrapper';
+
+CREATE  FUNCTION "purge_audit_log"(
+	"older_than" interval /* Option < Interval > */
+) RETURNS bigint /* i64 */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'purge_audit_log_wrapper';
+
+CREATE FUNCTION "keys_audit"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'keys_audit_wrapper';
+
+CREATE FUNCTION "secret_acl_audit"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secret_acl_audit_wrapper';
+
+CREATE FUNCTION "secrets_audit_delete"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_audit_delete_wrapper';
+
+CREATE FUNCTION "secrets_audit_reencrypt"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_audit_reencrypt_wrapper';
+
+CREATE FUNCTION "secrets_audit_truncate"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_audit_truncate_wrapper';
+
+CREATE FUNCTION "secrets_audit_update"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_audit_update_wrapper';
+
 CREATE  FUNCTION "_decrypt"(
 	"id" uuid, /* Option < Uuid > */
 	"secret" TEXT, /* Option < & str > */
@@ -124,8 +192,8 @@ $$;
 -- key_id is no longer a foreign key (its per-row check cost half an insert); a trigger on
 -- vault.keys refuses to delete a key still in use instead.
 ALTER TABLE vault.secrets DROP CONSTRAINT secrets_key_id_fkey;
--- A key still used by secrets (or kept versions) cannot be deleted or renumbered: they would
--- no longer decrypt. (vault.secrets.key_id is not a foreign key, for insert speed.) The SHARE
+-- A key still used by secrets (or kept versions) cannot be deleted, renumbered or given another
+-- key_type, key_id or key_context: they would no longer decrypt. (vault.secrets.key_id is not a foreign key, for insert speed.) The SHARE
 -- lock waits for writers in flight, so their rows are seen.
 CREATE FUNCTION vault._keys_in_use() RETURNS trigger
 LANGUAGE plpgsql SET search_path = ''
@@ -135,7 +203,9 @@ DECLARE
 BEGIN
   IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
     gone := NULL;
-  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id THEN
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id
+        AND NEW.key_id OPERATOR(pg_catalog.=) OLD.key_id AND NEW.key_type OPERATOR(pg_catalog.=) OLD.key_type
+        AND NEW.key_context OPERATOR(pg_catalog.=) OLD.key_context THEN
     RETURN NEW;
   ELSE
     gone := OLD.id;
@@ -147,6 +217,12 @@ BEGIN
      OR EXISTS (SELECT FROM vault.secret_versions v
               WHERE gone IS NULL
                  OR COALESCE(v.key_id, '00000000-0000-0000-0000-000000000000'::uuid) OPERATOR(pg_catalog.=) gone) THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NEW.id OPERATOR(pg_catalog.=) OLD.id THEN
+      -- key_type, key_id and key_context decide the data key: its secrets would no longer decrypt.
+      RAISE EXCEPTION 'cannot change key_type, key_id or key_context of vault key %: secrets use it', gone
+        USING ERRCODE = 'object_in_use',
+              HINT = 'Create a key with vault.create_key() and move the secrets with vault.reencrypt_secrets() first.';
+    END IF;
     RAISE EXCEPTION 'vault key % is still used by secrets', COALESCE(gone::text, '(any)')
       USING ERRCODE = 'foreign_key_violation',
             HINT = 'Move them with vault.reencrypt_secrets() first; to stop using a key, set its status to expired or invalid.';
@@ -157,7 +233,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-CREATE TRIGGER keys_in_use BEFORE DELETE OR UPDATE OF id ON vault.keys
+CREATE TRIGGER keys_in_use BEFORE DELETE OR UPDATE OF id, key_type, key_id, key_context ON vault.keys
   FOR EACH ROW EXECUTE FUNCTION vault._keys_in_use();
 CREATE TRIGGER keys_in_use_truncate BEFORE TRUNCATE ON vault.keys
   FOR EACH STATEMENT EXECUTE FUNCTION vault._keys_in_use();
@@ -240,10 +316,14 @@ AS $$
 DECLARE
   keep integer := COALESCE(pg_catalog.current_setting('vault.max_versions', true)::integer, 10);
 BEGIN
-  -- A new value: nonce NULL (plaintext), or secret changed with the nonce left alone.
+  -- A new value: nonce NULL (plaintext), secret changed with the nonce left alone, or
+  -- ciphertext (secret and/or nonce) that vault._rewrap did not make for this row in this
+  -- transaction, e.g. another row's copied in: the value it replaces is kept.
   -- Re-encryption (key or id change, root key rotation) keeps the version.
   IF NEW.nonce IS NULL
-     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce) THEN
+     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce)
+     OR ((NEW.secret IS DISTINCT FROM OLD.secret OR NEW.nonce IS DISTINCT FROM OLD.nonce)
+         AND NOT vault._rewrapped(NEW.id, NEW.nonce)) THEN
     IF keep OPERATOR(pg_catalog.>) 0 THEN
       INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce)
       VALUES (OLD.id, OLD.version, OLD.secret, OLD.key_id, OLD.nonce);
@@ -290,10 +370,8 @@ BEGIN
   UPDATE vault.secrets s SET secret = value, nonce = NULL, updated_at = pg_catalog.now()
    WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id
   RETURNING s.version INTO new_version;
-  INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-  SELECT 'rollback', s.id, s.name,
-         pg_catalog.jsonb_build_object('to_version', rollback_secret.to_version, 'version', new_version)
-    FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id;
+  -- The audit row names the caller and takes the version from the change just made.
+  PERFORM vault._audit_rollback(rollback_secret.secret_id, rollback_secret.to_version);
   RETURN new_version;
 END
 $$;
@@ -317,9 +395,9 @@ AS $$
 $$;
 COMMENT ON FUNCTION vault.expiring_secrets(interval) IS 'Secrets whose expires_at falls within the interval from now (or has passed).';
 
--- Audit trail: who changed what, never a value. Append-only: vault_admin may INSERT (the audit
--- triggers run as the writer) but nobody but the owner may UPDATE or DELETE; old rows go only
--- through vault.purge_audit_log().
+-- Audit trail: who changed what, never a value. Written only by vault_ext's own code as the
+-- owner (sql/audit.sql); vault_admin may only read it; old rows go only through
+-- vault.purge_audit_log().
 CREATE TABLE vault.audit_log (
   -- A uuid, not a sequence: restoring a dump writes new audit rows (the restored secrets'
   -- creates) while the dumped ones are loaded, and a restarted sequence would collide. Order by at.
@@ -335,77 +413,28 @@ CREATE TABLE vault.audit_log (
 );
 COMMENT ON TABLE vault.audit_log IS 'Changes to secrets, grants and keys: who, when, what; never a value. Append-only.';
 
--- Audit: statement-level triggers with transition tables, one INSERT per statement (creates
--- are noted by a Rust row trigger and written at commit, see src/audit.rs). They run as the
--- writer, so current_role is who made the change (writers need INSERT on vault.audit_log,
--- which vault_admin has).
-CREATE FUNCTION vault._audit_secrets() RETURNS trigger
-LANGUAGE plpgsql SET search_path = ''
-AS $$
-BEGIN
-  -- Creates are audited by the Rust row trigger secrets_audit_create (src/audit.rs): the hot path.
-  IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-    SELECT 'delete', o.id, o.name, pg_catalog.jsonb_build_object('version', o.version)
-      FROM old_rows o;
-  ELSE
-    -- Per row: what changed (the value shows as a new version, never as text).
-    WITH changes AS (
-      SELECT n.id, n.name, n.version, o.version AS old_version,
-             pg_catalog.array_remove(ARRAY[
-               CASE WHEN n.version OPERATOR(pg_catalog.<>) o.version THEN 'value' END,
-               CASE WHEN n.name IS DISTINCT FROM o.name THEN 'name' END,
-               CASE WHEN n.description IS DISTINCT FROM o.description THEN 'description' END,
-               CASE WHEN n.tags IS DISTINCT FROM o.tags THEN 'tags' END,
-               CASE WHEN n.expires_at IS DISTINCT FROM o.expires_at THEN 'expires_at' END,
-               CASE WHEN n.key_id IS DISTINCT FROM o.key_id THEN 'key_id' END], NULL) AS fields,
-             n.secret IS DISTINCT FROM o.secret AS rewritten
-        FROM new_rows n JOIN old_rows o ON o.id OPERATOR(pg_catalog.=) n.id
-    ), logged AS (
-      INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-      SELECT 'update', c.id, c.name,
-             pg_catalog.jsonb_build_object('changed', c.fields, 'version', c.version)
-        FROM changes c
-       WHERE c.fields OPERATOR(pg_catalog.<>) '{}' AND c.fields OPERATOR(pg_catalog.<>) '{key_id}'
-      RETURNING 1
-    )
-    -- Re-encryption without a change of value (key rotation, a new key_id): one summary row.
-    INSERT INTO vault.audit_log (action, detail)
-    SELECT 'reencrypt', pg_catalog.jsonb_build_object('secrets', pg_catalog.count(*))
-      FROM changes c
-     WHERE c.rewritten AND (c.fields OPERATOR(pg_catalog.=) '{}' OR c.fields OPERATOR(pg_catalog.=) '{key_id}')
-    HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 0;
-  END IF;
-  RETURN NULL;
-END
-$$;
+-- Every row is written by vault_ext's Rust code (src/vault/audit.rs), never by the caller:
+-- row triggers note each change with the role ids and time read from the backend, and the
+-- notes of a transaction are inserted just before it commits, as the extension owner. Nobody
+-- else may INSERT, UPDATE or DELETE audit rows (not even vault_admin), so a row cannot name
+-- another role or another time. Trigger functions cannot be called from SQL.
 CREATE TRIGGER secrets_audit_create AFTER INSERT ON vault.secrets
   FOR EACH ROW EXECUTE FUNCTION vault.secrets_audit_create();
+-- Per row: what changed (the value shows as a new version, never as text; an id change with
+-- the old id); re-encryptions without a change of value make one `reencrypt` row per statement.
 CREATE TRIGGER secrets_audit_update AFTER UPDATE ON vault.secrets
-  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_audit_update();
+CREATE TRIGGER secrets_audit_update_end AFTER UPDATE ON vault.secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.secrets_audit_reencrypt();
 CREATE TRIGGER secrets_audit_delete AFTER DELETE ON vault.secrets
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_secrets();
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_audit_delete();
+-- TRUNCATE vault.secrets also empties vault.secret_acl and vault.secret_versions (the library
+-- adds them to the statement): one `truncate` row with the three counts.
+CREATE TRIGGER secrets_audit_truncate BEFORE TRUNCATE ON vault.secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.secrets_audit_truncate();
 
-CREATE FUNCTION vault._audit_grants() RETURNS trigger
-LANGUAGE plpgsql SET search_path = ''
-AS $$
-BEGIN
-  IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-    SELECT 'grant', a.secret_id, s.name, pg_catalog.jsonb_build_object('grantee', a.grantee::text)
-      FROM new_rows a LEFT JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
-  ELSE
-    INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-    SELECT 'revoke', a.secret_id, s.name, pg_catalog.jsonb_build_object('grantee', a.grantee::text)
-      FROM old_rows a LEFT JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
-  END IF;
-  RETURN NULL;
-END
-$$;
-CREATE TRIGGER secret_acl_audit_insert AFTER INSERT ON vault.secret_acl
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_grants();
-CREATE TRIGGER secret_acl_audit_delete AFTER DELETE ON vault.secret_acl
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vault._audit_grants();
+CREATE TRIGGER secret_acl_audit AFTER INSERT OR DELETE ON vault.secret_acl
+  FOR EACH ROW EXECUTE FUNCTION vault.secret_acl_audit();
 
 -- A secret with grants is stored bound as restricted (src/vault/write.rs): its ciphertext then
 -- decrypts only where a grant allows the caller, not in another database nor after the secret
@@ -439,29 +468,15 @@ CREATE TRIGGER secret_acl_rebind_update AFTER UPDATE ON vault.secret_acl
 CREATE TRIGGER secret_acl_rebind_truncate AFTER TRUNCATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
 
--- The only way to remove audit rows: older than the given age, itself audited.
-CREATE FUNCTION vault.purge_audit_log(older_than interval) RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ''
-AS $$
-DECLARE
-  purged bigint;
-BEGIN
-  IF older_than IS NULL OR older_than OPERATOR(pg_catalog.<) interval '0' THEN
-    RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  DELETE FROM vault.audit_log a WHERE a.at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) older_than);
-  GET DIAGNOSTICS purged = ROW_COUNT;
-  INSERT INTO vault.audit_log (session_role, "current_role", action, detail)
-  -- SECURITY DEFINER hides the caller's current role; SET ROLE shows in the role setting.
-  VALUES (SESSION_USER,
-          CASE WHEN pg_catalog.current_setting('role') OPERATOR(pg_catalog.=) 'none' THEN SESSION_USER::text
-               ELSE pg_catalog.current_setting('role') END,
-          'purge_audit_log',
-          pg_catalog.jsonb_build_object('older_than', older_than::text, 'rows', purged));
-  RETURN purged;
-END
-$$;
-COMMENT ON FUNCTION vault.purge_audit_log(interval) IS 'Delete audit rows older than the interval (the retention function); logs itself.';
+-- Keys: create_key, update_key (changed columns, old and new: metadata only), delete_key, truncate.
+CREATE TRIGGER keys_audit AFTER INSERT OR UPDATE OR DELETE ON vault.keys
+  FOR EACH ROW EXECUTE FUNCTION vault.keys_audit();
+CREATE TRIGGER keys_audit_truncate AFTER TRUNCATE ON vault.keys
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.keys_audit();
+
+-- The only way to remove audit rows: older than the given age and than
+-- vault.audit_min_retention (which only a superuser can lower), itself audited.
+COMMENT ON FUNCTION vault.purge_audit_log(interval) IS 'Delete audit rows older than the interval, never younger than vault.audit_min_retention (the retention function); logs itself.';
 
 -- Rotation, root key rotation and verification cover versions; key_status shows root keys.
 CREATE OR REPLACE FUNCTION vault.reencrypt_secrets(to_key uuid) RETURNS bigint
@@ -503,8 +518,7 @@ BEGIN
   UPDATE vault.keys k SET status = 'expired' WHERE k.id OPERATOR(pg_catalog.=) old_id;
   UPDATE vault.keys k SET status = 'default' WHERE k.id OPERATOR(pg_catalog.=) new_id;
   PERFORM vault.reencrypt_secrets(new_id);
-  INSERT INTO vault.audit_log (action, detail)
-  VALUES ('rotate_key', pg_catalog.jsonb_build_object('old_key', old_id, 'new_key', new_id));
+  PERFORM vault._audit_rotate_key(old_id, new_id);
   RETURN new_id;
 END
 $$;
@@ -568,8 +582,7 @@ BEGIN
     RAISE WARNING '% vault key(s) belong to root key %, which is neither the current nor the previous one', kr.keys, kr.fp
       USING HINT = 'Their secrets do not decrypt here; see vault.key_status and vault.verify_secrets().';
   END LOOP;
-  INSERT INTO vault.audit_log (action, detail)
-  VALUES ('rotate_root_key', pg_catalog.jsonb_build_object('from', prev, 'to', cur, 'secrets', moved));
+  PERFORM vault._audit_rotate_root_key(moved);
   RETURN moved;
 END
 $$;
@@ -642,8 +655,12 @@ REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, 
                        vault.update_secret(uuid, text, text, text, uuid, text[], integer),
                        vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
                        vault.expiring_secrets(interval), vault.rotate_root_key(),
-                       vault._audit_secrets(), vault._audit_grants(), vault.purge_audit_log(interval),
-                       vault.secrets_audit_create(), vault._rebind_secrets()
+                       vault.purge_audit_log(interval), vault.secrets_audit_create(),
+                       vault.secrets_audit_update(), vault.secrets_audit_reencrypt(),
+                       vault.secrets_audit_delete(), vault.secrets_audit_truncate(),
+                       vault.secret_acl_audit(), vault.keys_audit(),
+                       vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
+                       vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea), vault._rebind_secrets()
   FROM PUBLIC;
 GRANT USAGE ON SCHEMA vault TO vault_viewer;
 GRANT SELECT ON vault.masked_secrets, vault.keys, vault.secret_acl TO vault_viewer;
@@ -655,14 +672,16 @@ GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) TO vault_reade
 REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) FROM vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
-GRANT SELECT, INSERT ON vault.audit_log TO vault_admin;
+GRANT SELECT ON vault.audit_log TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault.update_secret(uuid, text, text, text, uuid, text[], integer),
                           vault.rollback_secret(uuid, integer), vault._rekey(uuid, text, bytea, uuid, uuid),
                           vault.purge_audit_log(interval),
                           vault._previous_fingerprint(), vault.rotate_root_key(),
                           vault._rewrap(uuid, text, bytea, uuid),
-                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text)
+                          vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text),
+                          vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
+                          vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
   TO vault_admin;
 
 -- Secrets that already have grants are rebound as restricted (needs the root key they were

@@ -8,10 +8,14 @@ AS $$
 DECLARE
   keep integer := COALESCE(pg_catalog.current_setting('vault.max_versions', true)::integer, 10);
 BEGIN
-  -- A new value: nonce NULL (plaintext), or secret changed with the nonce left alone.
+  -- A new value: nonce NULL (plaintext), secret changed with the nonce left alone, or
+  -- ciphertext (secret and/or nonce) that vault._rewrap did not make for this row in this
+  -- transaction, e.g. another row's copied in: the value it replaces is kept.
   -- Re-encryption (key or id change, root key rotation) keeps the version.
   IF NEW.nonce IS NULL
-     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce) THEN
+     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce)
+     OR ((NEW.secret IS DISTINCT FROM OLD.secret OR NEW.nonce IS DISTINCT FROM OLD.nonce)
+         AND NOT vault._rewrapped(NEW.id, NEW.nonce)) THEN
     IF keep OPERATOR(pg_catalog.>) 0 THEN
       INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce)
       VALUES (OLD.id, OLD.version, OLD.secret, OLD.key_id, OLD.nonce);
@@ -59,10 +63,8 @@ BEGIN
   UPDATE vault.secrets s SET secret = value, nonce = NULL, updated_at = pg_catalog.now()
    WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id
   RETURNING s.version INTO new_version;
-  INSERT INTO vault.audit_log (action, secret_id, secret_name, detail)
-  SELECT 'rollback', s.id, s.name,
-         pg_catalog.jsonb_build_object('to_version', rollback_secret.to_version, 'version', new_version)
-    FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) rollback_secret.secret_id;
+  -- The audit row names the caller and takes the version from the change just made.
+  PERFORM vault._audit_rollback(rollback_secret.secret_id, rollback_secret.to_version);
   RETURN new_version;
 END
 $$;

@@ -56,6 +56,12 @@ pub enum VaultError {
         bytes: usize,
     },
     Internal(&'static str),
+    /// A refusal with its own SQLSTATE and hint (audit retention, event rows without their change).
+    Refused {
+        code: Code,
+        message: String,
+        hint: String,
+    },
 }
 
 impl From<VaultError> for ErrorReport {
@@ -103,6 +109,7 @@ impl From<VaultError> for ErrorReport {
                 .set_detail(format!("vault_ext failed on a request of size {bytes} bytes."))
                 .set_hint("The value is too large for the memory this server may use."),
             VaultError::Internal(what) => new(Code::ERRCODE_INTERNAL_ERROR, format!("vault_ext internal error: {what}")),
+            VaultError::Refused { code, message, hint } => new(code, message).set_hint(hint),
         }
     }
 }

@@ -45,12 +45,27 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/versions.sql",
     name = "versions",
-    requires = ["secrets", api::secrets::decrypt_column]
+    requires = [
+        "secrets",
+        api::secrets::decrypt_column,
+        api::audit::audit_rollback,
+        api::audit::rewrapped
+    ]
 );
 extension_sql_file!(
     "../sql/audit.sql",
     name = "audit",
-    requires = ["versions", api::triggers::secrets_audit_create]
+    requires = [
+        "versions",
+        api::triggers::secrets_audit_create,
+        api::triggers::secrets_audit_update,
+        api::triggers::secrets_audit_reencrypt,
+        api::triggers::secrets_audit_delete,
+        api::triggers::secrets_audit_truncate,
+        api::triggers::secret_acl_audit,
+        api::triggers::keys_audit,
+        api::audit::purge_audit_log
+    ]
 );
 extension_sql_file!(
     "../sql/grants.sql",
@@ -65,7 +80,9 @@ extension_sql_file!(
         api::keys::check_key_type,
         api::keys::previous_fingerprint,
         api::secrets::rewrap,
-        api::secrets::rekey
+        api::secrets::rekey,
+        api::audit::audit_rotate_key,
+        api::audit::audit_rotate_root_key
     ]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
@@ -85,6 +102,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     ffi::pg::reserve_guc_prefix();
     cache::epoch::track();
+    ffi::pg::install_truncate_hook();
     ffi::log_hook::install();
     if sodium::init().is_err() {
         fatal(

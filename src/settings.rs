@@ -8,6 +8,8 @@ pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CStr
 pub static ROOT_KEY_AUTOGENERATE: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_VERSIONS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static AUDIT_READS: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Seconds; 30 days.
+pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
 pub static PREVIOUS_GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static PREVIOUS_ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -45,6 +47,16 @@ pub fn init() {
         &AUDIT_READS,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"vault.audit_min_retention",
+        c"vault.purge_audit_log() keeps audit rows younger than this, whoever calls it.",
+        c"Only a superuser can lower it (e.g. SET LOCAL for one purge).",
+        &AUDIT_MIN_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"vault.max_versions",
@@ -102,4 +114,9 @@ pub fn audit_reads() -> bool {
 
 pub fn root_key_autogenerate() -> bool {
     ROOT_KEY_AUTOGENERATE.get()
+}
+
+/// vault.audit_min_retention in seconds (its default when the library was not preloaded).
+pub fn audit_min_retention() -> i32 {
+    AUDIT_MIN_RETENTION.get()
 }

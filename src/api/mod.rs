@@ -2,6 +2,7 @@
 //! arguments, calls `vault`, and raises errors with their SQLSTATE; no logic of its own.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod keys;
 pub mod mask;
 pub mod secrets;

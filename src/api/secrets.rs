@@ -1,7 +1,7 @@
 //! The functions behind `vault.decrypted_secrets`, `vault.read_secret` and rotation.
 
 use crate::error::OrRaise;
-use crate::vault::{read, write};
+use crate::vault::{audit, read, write};
 use pgrx::prelude::*;
 use pgrx::Uuid;
 
@@ -64,7 +64,9 @@ fn rewrap(
     nonce: Option<&[u8]>,
     key_id: Uuid,
 ) -> TableIterator<'static, (name!(secret, String), name!(nonce, Vec<u8>))> {
-    TableIterator::once(write::rewrap(&id, secret, nonce, &key_id).or_raise())
+    let (text, new_nonce) = write::rewrap(&id, secret, nonce, &key_id).or_raise();
+    audit::note_rewrapped(&id, &new_nonce);
+    TableIterator::once((text, new_nonce))
 }
 
 /// Key rotation of a kept version (see `write::rekey`).

@@ -3,7 +3,7 @@
 
 use crate::cache::epoch;
 use crate::error::OrRaise;
-use crate::vault::write;
+use crate::vault::{audit, write};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger, PgTriggerError};
 
@@ -35,5 +35,48 @@ fn keys_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 #[pg_trigger]
 fn grants_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     epoch::changed_here(trigger.relation()?.oid());
+    Ok(None)
+}
+
+/// AFTER UPDATE on vault.secrets, per row: note what changed for the audit log.
+#[pg_trigger]
+fn secrets_audit_update<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::rows::secret_updated(trigger).or_raise();
+    Ok(None)
+}
+
+/// AFTER UPDATE on vault.secrets, per statement: one `reencrypt` row for the statement's
+/// re-encrypted rows.
+#[pg_trigger]
+fn secrets_audit_reencrypt<'a>(_trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::end_update_statement();
+    Ok(None)
+}
+
+/// AFTER DELETE on vault.secrets, per row.
+#[pg_trigger]
+fn secrets_audit_delete<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::rows::secret_deleted(trigger).or_raise();
+    Ok(None)
+}
+
+/// BEFORE TRUNCATE on vault.secrets: one audit row.
+#[pg_trigger]
+fn secrets_audit_truncate<'a>(_trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::rows::secrets_truncated().or_raise();
+    Ok(None)
+}
+
+/// AFTER INSERT OR DELETE on vault.secret_acl, per row: `grant` / `revoke`.
+#[pg_trigger]
+fn secret_acl_audit<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::rows::grant_changed(trigger).or_raise();
+    Ok(None)
+}
+
+/// AFTER INSERT OR UPDATE OR DELETE (per row) and TRUNCATE on vault.keys.
+#[pg_trigger]
+fn keys_audit<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    audit::rows::key_changed(trigger).or_raise();
     Ok(None)
 }

@@ -228,3 +228,136 @@ pub fn with_columns_replaced<'a>(
         ))
     }
 }
+
+/// A `regrole` column's value: pgrx reads `pg_sys::Oid` only from `oid` columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegRole(pub pg_sys::Oid);
+
+impl pgrx::datum::FromDatum for RegRole {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        // SAFETY: a regrole datum is an Oid passed by value, like DatumGetObjectId.
+        (!is_null).then(|| RegRole(pg_sys::Oid::from(datum.value() as u32)))
+    }
+}
+
+// SAFETY: a regrole datum is an Oid passed by value; nothing is borrowed.
+unsafe impl pgrx::datum::UnboxDatum for RegRole {
+    type As<'src> = RegRole;
+    unsafe fn unbox<'src>(datum: pgrx::datum::Datum<'src>) -> Self::As<'src>
+    where
+        Self: 'src,
+    {
+        RegRole(pg_sys::Oid::from(datum.sans_lifetime().value() as u32))
+    }
+}
+
+impl pgrx::datum::IntoDatum for RegRole {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.0.to_u32()))
+    }
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::REGROLEOID
+    }
+}
+
+/// `TRUNCATE vault.secrets` also truncates vault.secret_acl and vault.secret_versions (their
+/// foreign keys would refuse it otherwise, 0A000), as if the user had listed them: supabase_vault
+/// has no such tables and its users truncate vault.secrets. Other tables referencing
+/// vault.secrets still refuse, as PostgreSQL does. Install once, in the postmaster.
+pub fn install_truncate_hook() {
+    // SAFETY: hooks are process globals set in the postmaster before any backend forks.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(truncate_hook);
+    }
+}
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+#[pgrx::pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn truncate_hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: the executor hands a valid PlannedStmt; a TruncateStmt's relations is a List of
+    // RangeVar. The statement is copied before it is changed (it may belong to a cached plan),
+    // and the copy lives in the current memory context for the duration of the call.
+    unsafe {
+        let mut stmt = pstmt;
+        let utility = (*pstmt).utilityStmt;
+        if !utility.is_null() && (*utility).type_ == pg_sys::NodeTag::T_TruncateStmt {
+            if let Some(extra) = truncate_companions(utility as *mut pg_sys::TruncateStmt) {
+                stmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+                let t = (*stmt).utilityStmt as *mut pg_sys::TruncateStmt;
+                for rv in extra {
+                    (*t).relations = pg_sys::lappend((*t).relations, rv.cast());
+                }
+            }
+        }
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(stmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                stmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}
+
+/// The RangeVars to add to a TRUNCATE naming vault.secrets: vault.secret_acl and
+/// vault.secret_versions unless already listed. None when it does not name vault.secrets.
+unsafe fn truncate_companions(t: *mut pg_sys::TruncateStmt) -> Option<Vec<*mut pg_sys::RangeVar>> {
+    // SAFETY: see truncate_hook; lookups with missing_ok and NoLock never raise for a missing
+    // relation (a lock is taken by TRUNCATE itself).
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"vault".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = |name: &CStr| pg_sys::get_relname_relid(name.as_ptr(), nsp);
+        let (secrets, acl, versions) = (rel(c"secrets"), rel(c"secret_acl"), rel(c"secret_versions"));
+        if secrets == pg_sys::InvalidOid {
+            return None;
+        }
+        let list = (*t).relations;
+        let n = if list.is_null() { 0 } else { (*list).length };
+        let mut listed = Vec::new();
+        for i in 0..n {
+            let rv = (*(*list).elements.add(i as usize)).ptr_value as *mut pg_sys::RangeVar;
+            listed.push(pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as i32,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            ));
+        }
+        if !listed.contains(&secrets) {
+            return None;
+        }
+        let mut extra = Vec::new();
+        for (oid, name) in [(acl, c"secret_acl"), (versions, c"secret_versions")] {
+            if oid != pg_sys::InvalidOid && !listed.contains(&oid) {
+                extra.push(pg_sys::makeRangeVar(
+                    pg_sys::pstrdup(c"vault".as_ptr()),
+                    pg_sys::pstrdup(name.as_ptr()),
+                    -1,
+                ));
+            }
+        }
+        (!extra.is_empty()).then_some(extra)
+    }
+}
