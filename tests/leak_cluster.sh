@@ -96,7 +96,6 @@ start_limited() { as_pg bash -c "ulimit -v ${LEAK_ULIMIT_KB:-1600000} && '$PG_BI
 start_limited || { cat "$(logfile small)"; exit 1; }
 sql small "CREATE EXTENSION vault_ext; CREATE ROLE v_view LOGIN IN ROLE vault_viewer; CREATE ROLE v_read LOGIN IN ROLE vault_reader" >/dev/null
 sql small "SELECT vault.create_secret('small value', 'small')" >/dev/null
-STARTED=$(sql small "SELECT pg_postmaster_start_time()")
 # Volatile, so the planner does not fold (and copy) the 1 GB constant: the server needs 1 GB for
 # the argument, vault_ext would need 750 MB more to decode it, and the limit allows only one.
 HUGE="repeat('A', ${LEAK_HUGE:-1000000000} + (random() * 0)::int)"
@@ -113,7 +112,8 @@ done
 out=$(PGUSER_AS=v_read sql small "SELECT vault.read_secret(repeat('A', 100000000 + (random() * 0)::int))" | head -3)
 check_contains "read_secret with a 100 MB name: not found (P0002), no abort" "P0002" "$out"
 check_contains "... the name in the message is cut to 64 characters" "\"$(printf 'A%.0s' $(seq 64))...\"" "$out"
-check "the server never restarted (no crash recovery)" "$STARTED" "$(sql small "SELECT pg_postmaster_start_time()")"
+# (pg_postmaster_start_time() survives crash recovery: the postmaster stays; the log says it.)
+check_absent "the server never went through crash recovery" "server processes terminated; reinitializing" "$(cat "$(logfile small)")"
 check_absent "no backend aborted" "terminated by signal" "$(cat "$(logfile small)")"
 check_absent "... and Rust's allocator never gave up" "memory allocation of" "$(cat "$(logfile small)")"
 check "the secret still reads afterwards" "small value" "$(PGUSER_AS=v_read sql small "SELECT vault.read_secret('small')")"
