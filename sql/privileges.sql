@@ -37,7 +37,7 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._rekey(uuid, text, bytea, uuid, uuid),
                           vault.create_key(text, text, timestamptz, text),
                           vault.grant_secret(uuid, regrole), vault.revoke_secret(uuid, regrole),
-                          vault.rotate_key(text), vault.reencrypt_secrets(uuid), vault.verify_secrets(),
+                          vault.rotate_key(text, boolean), vault.reencrypt_secrets(uuid), vault.verify_secrets(),
                           vault._check_key_type(text), vault._loaded_fingerprint(),
                           vault._previous_fingerprint(), vault.rotate_root_key(),
                           vault._rewrap(uuid, text, bytea, uuid),
@@ -45,3 +45,6 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
                           vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
   TO vault_admin;
+-- GRANT and REVOKE ... ALL FUNCTIONS do not cover procedures: named here.
+REVOKE ALL ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_admin;

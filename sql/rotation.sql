@@ -52,7 +52,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION vault.rotate_key(new_key_type text DEFAULT NULL) RETURNS uuid
+CREATE FUNCTION vault.rotate_key(new_key_type text DEFAULT NULL, reencrypt boolean DEFAULT true) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SET search_path = ''
 AS $$
 DECLARE
@@ -66,12 +66,89 @@ BEGIN
                              'created by vault.rotate_key');
   UPDATE vault.keys k SET status = 'expired' WHERE k.id OPERATOR(pg_catalog.=) old_id;
   UPDATE vault.keys k SET status = 'default' WHERE k.id OPERATOR(pg_catalog.=) new_id;
-  PERFORM vault.reencrypt_secrets(new_id);
+  -- reencrypt => false: new secrets go to the new key at once; the old ones (they still decrypt:
+  -- expired keys do) move later with CALL vault.reencrypt_in_batches().
+  IF rotate_key.reencrypt THEN
+    PERFORM vault.reencrypt_secrets(new_id);
+  END IF;
   PERFORM vault._audit_rotate_key(old_id, new_id);
   RETURN new_id;
 END
 $$;
 
+-- Large tables: the same move as reencrypt_secrets, batch_size rows per transaction, so a writer
+-- waits for one batch at most and an interrupted run keeps what it committed (call it again to
+-- finish). A procedure with COMMIT cannot have SET search_path: it sets search_path = '' for
+-- each of its transactions itself before any other statement, and names everything qualified.
+CREATE PROCEDURE vault.reencrypt_in_batches(to_key uuid DEFAULT NULL, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  target uuid;    -- the key's id
+  stored uuid;    -- what key_id holds for it (NULL for the compatibility key)
+  ids uuid[];
+  last_id uuid := '00000000-0000-0000-0000-000000000000';
+  last_version integer := -1;
+  batch record;
+  moved bigint := 0;
+  moved_versions bigint := 0;
+  n bigint;
+BEGIN
+  PERFORM pg_catalog.set_config('search_path', '', true);
+  IF batch_size IS NULL OR batch_size < 1 THEN
+    RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF to_key IS NULL THEN
+    SELECT k.id INTO target FROM vault.keys k WHERE k.status = 'default';
+  ELSE
+    SELECT k.id INTO target FROM vault.keys k WHERE k.id = to_key;
+  END IF;
+  IF target IS NULL THEN
+    RAISE EXCEPTION 'vault key % does not exist', COALESCE(to_key::text, '(default)') USING ERRCODE = 'no_data_found',
+      HINT = 'See vault.keys; with to_key NULL the key whose status is default is used.';
+  END IF;
+  stored := NULLIF(target, '00000000-0000-0000-0000-000000000000'::uuid);
+  -- Secrets, in id order (the primary key), so each batch starts where the last one ended.
+  LOOP
+    SELECT pg_catalog.array_agg(b.id ORDER BY b.id) INTO ids
+      FROM (SELECT s.id FROM vault.secrets s
+             WHERE s.id > last_id AND s.key_id IS DISTINCT FROM stored
+             ORDER BY s.id LIMIT batch_size FOR UPDATE) b;
+    EXIT WHEN ids IS NULL;
+    -- Changing key_id alone makes the encrypting trigger re-encrypt each row.
+    UPDATE vault.secrets s SET key_id = target WHERE s.id = ANY (ids);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    moved := moved + n;
+    last_id := ids[pg_catalog.array_length(ids, 1)];
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', '', true);
+  END LOOP;
+  -- Kept versions, in (secret_id, version) order.
+  last_id := '00000000-0000-0000-0000-000000000000';
+  LOOP
+    SELECT pg_catalog.count(*) AS n, (pg_catalog.array_agg(b.secret_id ORDER BY b.secret_id DESC, b.version DESC))[1] AS sid,
+           (pg_catalog.array_agg(b.version ORDER BY b.secret_id DESC, b.version DESC))[1] AS ver
+      INTO batch
+      FROM (SELECT v.secret_id, v.version FROM vault.secret_versions v
+             WHERE (v.secret_id, v.version) > (last_id, last_version) AND v.key_id IS DISTINCT FROM stored
+             ORDER BY v.secret_id, v.version LIMIT batch_size FOR UPDATE) b;
+    EXIT WHEN batch.n = 0;
+    UPDATE vault.secret_versions v SET (secret, nonce, key_id) =
+           (SELECT r.secret, r.nonce, r.key_id FROM vault._rekey(v.secret_id, v.secret, v.nonce, v.key_id, target) r)
+     WHERE (v.secret_id, v.version) > (last_id, last_version)
+       AND (v.secret_id, v.version) <= (batch.sid, batch.ver)
+       AND v.key_id IS DISTINCT FROM stored;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    moved_versions := moved_versions + n;
+    last_id := batch.sid;
+    last_version := batch.ver;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', '', true);
+  END LOOP;
+  RAISE NOTICE 'moved % secrets and % kept versions', moved, moved_versions;
+END
+$$;
+COMMENT ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) IS 'Move every secret and kept version not yet on to_key (NULL: the default key) to it, batch_size rows per transaction; resumable.';
 CREATE VIEW vault.key_status AS
 SELECT k.id, k.name, k.key_type, k.key_id, k.status, k.created_at, k.expires_at,
        (SELECT pg_catalog.count(*) FROM vault.secrets s

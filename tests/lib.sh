@@ -27,7 +27,10 @@ cluster_cleanup() {
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 
-as_pg() { runuser -u postgres -- "$@"; }
+# Servers run without RUST_BACKTRACE: with it set, pgrx puts a Rust backtrace in the DETAIL of
+# every error that passes through a Rust frame (expected output would depend on the caller's
+# environment).
+as_pg() { runuser -u postgres -- env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$@"; }
 
 # new_cluster NAME [postgresql.conf lines...]: initdb with vault_ext preloaded unless a
 # line overrides shared_preload_libraries.

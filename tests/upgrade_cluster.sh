@@ -18,7 +18,7 @@ WITH members AS (
   SELECT classid, objid FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
    WHERE e.extname = 'vault_ext' AND d.deptype = 'e'
 )
-SELECT 'function ' || p.oid::regprocedure || ' ' || pg_get_function_result(p.oid) || ' ' || md5(p.prosrc)
+SELECT 'function ' || p.oid::regprocedure || ' ' || coalesce(pg_get_function_result(p.oid), 'procedure') || ' ' || md5(p.prosrc)
        || ' ' || p.provolatile::text || p.proparallel::text || p.prosecdef::text || p.proisstrict::text
        || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x), '')
        || ' ' || coalesce(obj_description(p.oid, 'pg_proc'), '')
