@@ -8,7 +8,10 @@ PGVAULT=${PGVAULT:-$REPO/target/debug/pgvault}
 [ -x "$PGVAULT" ] || { echo "no pgvault binary at $PGVAULT (cargo build -p pgvault)"; exit 1; }
 cluster_init
 
-new_cluster cli
+# Every statement is logged (with its parameters), so "no value in the server log" below
+# means something; the cli cluster also listens on 127.0.0.1, without TLS.
+new_cluster cli "log_statement = 'all'" "log_min_duration_statement = 0" \
+  "log_parameter_max_length = -1" "listen_addresses = '127.0.0.1'"
 start cli || { cat "$(logfile cli)"; exit 1; }
 setup=$(sql cli "CREATE EXTENSION vault_ext;
   CREATE ROLE app_admin LOGIN IN ROLE vault_admin;
@@ -249,5 +252,187 @@ check "an unknown command exits 2" 2 "$RC"
 pv app_reader get
 check "a missing argument exits 2" 2 "$RC"
 
+# TLS, password files and services, against a server that takes TCP connections only over TLS
+# and only with a SCRAM password (or a client certificate for certuser).
+C=$WORK/certs
+mkdir -p "$C"
+mkcert() { # mkcert NAME SUBJECT CA-NAME [SAN]: an EC key and a certificate signed by CA-NAME
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$C/$1.key" \
+    -out "$C/$1.csr" -subj "$2" 2>/dev/null
+  if [ -n "${4:-}" ]; then printf 'subjectAltName=%s\n' "$4" >"$C/$1.ext"; else : >"$C/$1.ext"; fi
+  openssl x509 -req -in "$C/$1.csr" -CA "$C/$3.crt" -CAkey "$C/$3.key" -CAcreateserial -days 2 \
+    -out "$C/$1.crt" -extfile "$C/$1.ext" 2>/dev/null
+}
+for ca in ca otherca; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$C/$ca.key" \
+    -out "$C/$ca.crt" -days 2 -subj "/CN=pgvault test $ca" 2>/dev/null
+done
+mkcert server "/CN=localhost" ca "DNS:localhost"
+mkcert certuser "/CN=certuser" ca
+[ -s "$C/server.crt" ] && [ -s "$C/certuser.crt" ] || { echo "openssl could not make the test certificates"; exit 1; }
+new_cluster tls "listen_addresses = '127.0.0.1'" "ssl = on" "ssl_cert_file = '$C/server.crt'" \
+  "ssl_key_file = '$C/server.key'" "ssl_ca_file = '$C/ca.crt'" "password_encryption = 'scram-sha-256'" \
+  "log_connections = on"
+chmod 755 "$C"
+chown postgres: "$C/server.key" "$C/server.crt" "$C/ca.crt"
+chmod 600 "$C/server.key"
+cat >"$(datadir tls)/pg_hba.conf" <<EOF
+local all postgres trust
+hostssl all certuser 127.0.0.1/32 cert
+hostssl all all 127.0.0.1/32 scram-sha-256
+EOF
+start tls || { cat "$(logfile tls)"; exit 1; }
+setup=$(sql tls "CREATE EXTENSION vault_ext;
+  CREATE ROLE app_tls LOGIN PASSWORD 'tls-pw-0x5e' IN ROLE vault_admin;
+  CREATE ROLE certuser LOGIN IN ROLE vault_reader;
+  SELECT vault.create_secret('over-tls', 'tls_secret')") || { echo "tls setup failed: $setup"; exit 1; }
+TP=$(port tls)
+# pt ARGS...: pgvault against the TLS server with only the PG* variables given, no terminal
+# (so no password prompt) and HOME in the work dir.
+mkdir -p "$WORK/home"
+pt() {
+  env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER HOME="$WORK/home" "$PGVAULT" "$@" \
+    </dev/null >"$OUT" 2>"$ERR"
+  RC=$?
+}
+FULL="host=localhost port=$TP dbname=postgres user=app_tls sslmode=verify-full sslrootcert=$C/ca.crt"
+PGPASSWORD=tls-pw-0x5e pt --dsn "$FULL" get tls_secret
+check "verify-full with the test CA reads a secret" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "$FULL application_name=pgvault-ssl-probe" get tls_secret
+check_contains "the server logged that connection as encrypted" \
+  "connection authorized: user=app_tls database=postgres application_name=pgvault-ssl-probe SSL enabled" "$(cat "$(logfile tls)")"
+PGPASSWORD=tls-pw-0x5e pt --dsn "postgresql://app_tls@localhost:$TP/postgres?sslmode=verify-full&sslrootcert=${C//\//%2F}%2Fca.crt" get tls_secret
+check "the same as a URL with sslmode and sslrootcert" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/host=localhost/host=127.0.0.1}" get tls_secret
+check "verify-full by 127.0.0.1, a name the certificate does not carry, exits 5" 5 "$RC"
+check_contains "and says it is a TLS failure" "TLS failure" "$(err)"
+check_contains "because of the name" "IP address mismatch" "$(err)"
+check_contains "with a hint" "certificate does not carry the name \"127.0.0.1\"" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/host=localhost/host=127.0.0.1} sslmode=verify-ca" get tls_secret
+check "verify-ca by 127.0.0.1 (chain checked, not the name) succeeds" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/ca.crt/otherca.crt}" get tls_secret
+check "verify-full against another CA exits 5" 5 "$RC"
+check_contains "with the verification error" "certificate verify failed" "$(err)"
+PGPASSWORD=tls-pw-0x5e PGSSLMODE=verify-full PGSSLROOTCERT=$C/otherca.crt pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "PGSSLMODE and PGSSLROOTCERT are honoured (other CA: refused)" 5 "$RC"
+PGPASSWORD=tls-pw-0x5e PGSSLMODE=verify-full pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "verify-full without a root certificate exits 5" 5 "$RC"
+check_contains "and says which file is missing" "$WORK/home/.postgresql/root.crt\" does not exist" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslrootcert=system" get tls_secret
+check "sslrootcert=system trusts the system roots, not the test CA: exits 5" 5 "$RC"
+check_contains "with the verification error" "certificate verify failed" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=require sslrootcert=system" get tls_secret
+check "sslrootcert=system with a weaker sslmode is refused (2)" 2 "$RC"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=require" get tls_secret
+check "require (encrypted, unverified) works against the TLS server" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "the default (prefer) uses TLS where the server has it" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=disable" get tls_secret
+check "disable against a hostssl-only server exits 5" 5 "$RC"
+check_contains "with the server's reason" "no encryption" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=allow" get tls_secret
+check "allow retries with TLS when the server refuses plain text" "0 over-tls" "$RC $(out)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader sslmode=require" get db_password
+check "require against a server without TLS exits 5 (no downgrade)" 5 "$RC"
+check_contains "and says the server has no TLS" "server does not support TLS" "$(err)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader" get db_password
+check "prefer against a server without TLS falls back to plain text" "0 from-the-file" "$RC $(out)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader sslmode=verfy-full" get db_password
+check "an unknown sslmode is a usage error, not a weaker mode" 2 "$RC"
+# Client certificates (pg_hba cert for certuser).
+CERTDSN="host=localhost port=$TP dbname=postgres user=certuser sslmode=verify-full sslrootcert=$C/ca.crt"
+chmod 600 "$C/certuser.key"
+pt --dsn "$CERTDSN sslcert=$C/certuser.crt sslkey=$C/certuser.key" get tls_secret
+check "sslcert/sslkey log in with a client certificate" "0 over-tls" "$RC $(out)"
+PGSSLCERT=$C/certuser.crt PGSSLKEY=$C/certuser.key pt --dsn "$CERTDSN" get tls_secret
+check "PGSSLCERT/PGSSLKEY do the same" "0 over-tls" "$RC $(out)"
+pt --dsn "$CERTDSN" get tls_secret
+check "without the client certificate, certuser is refused (5)" 5 "$RC"
+chmod 644 "$C/certuser.key"
+pt --dsn "$CERTDSN sslcert=$C/certuser.crt sslkey=$C/certuser.key" get tls_secret
+check "a private key readable by others is refused (5)" 5 "$RC"
+check_contains "saying why" "has group or world access" "$(err)"
+chmod 600 "$C/certuser.key"
+
+# Password files: PGPASSFILE, ~/.pgpass, libpq's permission rule; services.
+printf '# test\nlocalhost:%s:postgres:app_tls:tls-pw-0x5e\n' "$TP" >"$WORK/passfile"
+chmod 600 "$WORK/passfile"
+PGPASSFILE=$WORK/passfile pt --dsn "$FULL" get tls_secret
+check "PGPASSFILE supplies the password" "0 over-tls" "$RC $(out)"
+pt --dsn "$FULL passfile=$WORK/passfile" get tls_secret
+check "passfile= in the string supplies the password" "0 over-tls" "$RC $(out)"
+pt --dsn "$FULL" get tls_secret
+check "without a password and without a terminal: exits 5" 5 "$RC"
+check_contains "saying that the server asks for a password" "asks for a password and none is known" "$(err)"
+cp "$WORK/passfile" "$WORK/home/.pgpass"
+chmod 600 "$WORK/home/.pgpass"
+pt --dsn "$FULL" get tls_secret
+check "~/.pgpass supplies the password" "0 over-tls" "$RC $(out)"
+chmod 644 "$WORK/home/.pgpass"
+pt --dsn "$FULL" get tls_secret
+check "a ~/.pgpass readable by others is ignored (exits 5)" 5 "$RC"
+check_contains "with libpq's warning" "has group or world access; permissions should be u=rw (0600) or less" "$(err)"
+rm "$WORK/home/.pgpass"
+printf 'localhost:%s:postgres:app_tls:wrong-pw\n' "$TP" >"$WORK/badpass"
+chmod 600 "$WORK/badpass"
+PGPASSFILE=$WORK/badpass pt --dsn "$FULL" get tls_secret
+check "a wrong password exits 5" 5 "$RC"
+check_contains "saying authentication failed" "password authentication failed" "$(err)"
+check_contains "and that the password came from the file" "came from the password file" "$(err)"
+cat >"$WORK/services.conf" <<EOF
+# pgvault test services
+[vault]
+host=localhost
+port=$TP
+dbname=postgres
+user=app_tls
+sslmode=verify-full
+sslrootcert=$C/ca.crt
+EOF
+PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf pt --dsn service=vault get tls_secret
+check "--dsn service=NAME from PGSERVICEFILE" "0 over-tls" "$RC $(out)"
+PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf PGSERVICE=vault pt get tls_secret
+check "PGSERVICE" "0 over-tls" "$RC $(out)"
+mkdir -p "$WORK/sysconf"
+sed 's/^\[vault\]/[sysvault]/' "$WORK/services.conf" >"$WORK/sysconf/pg_service.conf"
+PGPASSFILE=$WORK/passfile PGSYSCONFDIR=$WORK/sysconf pt --dsn service=sysvault get tls_secret
+check "a service from PGSYSCONFDIR/pg_service.conf" "0 over-tls" "$RC $(out)"
+cp "$WORK/services.conf" "$WORK/home/.pg_service.conf"
+PGPASSFILE=$WORK/passfile pt --dsn service=vault get tls_secret
+check "a service from ~/.pg_service.conf" "0 over-tls" "$RC $(out)"
+rm "$WORK/home/.pg_service.conf"
+PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf pt --dsn "service=vault host=127.0.0.1" get tls_secret
+check "the string wins over the service (127.0.0.1 is not in the certificate: 5)" 5 "$RC"
+PGSERVICEFILE=$WORK/services.conf pt --dsn service=nope get tls_secret
+check "an unknown service exits 2" 2 "$RC"
+check_contains "and names it" "service \"nope\" not found" "$(err)"
+pt --dsn "postgresql://app_tls:tls-pw-0x5e@localhost:$TP/postgres?sslmode=verify-full&sslrootcert=$C/ca.crt" get tls_secret
+check "a password in --dsn works" "0 over-tls" "$RC $(out)"
+check_contains "but draws a warning" "warning: the password in --dsn can be seen" "$(err)"
+check_absent "that does not repeat the password" "tls-pw-0x5e" "$(err)"
+# The prompt when the server asks for a password and none is known.
+printf 'tls-pw-0x5e\n' | env -u PGHOST -u PGPORT -u PGUSER HOME="$WORK/home" python3 "$WORK/term.py" "$PGVAULT" --dsn "$FULL" get tls_secret >"$OUT" 2>&1
+RC=$?
+check "at a terminal, pgvault asks for the password and connects" "0" "$RC"
+check_contains "with libpq's prompt" "Password for user app_tls:" "$(out)"
+check_contains "and prints the value" "over-tls" "$(out)"
+check_absent "the typed password is not echoed" "tls-pw-0x5e" "$(out)"
+
+# Connection errors keep their cause.
+pt --dsn "host=127.0.0.1 port=1 user=x dbname=x" get x
+check_contains "refused: says connection refused" "connection refused by 127.0.0.1:1" "$(err)"
+pt --dsn "host=$WORK/nowhere port=5432 user=x dbname=x" get x
+check_contains "a missing socket: says so" "no server at socket \"$WORK/nowhere/.s.PGSQL.5432\" (no such socket file)" "$(err)"
+pt --dsn "host=no-such-host.invalid port=5432 user=x dbname=x connect_timeout=5" get x
+check "an unknown host exits 5" 5 "$RC"
+check_contains "and says the host is unknown" "unknown host \"no-such-host.invalid\"" "$(err)"
+
+# The server logs every statement and its parameters (log_statement = all): the controls show
+# that statement text, pgvault's included, reaches the log, so a value's absence means something.
+CONTROL=log-control-$RANDOM$RANDOM
+sql cli "SELECT '$CONTROL'" >/dev/null
+check_contains "control: the server log shows statement text" "$CONTROL" "$(cat "$(logfile cli)")"
+check_contains "control: the server log shows pgvault's statements" "vault.decrypted_secrets" "$(cat "$(logfile cli)")"
 check_absent "no value in the server log" "$V1" "$(cat "$(logfile cli)")"
+check_absent "no TLS-server value in its log" "over-tls" "$(cat "$(logfile tls)")"
 summary "cli tests"

@@ -5,6 +5,7 @@
 
 mod conn;
 mod dotenv;
+mod prompt;
 
 use postgres::Client;
 use std::collections::BTreeMap;
@@ -32,7 +33,9 @@ commands:
   export [--format env|json] [--tag T]... [--only NAME]...
                                        write the values to standard output (vault_reader)
 
-connection: --dsn, else DATABASE_URL, else PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE
+connection: --dsn (URL, key=value pairs or service=NAME), else DATABASE_URL, else the libpq
+            variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE, ...);
+            passwords from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a prompt
 exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret, 4 permission denied,
             5 cannot connect, 6 no vault_ext in that database, 7 bad input;
             run: the command's own exit code (126 not executable, 127 not found)
@@ -341,8 +344,8 @@ fn get(client: &mut Client, name: &str) -> Result<(), Failure> {
 /// at a prompt that does not echo when standard input is a terminal.
 fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
     let value = if io::stdin().is_terminal() {
-        let first = Zeroizing::new(rpassword::prompt_password(format!("value for {name}: "))?);
-        let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+        let first = Zeroizing::new(prompt::password(&format!("value for {name}: "))?);
+        let again = Zeroizing::new(prompt::password("again: ")?);
         if first != again {
             return Err(Failure::input("the two values differ; nothing was changed"));
         }
