@@ -96,8 +96,15 @@ for i, answer in enumerate(answers):
     while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < wait_echo_off:
         time.sleep(0.01)
     os.write(fd, answer.encode() + b"\n")
-while more():
-    pass
+import select, signal
+# The program must finish on its own: one still waiting (say, for a value nobody types) is
+# killed after a while, and says so.
+while time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0] and not more():
+        break
+else:
+    shown += b"\n(still waiting: killed)\n"
+    os.kill(pid, signal.SIGKILL)
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(shown.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
@@ -209,10 +216,11 @@ check "list --json exits 0" 0 "$RC"
 check "list --json is an array with masked values and tags" "sk-l****cdef|['prod', 'payments']|Stripe" \
   "$(python3 -c 'import json,sys; d={s["name"]: s for s in json.load(sys.stdin)}; s=d["stripe_key"]; print(s["masked"] + "|" + str(s["tags"]) + "|" + s["description"])' <"$OUT")"
 check_absent "list --json never shows a value" "$V1" "$(out)"
-sql cli "SELECT vault.create_secret(E'\\x1b[2J\\x1b]0;pwned\\x07', E'esc\\x1b[31mname', E'desc\\x1b[1m\\u202e', NULL, ARRAY[E'tag\\x1b[0m'])" >/dev/null
+sql cli "SELECT vault.create_secret(E'\\x1b]0;pwned-window-title\\x07', E'esc\\x1b[31mname', E'desc\\x1b[1m\\u202e', NULL, ARRAY[E'tag\\x1b[0m'])" >/dev/null
 pv app_viewer list
 check_absent "list shows no raw ESC byte" $'\e' "$(out)"
 check_absent "list shows no raw BEL byte" $'\a' "$(out)"
+check_contains "list shows the mask escaped" '\e]0;****tle\x07' "$(out)"
 check_contains "list shows the name escaped" 'esc\e[31mname' "$(out)"
 check_contains "list shows tag and description escaped" 'desc\e[1m\u{202e}' "$(out)"
 check_contains "list shows the tag escaped" 'tag\e[0m' "$(out)"
@@ -590,8 +598,9 @@ cp "$WORK/services.conf" "$WORK/home/.pg_service.conf"
 PGPASSFILE=$WORK/passfile pt --dsn service=vault get tls_secret
 check "a service from ~/.pg_service.conf" "0 over-tls" "$RC $(out)"
 rm "$WORK/home/.pg_service.conf"
-PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf pt --dsn "service=vault host=127.0.0.1" get tls_secret
+PGPASSWORD=tls-pw-0x5e PGSERVICEFILE=$WORK/services.conf pt --dsn "service=vault host=127.0.0.1" get tls_secret
 check "the string wins over the service (127.0.0.1 is not in the certificate: 5)" 5 "$RC"
+check_contains "for that reason" "certificate does not carry the name \"127.0.0.1\"" "$(err)"
 PGSERVICEFILE=$WORK/services.conf pt --dsn service=nope get tls_secret
 check "an unknown service exits 2" 2 "$RC"
 check_contains "and names it" "service \"nope\" not found" "$(err)"
