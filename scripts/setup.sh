@@ -6,7 +6,7 @@ set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
 
 APT_PACKAGES=(build-essential pkg-config clang libclang-dev postgresql-15 postgresql-server-dev-15
-  postgresql-contrib sudo python3
+  postgresql-contrib sudo python3 libssl-dev openssl
   pgbouncer postgresql-15-cron patroni etcd-server etcd-client
   dpkg-dev file)
 missing=()

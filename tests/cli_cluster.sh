@@ -8,7 +8,10 @@ PGVAULT=${PGVAULT:-$REPO/target/debug/pgvault}
 [ -x "$PGVAULT" ] || { echo "no pgvault binary at $PGVAULT (cargo build -p pgvault)"; exit 1; }
 cluster_init
 
-new_cluster cli
+# Every statement is logged (with its parameters), so "no value in the server log" below
+# means something; the cli cluster also listens on 127.0.0.1, without TLS.
+new_cluster cli "log_statement = 'all'" "log_min_duration_statement = 0" \
+  "log_parameter_max_length = -1" "listen_addresses = '127.0.0.1'"
 start cli || { cat "$(logfile cli)"; exit 1; }
 setup=$(sql cli "CREATE EXTENSION vault_ext;
   CREATE ROLE app_admin LOGIN IN ROLE vault_admin;
@@ -93,8 +96,15 @@ for i, answer in enumerate(answers):
     while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < wait_echo_off:
         time.sleep(0.01)
     os.write(fd, answer.encode() + b"\n")
-while more():
-    pass
+import select, signal
+# The program must finish on its own: one still waiting (say, for a value nobody types) is
+# killed after a while, and says so.
+while time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0] and not more():
+        break
+else:
+    shown += b"\n(still waiting: killed)\n"
+    os.kill(pid, signal.SIGKILL)
 _, status = os.waitpid(pid, 0)
 sys.stdout.write(shown.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
@@ -165,11 +175,112 @@ pv app_reader run --only nope -- true
 check "run --only an unknown name exits 3" 3 "$RC"
 pv app_viewer run -- true
 check "run by a vault_viewer exits 4" 4 "$RC"
-sql cli "SELECT vault.create_secret('x', 'a-b'); SELECT vault.create_secret('y', 'a_b')" >/dev/null
-pv app_reader run -- true
-check "two names mapping to one variable exit 7" 7 "$RC"
-check_contains "and say which" "both become the variable A_B" "$(err)"
-sql cli "DELETE FROM vault.secrets WHERE name IN ('a-b', 'a_b')" >/dev/null
+# run never lets a secret change how the child is found or loaded; bad names and collisions
+# are skipped with a warning, never fatal for the rest.
+sql cli "SELECT vault.create_secret('/nonexistent', 'path'); SELECT vault.create_secret('$WORK/evil.so', 'ld_preload');
+  SELECT vault.create_secret('--require=$WORK/evil.js', 'node_options'); SELECT vault.create_secret('/tmp', 'Home');
+  SELECT vault.create_secret('x', 'a-b'); SELECT vault.create_secret('y', 'a_b');
+  SELECT vault.create_secret('cat', '9lives')" >/dev/null
+pv app_reader run -- sh -c 'echo "$PATH|${LD_PRELOAD:-unset}|${NODE_OPTIONS:-unset}|$HOME|$STRIPE_KEY|${A_B:-unset}"'
+check "run with secrets named path, ld_preload, node_options, Home, 9lives, a-b/a_b exits 0" 0 "$RC"
+check "PATH, HOME kept; LD_PRELOAD, NODE_OPTIONS, A_B not set; the rest passed" \
+  "$PATH|unset|unset|$HOME|$V1|unset" "$(out)"
+check_contains "run warns about PATH" "it would set PATH" "$(err)"
+check_contains "run warns about LD_PRELOAD, naming the way to allow it" "--allow-var LD_PRELOAD" "$(err)"
+check_contains "run warns about a name that cannot be a variable" "9LIVES cannot be an environment variable name" "$(err)"
+check_contains "run warns about two secrets for one variable" "a-b, a_b all become the variable A_B" "$(err)"
+pv app_reader run --allow-var NODE_OPTIONS -- sh -c 'echo "${NODE_OPTIONS:-unset}|${LD_PRELOAD:-unset}"'
+check "--allow-var lets exactly that variable through" "--require=$WORK/evil.js|unset" "$(out)"
+pv app_reader run --only a-b -- sh -c 'echo "$A_B"'
+check "--only picks one of two colliding secrets" "x" "$(out)"
+STRIPE_KEY=mine pv app_reader run --keep-env --only stripe_key --only db_password -- sh -c 'echo "$STRIPE_KEY|$DB_PASSWORD"'
+check "--keep-env keeps a variable already set, sets the others" "mine|db-password-2" "$(out)"
+STRIPE_KEY=mine pv app_reader run --only stripe_key -- sh -c 'echo "$STRIPE_KEY"'
+check "without --keep-env the secret wins" "$V1" "$(out)"
+pv app_reader export --format env
+check "export with a secret named 9lives still exits 0" 0 "$RC"
+check_contains "and skips it with a warning" "skipping secret 9lives" "$(err)"
+check_contains "writing the others" "stripe_key=\"$V1\"" "$(out)"
+sql cli "DELETE FROM vault.secrets WHERE name IN ('a-b', 'a_b', 'path', 'ld_preload', 'node_options', 'Home', '9lives')" >/dev/null
+
+# Names with "=" are refused: the value would be in the name every viewer lists.
+pv app_admin set 'API_KEY=abc123' </dev/null
+check "set API_KEY=abc123 exits 2" 2 "$RC"
+check "and creates nothing" 0 "$(sql cli "SELECT count(*) FROM vault.secrets WHERE name LIKE 'API_KEY%'")"
+check_absent "and does not echo the value" "abc123" "$(err)"
+check_contains "and shows the way" "pgvault set API_KEY" "$(err)"
+
+# Output: list --json, escaped control characters, a closed pipe, get --no-newline.
+pv app_viewer list --json
+check "list --json exits 0" 0 "$RC"
+check "list --json is an array with masked values and tags" "sk-l****cdef|['prod', 'payments']|Stripe" \
+  "$(python3 -c 'import json,sys; d={s["name"]: s for s in json.load(sys.stdin)}; s=d["stripe_key"]; print(s["masked"] + "|" + str(s["tags"]) + "|" + s["description"])' <"$OUT")"
+check_absent "list --json never shows a value" "$V1" "$(out)"
+sql cli "SELECT vault.create_secret(E'\\x1b]0;pwned-window-title\\x07', E'esc\\x1b[31mname', E'desc\\x1b[1m\\u202e', NULL, ARRAY[E'tag\\x1b[0m'])" >/dev/null
+pv app_viewer list
+check_absent "list shows no raw ESC byte" $'\e' "$(out)"
+check_absent "list shows no raw BEL byte" $'\a' "$(out)"
+check_contains "list shows the mask escaped" '\e]0;****tle\x07' "$(out)"
+check_contains "list shows the name escaped" 'esc\e[31mname' "$(out)"
+check_contains "list shows tag and description escaped" 'desc\e[1m\u{202e}' "$(out)"
+check_contains "list shows the tag escaped" 'tag\e[0m' "$(out)"
+sql cli "DELETE FROM vault.secrets WHERE name LIKE 'esc%'" >/dev/null
+pv app_reader get --no-newline db_password
+check "get --no-newline prints the value alone" "13" "$(wc -c <"$OUT")"
+pv app_reader get db_password
+check "get prints a newline after it by default" "14" "$(wc -c <"$OUT")"
+# Enough rows that list cannot finish before head has gone.
+sql cli "CREATE DATABASE bulk" >/dev/null
+sql cli "CREATE EXTENSION vault_ext; SELECT count(vault.create_secret('v', 'bulk_' || g, repeat('d', 120))) FROM generate_series(1, 1500) g" bulk >/dev/null
+PGDATABASE=bulk PGUSER=app_viewer "$PGVAULT" list 2>"$ERR" | head -1 >/dev/null
+RC=${PIPESTATUS[0]}
+check "pgvault list | head -1: exit 0" 0 "$RC"
+check "and nothing on standard error (no Broken pipe)" "" "$(err)"
+
+# Flow: rights checked before the prompt; Ctrl-C gives the echo back; metadata without the value.
+printf '' | PGUSER=app_reader python3 "$WORK/term.py" "$PGVAULT" set reader_try >"$OUT" 2>&1
+RC=$?
+check "set by a reader at a terminal exits 4" 4 "$RC"
+check_absent "before asking for the value" "value for" "$(out)"
+printf '' | PGUSER=app_admin python3 "$WORK/term.py" "$PGVAULT" --dsn "host=$WORK port=1 dbname=postgres" set x >"$OUT" 2>&1
+check_absent "set that cannot connect does not ask for the value either" "value for" "$(out)"
+cat >"$WORK/ctrlc.py" <<'EOF'
+import os, pty, subprocess, sys, termios, time, fcntl
+# ctrlc.py EXE ARGS...: start EXE on a terminal, wait for its prompt with echo off, type Ctrl-C;
+# print "echo on" or "echo off": the terminal's state after EXE has gone.
+master, slave = pty.openpty()
+def ctty():
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+p = subprocess.Popen(sys.argv[1:], stdin=slave, stdout=slave, stderr=slave, preexec_fn=ctty)
+deadline = time.time() + 15
+while time.time() < deadline and termios.tcgetattr(slave)[3] & termios.ECHO:
+    time.sleep(0.02)
+if termios.tcgetattr(slave)[3] & termios.ECHO:
+    print("never turned echo off"); p.kill(); sys.exit(1)
+time.sleep(0.2)
+os.write(master, b"\x03")
+p.wait(timeout=10)
+print("echo on" if termios.tcgetattr(slave)[3] & termios.ECHO else "echo off", p.returncode)
+EOF
+check "Ctrl-C at the value prompt leaves the terminal echoing" "echo on -2" \
+  "$(PGUSER=app_admin python3 "$WORK/ctrlc.py" "$PGVAULT" set ctrl_c_one 2>&1)"
+check "and stores nothing" 0 "$(sql cli "SELECT count(*) FROM vault.secrets WHERE name = 'ctrl_c_one'")"
+pv app_admin set db_password --keep-value --tag rotated --description "the DB" --expires 30d </dev/null
+check "set --keep-value exits 0 without reading a value" 0 "$RC"
+check "tags, description and expiry changed; value and version not" "db-password-2|2|{rotated}|the DB|t" \
+  "$(sql cli "SELECT d.decrypted_secret, s.version, s.tags, s.description, s.expires_at BETWEEN now() + '29 days' AND now() + '31 days' FROM vault.decrypted_secrets d JOIN vault.secrets s USING (id) WHERE s.name = 'db_password'")"
+pv app_admin set db_password --keep-value --expires '+2 hours' </dev/null
+check "--expires '+2 hours'" "t" "$(sql cli "SELECT expires_at BETWEEN now() + '1 hour' AND now() + '3 hours' FROM vault.secrets WHERE name = 'db_password'")"
+pv app_admin set db_password --keep-value --expires 2001-02-03 </dev/null
+check "a past --expires is accepted" "0 2001-02-03" "$RC $(sql cli "SELECT expires_at::date FROM vault.secrets WHERE name = 'db_password'")"
+check_contains "with a warning" "is in the past" "$(err)"
+pv app_admin set db_password --keep-value --expires soonish </dev/null
+check "a --expires that is neither exits 2" 2 "$RC"
+pv app_admin set db_password --keep-value --expires never </dev/null
+check "--expires never clears it" "" "$(sql cli "SELECT expires_at FROM vault.secrets WHERE name = 'db_password'")"
+pv app_admin set no_such_one --keep-value --tag x </dev/null
+check "--keep-value of an unknown secret exits 3" 3 "$RC"
 
 # import
 cat >"$WORK/app.env" <<'EOF'
@@ -182,7 +293,7 @@ db_password='from-the-file'
 EOF
 pv app_admin import "$WORK/app.env" --tag imported
 check "import exits 0" 0 "$RC"
-check_contains "import counts what it did" "imported 3 secrets (2 created, 1 updated)" "$(err)"
+check_contains "import counts what it did" "imported 3 secrets (2 created, 1 updated, 0 unchanged)" "$(err)"
 check "imported values and tags" "API_TOKEN=tok-123|{imported}
 MULTI=line one
 line two \"quoted\"|{imported}
@@ -199,6 +310,19 @@ pvin $'NEW_ONE=fresh\n' app_admin import -
 check "import - reads standard input" "0 fresh" "$RC $(sql cli "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'NEW_ONE'")"
 pv app_reader import "$WORK/app.env"
 check "import by a vault_reader exits 4" 4 "$RC"
+
+# import: a UTF-8 BOM, CRLF, empty values; unchanged values keep their version; duplicates.
+printf '\xef\xbb\xbfCRLF_ONE=crlf\r\nEMPTY_ONE=\r\nCRLF_ONE=crlf-last\r\n' >"$WORK/win.env"
+pv app_admin import "$WORK/win.env"
+check "import of a BOM + CRLF file with an empty value and a repeated key exits 0" 0 "$RC"
+check "the last of a repeated key wins; the empty value is stored" "CRLF_ONE=crlf-last|EMPTY_ONE=" \
+  "$(sql cli "SELECT string_agg(name || '=' || decrypted_secret, '|' ORDER BY name) FROM vault.decrypted_secrets WHERE name IN ('CRLF_ONE', 'EMPTY_ONE')")"
+check_contains "a repeated key draws a warning" "CRLF_ONE is given more than once; the last one wins" "$(err)"
+before=$(sql cli "SELECT string_agg(name || ':' || version || ':' || updated_at, ',' ORDER BY name) FROM vault.secrets WHERE name IN ('API_TOKEN', 'MULTI', 'db_password')")
+pv app_admin import "$WORK/app.env" --tag imported
+check_contains "importing the same file again changes nothing" "(0 created, 0 updated, 3 unchanged)" "$(err)"
+check "no new version, no new updated_at" "$before" \
+  "$(sql cli "SELECT string_agg(name || ':' || version || ':' || updated_at, ',' ORDER BY name) FROM vault.secrets WHERE name IN ('API_TOKEN', 'MULTI', 'db_password')")"
 
 # export: stdout only, and says so; what it writes imports back unchanged.
 pv app_reader export --format env
@@ -223,6 +347,62 @@ check "export --format yaml is a usage error" 2 "$RC"
 pv app_viewer export
 check "export by a vault_viewer exits 4" 4 "$RC"
 
+# history, rollback, audit, grant, revoke, verify.
+pv app_admin history db_password
+check "history exits 0" 0 "$RC"
+check "history lists the versions, newest first, the current one marked" "3 current
+2 replaced app_admin
+1 replaced app_admin" "$(awk 'NR > 1 {print $1, $2, $5}' "$OUT" | sed 's/ *$//')"
+check_absent "history shows no value" "db-password" "$(out)"
+pv app_reader history db_password
+check "history by a vault_reader exits 4" 4 "$RC"
+pv app_admin history nope
+check "history of an unknown secret exits 3" 3 "$RC"
+pv app_admin rollback db_password 1
+check "rollback exits 0" 0 "$RC"
+check "rollback restores version 1's value as a new version" "db-password|4" \
+  "$(sql cli "SELECT d.decrypted_secret || '|' || s.version FROM vault.decrypted_secrets d JOIN vault.secrets s USING (id) WHERE s.name = 'db_password'")"
+pv app_admin rollback db_password 99
+check "rollback to a version that does not exist exits 3" 3 "$RC"
+pv app_admin audit --secret db_password --since 1h
+check "audit exits 0" 0 "$RC"
+check_contains "audit shows the rollback" "rollback" "$(out)"
+check "audit --secret shows only that secret" "" "$(awk 'NR > 1 && $0 !~ /db_password/' "$OUT")"
+check_absent "audit shows no value" "db-password" "$(out)"
+pv app_admin audit --since 2000-01-01 --limit 2
+check "audit --limit" 3 "$(wc -l <"$OUT")"
+pv app_admin audit --since lately
+check "audit --since that is neither a time nor an interval exits 2" 2 "$RC"
+pv app_reader audit
+check "audit by a vault_reader exits 4" 4 "$RC"
+pv app_admin grant db_password app_admin
+check "grant exits 0" "0 app_admin" "$RC $(sql cli "SELECT grantee FROM vault.secret_grants WHERE secret_name = 'db_password'")"
+pv app_reader get db_password
+check "after grant to another role, a reader outside it gets 4" 4 "$RC"
+pv app_admin revoke db_password app_admin
+check "revoke exits 0" 0 "$RC"
+pv app_reader get db_password
+check "after revoke the reader reads it again" "0 db-password" "$RC $(out)"
+pv app_admin revoke db_password app_admin
+check_contains "revoke of a grant that is not there warns" "had no grant" "$(err)"
+pv app_admin grant db_password no_such_role
+check "grant to an unknown role exits 7" 7 "$RC"
+pv app_admin grant nope app_admin
+check "grant on an unknown secret exits 3" 3 "$RC"
+pv app_admin verify
+check "verify of intact secrets exits 0" 0 "$RC"
+check_contains "and counts them" ", 0 damaged" "$(out)"
+sql cli "CREATE DATABASE damaged" >/dev/null
+sql cli "CREATE EXTENSION vault_ext; SELECT vault.create_secret('one', 'one'); SELECT vault.create_secret('two', 'two');
+  ALTER TABLE vault.secrets DISABLE TRIGGER USER;
+  UPDATE vault.secrets SET secret = (SELECT secret FROM vault.secrets WHERE name = 'one'),
+                           nonce = (SELECT nonce FROM vault.secrets WHERE name = 'one') WHERE name = 'two';
+  ALTER TABLE vault.secrets ENABLE TRIGGER USER;
+  GRANT vault_admin TO app_admin" damaged >/dev/null
+PGDATABASE=damaged pv app_admin verify
+check "verify with a swapped ciphertext exits 8" 8 "$RC"
+check_contains "and names the damaged secret" "two" "$(out)"
+
 # rm
 pv app_reader rm stripe_key
 check "rm by a vault_reader exits 4" 4 "$RC"
@@ -241,13 +421,216 @@ PGPORT=1 pv app_reader list
 check "an unreachable server exits 5" 5 "$RC"
 check_contains "naming where it tried" "cannot connect to database \"postgres\" as \"app_reader\"" "$(err)"
 PGPORT=1 pv app_reader --dsn "host=$WORK port=$(port cli) dbname=postgres" get db_password
-check "--dsn wins over the PG* variables" "0 from-the-file" "$RC $(out)"
+check "--dsn wins over the PG* variables" "0 db-password" "$RC $(out)"
 PGPORT=1 DATABASE_URL="postgresql://app_reader@%2F${WORK//\//%2F}:$(port cli)/postgres" pv ignored get db_password
-check "DATABASE_URL is used when --dsn is absent" "0 from-the-file" "$RC $(out)"
+check "DATABASE_URL is used when --dsn is absent" "0 db-password" "$RC $(out)"
 pv app_reader frobnicate
 check "an unknown command exits 2" 2 "$RC"
 pv app_reader get
 check "a missing argument exits 2" 2 "$RC"
+check_contains "and names it" "<NAME>" "$(err)"
+pv app_reader help set
+check "pgvault help set exits 0" 0 "$RC"
+check_contains "with set's own usage" "Usage: pgvault set [OPTIONS] <NAME>" "$(out)"
+check_contains "its options" "--keep-value" "$(out)"
+check_contains "and examples" "pgvault set stripe_key --keep-value --expires 30d" "$(out)"
+pv app_reader run --help
+check_contains "run --help is run's help" "--allow-var <VAR>" "$(out)"
+pv app_reader lst
+check "a mistyped command exits 2" 2 "$RC"
+check_contains "with a suggestion" "a similar subcommand exists: 'list'" "$(err)"
+pv app_reader -V
+check "-V prints the version" "pgvault $(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/cli/Cargo.toml")" "$(out)"
+pv app_reader completions bash
+check "completions bash is a valid bash script" "0 ok" "$RC $(bash -n "$OUT" && echo ok)"
+check_contains "that completes the commands" "rollback" "$(out)"
+pv app_reader completions zsh
+check_contains "completions zsh" "#compdef pgvault" "$(out)"
+pv app_reader completions fish
+check_contains "completions fish" "complete -c pgvault" "$(out)"
 
+# TLS, password files and services, against a server that takes TCP connections only over TLS
+# and only with a SCRAM password (or a client certificate for certuser).
+C=$WORK/certs
+mkdir -p "$C"
+mkcert() { # mkcert NAME SUBJECT CA-NAME [SAN]: an EC key and a certificate signed by CA-NAME
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$C/$1.key" \
+    -out "$C/$1.csr" -subj "$2" 2>/dev/null
+  if [ -n "${4:-}" ]; then printf 'subjectAltName=%s\n' "$4" >"$C/$1.ext"; else : >"$C/$1.ext"; fi
+  openssl x509 -req -in "$C/$1.csr" -CA "$C/$3.crt" -CAkey "$C/$3.key" -CAcreateserial -days 2 \
+    -out "$C/$1.crt" -extfile "$C/$1.ext" 2>/dev/null
+}
+for ca in ca otherca; do
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$C/$ca.key" \
+    -out "$C/$ca.crt" -days 2 -subj "/CN=pgvault test $ca" 2>/dev/null
+done
+mkcert server "/CN=localhost" ca "DNS:localhost"
+mkcert certuser "/CN=certuser" ca
+[ -s "$C/server.crt" ] && [ -s "$C/certuser.crt" ] || { echo "openssl could not make the test certificates"; exit 1; }
+new_cluster tls "listen_addresses = '127.0.0.1'" "ssl = on" "ssl_cert_file = '$C/server.crt'" \
+  "ssl_key_file = '$C/server.key'" "ssl_ca_file = '$C/ca.crt'" "password_encryption = 'scram-sha-256'" \
+  "log_connections = on"
+chmod 755 "$C"
+chown postgres: "$C/server.key" "$C/server.crt" "$C/ca.crt"
+chmod 600 "$C/server.key"
+cat >"$(datadir tls)/pg_hba.conf" <<EOF
+local all postgres trust
+hostssl all certuser 127.0.0.1/32 cert
+hostssl all all 127.0.0.1/32 scram-sha-256
+EOF
+start tls || { cat "$(logfile tls)"; exit 1; }
+setup=$(sql tls "CREATE EXTENSION vault_ext;
+  CREATE ROLE app_tls LOGIN PASSWORD 'tls-pw-0x5e' IN ROLE vault_admin;
+  CREATE ROLE certuser LOGIN IN ROLE vault_reader;
+  SELECT vault.create_secret('over-tls', 'tls_secret')") || { echo "tls setup failed: $setup"; exit 1; }
+TP=$(port tls)
+# pt ARGS...: pgvault against the TLS server with only the PG* variables given, no terminal
+# (so no password prompt) and HOME in the work dir.
+mkdir -p "$WORK/home"
+pt() {
+  env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER HOME="$WORK/home" "$PGVAULT" "$@" \
+    </dev/null >"$OUT" 2>"$ERR"
+  RC=$?
+}
+FULL="host=localhost port=$TP dbname=postgres user=app_tls sslmode=verify-full sslrootcert=$C/ca.crt"
+PGPASSWORD=tls-pw-0x5e pt --dsn "$FULL" get tls_secret
+check "verify-full with the test CA reads a secret" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "$FULL application_name=pgvault-ssl-probe" get tls_secret
+check_contains "the server logged that connection as encrypted" \
+  "connection authorized: user=app_tls database=postgres application_name=pgvault-ssl-probe SSL enabled" "$(cat "$(logfile tls)")"
+PGPASSWORD=tls-pw-0x5e pt --dsn "postgresql://app_tls@localhost:$TP/postgres?sslmode=verify-full&sslrootcert=${C//\//%2F}%2Fca.crt" get tls_secret
+check "the same as a URL with sslmode and sslrootcert" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/host=localhost/host=127.0.0.1}" get tls_secret
+check "verify-full by 127.0.0.1, a name the certificate does not carry, exits 5" 5 "$RC"
+check_contains "and says it is a TLS failure" "TLS failure" "$(err)"
+check_contains "because of the name" "IP address mismatch" "$(err)"
+check_contains "with a hint" "certificate does not carry the name \"127.0.0.1\"" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/host=localhost/host=127.0.0.1} sslmode=verify-ca" get tls_secret
+check "verify-ca by 127.0.0.1 (chain checked, not the name) succeeds" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "${FULL/ca.crt/otherca.crt}" get tls_secret
+check "verify-full against another CA exits 5" 5 "$RC"
+check_contains "with the verification error" "certificate verify failed" "$(err)"
+PGPASSWORD=tls-pw-0x5e PGSSLMODE=verify-full PGSSLROOTCERT=$C/otherca.crt pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "PGSSLMODE and PGSSLROOTCERT are honoured (other CA: refused)" 5 "$RC"
+PGPASSWORD=tls-pw-0x5e PGSSLMODE=verify-full pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "verify-full without a root certificate exits 5" 5 "$RC"
+check_contains "and says which file is missing" "$WORK/home/.postgresql/root.crt\" does not exist" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslrootcert=system" get tls_secret
+check "sslrootcert=system trusts the system roots, not the test CA: exits 5" 5 "$RC"
+check_contains "with the verification error" "certificate verify failed" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=require sslrootcert=system" get tls_secret
+check "sslrootcert=system with a weaker sslmode is refused (2)" 2 "$RC"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=require" get tls_secret
+check "require (encrypted, unverified) works against the TLS server" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls" get tls_secret
+check "the default (prefer) uses TLS where the server has it" "0 over-tls" "$RC $(out)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=disable" get tls_secret
+check "disable against a hostssl-only server exits 5" 5 "$RC"
+check_contains "with the server's reason" "no encryption" "$(err)"
+PGPASSWORD=tls-pw-0x5e pt --dsn "host=localhost port=$TP dbname=postgres user=app_tls sslmode=allow" get tls_secret
+check "allow retries with TLS when the server refuses plain text" "0 over-tls" "$RC $(out)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader sslmode=require" get db_password
+check "require against a server without TLS exits 5 (no downgrade)" 5 "$RC"
+check_contains "and says the server has no TLS" "server does not support TLS" "$(err)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader" get db_password
+check "prefer against a server without TLS falls back to plain text" "0 db-password" "$RC $(out)"
+pt --dsn "host=127.0.0.1 port=$(port cli) dbname=postgres user=app_reader sslmode=verfy-full" get db_password
+check "an unknown sslmode is a usage error, not a weaker mode" 2 "$RC"
+# Client certificates (pg_hba cert for certuser).
+CERTDSN="host=localhost port=$TP dbname=postgres user=certuser sslmode=verify-full sslrootcert=$C/ca.crt"
+chmod 600 "$C/certuser.key"
+pt --dsn "$CERTDSN sslcert=$C/certuser.crt sslkey=$C/certuser.key" get tls_secret
+check "sslcert/sslkey log in with a client certificate" "0 over-tls" "$RC $(out)"
+PGSSLCERT=$C/certuser.crt PGSSLKEY=$C/certuser.key pt --dsn "$CERTDSN" get tls_secret
+check "PGSSLCERT/PGSSLKEY do the same" "0 over-tls" "$RC $(out)"
+pt --dsn "$CERTDSN" get tls_secret
+check "without the client certificate, certuser is refused (5)" 5 "$RC"
+chmod 644 "$C/certuser.key"
+pt --dsn "$CERTDSN sslcert=$C/certuser.crt sslkey=$C/certuser.key" get tls_secret
+check "a private key readable by others is refused (5)" 5 "$RC"
+check_contains "saying why" "has group or world access" "$(err)"
+chmod 600 "$C/certuser.key"
+
+# Password files: PGPASSFILE, ~/.pgpass, libpq's permission rule; services.
+printf '# test\nlocalhost:%s:postgres:app_tls:tls-pw-0x5e\n' "$TP" >"$WORK/passfile"
+chmod 600 "$WORK/passfile"
+PGPASSFILE=$WORK/passfile pt --dsn "$FULL" get tls_secret
+check "PGPASSFILE supplies the password" "0 over-tls" "$RC $(out)"
+pt --dsn "$FULL passfile=$WORK/passfile" get tls_secret
+check "passfile= in the string supplies the password" "0 over-tls" "$RC $(out)"
+pt --dsn "$FULL" get tls_secret
+check "without a password and without a terminal: exits 5" 5 "$RC"
+check_contains "saying that the server asks for a password" "asks for a password and none is known" "$(err)"
+cp "$WORK/passfile" "$WORK/home/.pgpass"
+chmod 600 "$WORK/home/.pgpass"
+pt --dsn "$FULL" get tls_secret
+check "~/.pgpass supplies the password" "0 over-tls" "$RC $(out)"
+chmod 644 "$WORK/home/.pgpass"
+pt --dsn "$FULL" get tls_secret
+check "a ~/.pgpass readable by others is ignored (exits 5)" 5 "$RC"
+check_contains "with libpq's warning" "has group or world access; permissions should be u=rw (0600) or less" "$(err)"
+rm "$WORK/home/.pgpass"
+printf 'localhost:%s:postgres:app_tls:wrong-pw\n' "$TP" >"$WORK/badpass"
+chmod 600 "$WORK/badpass"
+PGPASSFILE=$WORK/badpass pt --dsn "$FULL" get tls_secret
+check "a wrong password exits 5" 5 "$RC"
+check_contains "saying authentication failed" "password authentication failed" "$(err)"
+check_contains "and that the password came from the file" "came from the password file" "$(err)"
+cat >"$WORK/services.conf" <<EOF
+# pgvault test services
+[vault]
+host=localhost
+port=$TP
+dbname=postgres
+user=app_tls
+sslmode=verify-full
+sslrootcert=$C/ca.crt
+EOF
+PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf pt --dsn service=vault get tls_secret
+check "--dsn service=NAME from PGSERVICEFILE" "0 over-tls" "$RC $(out)"
+PGPASSFILE=$WORK/passfile PGSERVICEFILE=$WORK/services.conf PGSERVICE=vault pt get tls_secret
+check "PGSERVICE" "0 over-tls" "$RC $(out)"
+mkdir -p "$WORK/sysconf"
+sed 's/^\[vault\]/[sysvault]/' "$WORK/services.conf" >"$WORK/sysconf/pg_service.conf"
+PGPASSFILE=$WORK/passfile PGSYSCONFDIR=$WORK/sysconf pt --dsn service=sysvault get tls_secret
+check "a service from PGSYSCONFDIR/pg_service.conf" "0 over-tls" "$RC $(out)"
+cp "$WORK/services.conf" "$WORK/home/.pg_service.conf"
+PGPASSFILE=$WORK/passfile pt --dsn service=vault get tls_secret
+check "a service from ~/.pg_service.conf" "0 over-tls" "$RC $(out)"
+rm "$WORK/home/.pg_service.conf"
+PGPASSWORD=tls-pw-0x5e PGSERVICEFILE=$WORK/services.conf pt --dsn "service=vault host=127.0.0.1" get tls_secret
+check "the string wins over the service (127.0.0.1 is not in the certificate: 5)" 5 "$RC"
+check_contains "for that reason" "certificate does not carry the name \"127.0.0.1\"" "$(err)"
+PGSERVICEFILE=$WORK/services.conf pt --dsn service=nope get tls_secret
+check "an unknown service exits 2" 2 "$RC"
+check_contains "and names it" "service \"nope\" not found" "$(err)"
+pt --dsn "postgresql://app_tls:tls-pw-0x5e@localhost:$TP/postgres?sslmode=verify-full&sslrootcert=$C/ca.crt" get tls_secret
+check "a password in --dsn works" "0 over-tls" "$RC $(out)"
+check_contains "but draws a warning" "warning: the password in --dsn can be seen" "$(err)"
+check_absent "that does not repeat the password" "tls-pw-0x5e" "$(err)"
+# The prompt when the server asks for a password and none is known.
+printf 'tls-pw-0x5e\n' | env -u PGHOST -u PGPORT -u PGUSER HOME="$WORK/home" python3 "$WORK/term.py" "$PGVAULT" --dsn "$FULL" get tls_secret >"$OUT" 2>&1
+RC=$?
+check "at a terminal, pgvault asks for the password and connects" "0" "$RC"
+check_contains "with libpq's prompt" "Password for user app_tls:" "$(out)"
+check_contains "and prints the value" "over-tls" "$(out)"
+check_absent "the typed password is not echoed" "tls-pw-0x5e" "$(out)"
+
+# Connection errors keep their cause.
+pt --dsn "host=127.0.0.1 port=1 user=x dbname=x" get x
+check_contains "refused: says connection refused" "connection refused by 127.0.0.1:1" "$(err)"
+pt --dsn "host=$WORK/nowhere port=5432 user=x dbname=x" get x
+check_contains "a missing socket: says so" "no server at socket \"$WORK/nowhere/.s.PGSQL.5432\" (no such socket file)" "$(err)"
+pt --dsn "host=no-such-host.invalid port=5432 user=x dbname=x connect_timeout=5" get x
+check "an unknown host exits 5" 5 "$RC"
+check_contains "and says the host is unknown" "unknown host \"no-such-host.invalid\"" "$(err)"
+
+# The server logs every statement and its parameters (log_statement = all): the controls show
+# that statement text, pgvault's included, reaches the log, so a value's absence means something.
+CONTROL=log-control-$RANDOM$RANDOM
+sql cli "SELECT '$CONTROL'" >/dev/null
+check_contains "control: the server log shows statement text" "$CONTROL" "$(cat "$(logfile cli)")"
+check_contains "control: the server log shows pgvault's statements" "vault.decrypted_secrets" "$(cat "$(logfile cli)")"
 check_absent "no value in the server log" "$V1" "$(cat "$(logfile cli)")"
+check_absent "no TLS-server value in its log" "over-tls" "$(cat "$(logfile tls)")"
 summary "cli tests"

@@ -5,7 +5,11 @@
 
 mod conn;
 mod dotenv;
+mod envplan;
+mod prompt;
+mod text;
 
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Read, Write};
@@ -13,30 +17,182 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 use zeroize::Zeroizing;
 
-const USAGE: &str = "\
-usage: pgvault [--dsn CONNINFO] COMMAND [ARGS]
+const EXIT_CODES: &str = "\
+Connection: --dsn (a postgresql:// URL, key=value pairs, or service=NAME), else DATABASE_URL,
+else the libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE,
+PGSSLROOTCERT, ...); passwords from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a prompt.
 
-commands:
-  list [--tag T]...                    names, masked values, tags, expiry (vault_viewer)
-  get NAME                             print the value (vault_reader)
-  set NAME [--description D] [--tag T]... [--expires TIMESTAMP]
-                                       create or update; the value comes from standard input
-                                       or a prompt that does not echo, never the command line
-                                       (vault_admin)
-  rm NAME                              delete a secret (vault_admin)
-  run [--tag T]... [--only NAME]... -- CMD [ARGS]...
-                                       run CMD with the secrets as environment variables
-                                       (names upper-cased, other characters as _) (vault_reader)
-  import FILE.env [--tag T]...         create or update one secret per KEY=VALUE line; FILE may
-                                       be - for standard input (vault_admin)
-  export [--format env|json] [--tag T]... [--only NAME]...
-                                       write the values to standard output (vault_reader)
+Exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret (or version), 4 permission denied,
+5 cannot connect, 6 no vault_ext in that database, 7 bad input, 8 verify found damaged secrets;
+run: the command's own exit code (126 not executable, 127 not found).";
 
-connection: --dsn, else DATABASE_URL, else PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE
-exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret, 4 permission denied,
-            5 cannot connect, 6 no vault_ext in that database, 7 bad input;
-            run: the command's own exit code (126 not executable, 127 not found)
-";
+/// The secrets of a vault_ext database: list, read, write, run programs with them.
+#[derive(Parser)]
+#[command(name = "pgvault", version, after_help = EXIT_CODES, arg_required_else_help = true)]
+struct Cli {
+    /// Where to connect: a postgresql:// URL, libpq key=value pairs, or service=NAME
+    /// (a password here is visible in ps: prefer PGPASSWORD or ~/.pgpass)
+    #[arg(long, global = true, value_name = "CONNINFO")]
+    dsn: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Env,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Names, masked values, tags, descriptions and expiry (vault_viewer)
+    #[command(
+        after_help = "Examples:\n  pgvault list\n  pgvault list --tag prod\n  pgvault list --json | jq '.[].name'"
+    )]
+    List {
+        /// Only secrets having this tag (repeat: every tag)
+        #[arg(long, value_name = "T")]
+        tag: Vec<String>,
+        /// A JSON array of objects (masked values only)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a secret's value (vault_reader)
+    #[command(after_help = "Examples:\n  pgvault get stripe_key\n  pgvault get -n stripe_key | sha256sum")]
+    Get {
+        name: String,
+        /// No newline after the value
+        #[arg(short = 'n', long)]
+        no_newline: bool,
+    },
+    /// Create or update a secret; the value comes from standard input or a prompt (vault_admin)
+    #[command(
+        after_help = "The value is all of standard input (one trailing newline dropped) or, at a terminal, typed
+twice at a prompt that does not echo; never from the command line, where shell history and ps
+would keep it.
+
+Examples:
+  printf %s \"$STRIPE_KEY\" | pgvault set stripe_key --tag prod --description \"Stripe live key\"
+  pgvault set db_url                         # at a terminal: asks twice, without echo
+  pgvault set stripe_key --keep-value --expires 30d --tag prod,rotated
+  pgvault set stripe_key --keep-value --expires never"
+    )]
+    Set {
+        name: String,
+        /// Replace the description
+        #[arg(long, value_name = "D")]
+        description: Option<String>,
+        /// Replace the tags (repeat, or comma-separated)
+        #[arg(long, value_name = "T", value_delimiter = ',')]
+        tag: Vec<String>,
+        /// Expiry: a timestamp, an interval from now (30d, 12h, 2w, "+30 days") or never
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        /// Change only tags / description / expiry of an existing secret, not its value
+        #[arg(long)]
+        keep_value: bool,
+        #[arg(hide = true)]
+        value_in_argv: Vec<String>,
+    },
+    /// Delete a secret (vault_admin)
+    #[command(after_help = "Example:\n  pgvault rm stripe_key")]
+    Rm { name: String },
+    /// Run a command with the secrets in its environment (vault_reader)
+    #[command(
+        after_help = "Variables are named after the secrets, upper-cased, other characters as _
+(db.url-prod -> DB_URL_PROD). Variables that change how programs are found or loaded (PATH,
+LD_*, DYLD_*, PYTHONPATH, NODE_OPTIONS, PERL5OPT, BASH_ENV, ENV, IFS, HOME, SHELL, ...) are
+never set from a secret unless named with --allow-var; names that cannot be variables and
+two secrets for one variable are skipped with a warning.
+
+Examples:
+  pgvault run --tag prod -- ./server
+  pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
+  pgvault run --keep-env -- make deploy       # variables already set win"
+    )]
+    Run {
+        /// Only secrets having this tag (repeat: every tag)
+        #[arg(long, value_name = "T")]
+        tag: Vec<String>,
+        /// Only these secrets (repeat)
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+        /// Let a secret set this otherwise protected variable (repeat)
+        #[arg(long, value_name = "VAR")]
+        allow_var: Vec<String>,
+        /// Keep the value of a variable already in the environment instead of the secret's
+        #[arg(long)]
+        keep_env: bool,
+        /// The command and its arguments, after --
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Create or update one secret per KEY=VALUE line of an env file (vault_admin)
+    #[command(
+        after_help = "Unchanged values are not rewritten (no new version); a key given twice: the last wins,
+with a warning. FILE may be - for standard input. One transaction: a malformed line imports
+nothing.
+
+Examples:
+  pgvault import .env --tag imported
+  cat .env | pgvault import -"
+    )]
+    Import {
+        #[arg(value_name = "FILE.env")]
+        file: String,
+        /// Tags for every imported secret (replaces theirs)
+        #[arg(long, value_name = "T")]
+        tag: Vec<String>,
+    },
+    /// Write the values to standard output (vault_reader)
+    #[command(
+        after_help = "Examples:\n  pgvault export --format json > backup.json\n  pgvault export --tag prod > prod.env"
+    )]
+    Export {
+        #[arg(long, value_enum, default_value = "env")]
+        format: Format,
+        #[arg(long, value_name = "T")]
+        tag: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// The versions of a secret, without values (vault_admin)
+    #[command(after_help = "Example:\n  pgvault history stripe_key")]
+    History { name: String },
+    /// Make an earlier version the current value (a new version) (vault_admin)
+    #[command(after_help = "Example:\n  pgvault history stripe_key && pgvault rollback stripe_key 3")]
+    Rollback { name: String, version: i32 },
+    /// The audit log: who created, changed, deleted, rolled back or granted what (vault_admin)
+    #[command(
+        after_help = "Examples:\n  pgvault audit --since 7d\n  pgvault audit --secret stripe_key --since 2026-01-01"
+    )]
+    Audit {
+        /// Only rows about this secret
+        #[arg(long, value_name = "NAME")]
+        secret: Option<String>,
+        /// Only rows since a timestamp or an interval ago (7d, 24h)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many rows, the latest
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Let ROLE read the secret (a per-secret grant narrows readers to its grantees) (vault_admin)
+    #[command(after_help = "Example:\n  pgvault grant stripe_key billing_service")]
+    Grant { name: String, role: String },
+    /// Take back a per-secret grant (vault_admin)
+    #[command(after_help = "Example:\n  pgvault revoke stripe_key billing_service")]
+    Revoke { name: String, role: String },
+    /// Check that every secret and kept version decrypts (vault_admin); exit 8 when some do not
+    #[command(after_help = "Example:\n  pgvault verify")]
+    Verify,
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  pgvault completions bash > /etc/bash_completion.d/pgvault\n  pgvault completions zsh > \"${fpath[1]}/_pgvault\"\n  pgvault completions fish > ~/.config/fish/completions/pgvault.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+}
 
 /// Why pgvault stops, as the documented exit code and a message (never a value).
 #[derive(Debug)]
@@ -58,6 +214,9 @@ impl Failure {
     fn not_found(message: impl Into<String>) -> Failure {
         Failure::new(3, message)
     }
+    fn denied(message: impl Into<String>) -> Failure {
+        Failure::new(4, message)
+    }
     pub fn connect(message: impl Into<String>) -> Failure {
         Failure::new(5, message)
     }
@@ -69,21 +228,23 @@ impl Failure {
     }
 }
 
+const ROLES_HINT: &str = "hint: list needs vault_viewer, get/run/export vault_reader, set/rm/import/history/rollback/\
+audit/grant/revoke/verify vault_admin (GRANT vault_reader TO your_role)";
+
 impl From<postgres::Error> for Failure {
     fn from(e: postgres::Error) -> Failure {
         let code = match e.code().map(|c| c.code()) {
             Some("42501") => 4,
             Some("P0002") => 3,
             Some("3F000" | "42P01" | "42883") => 6,
+            Some("42704" | "22007" | "22008" | "22P02" | "22023") => 7,
             None if e.is_closed() => 5,
             _ => 1,
         };
         let mut message = error_text(&e);
         if code == 4 {
-            message.push_str(
-                "\nhint: list needs vault_viewer, get/run/export vault_reader, set/rm/import vault_admin \
-                 (GRANT vault_reader TO your_role)",
-            );
+            message.push('\n');
+            message.push_str(ROLES_HINT);
         }
         Failure::new(code, message)
     }
@@ -91,6 +252,10 @@ impl From<postgres::Error> for Failure {
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
+        // The reader went away (pgvault list | head -1): stop quietly, as cat does.
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Failure::new(0, "");
+        }
         Failure::new(1, e.to_string())
     }
 }
@@ -112,237 +277,361 @@ pub fn error_text(e: &postgres::Error) -> String {
     }
 }
 
-/// The command line after `--dsn` is taken out: options with values, flags, and positionals.
-struct Args {
-    words: Vec<String>,
-}
-
-impl Args {
-    /// Every value of `--name V` / `--name=V`, removed from the words.
-    fn take_all(&mut self, name: &str) -> Result<Vec<String>, Failure> {
-        let mut values = Vec::new();
-        let mut i = 0;
-        let long = format!("--{name}");
-        let prefix = format!("--{name}=");
-        while i < self.words.len() {
-            if self.words[i] == long {
-                if i + 1 >= self.words.len() {
-                    return Err(Failure::usage(format!("{long} needs a value")));
-                }
-                values.push(self.words.remove(i + 1));
-                self.words.remove(i);
-            } else if let Some(v) = self.words[i].strip_prefix(&prefix) {
-                values.push(v.to_string());
-                self.words.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        Ok(values)
-    }
-
-    /// The value of an option given at most once.
-    fn take_one(&mut self, name: &str) -> Result<Option<String>, Failure> {
-        let mut values = self.take_all(name)?;
-        if values.len() > 1 {
-            return Err(Failure::usage(format!("--{name} given more than once")));
-        }
-        Ok(values.pop())
-    }
-
-    /// The one remaining positional, named `what` in the usage message.
-    fn one(self, what: &str, command: &str) -> Result<String, Failure> {
-        Ok(self.positionals(&[what], command)?.swap_remove(0))
-    }
-
-    /// The remaining positionals, refusing unknown options.
-    fn positionals(self, expected: &[&str], command: &str) -> Result<Vec<String>, Failure> {
-        if let Some(opt) = self.words.iter().find(|w| w.starts_with("--")) {
-            return Err(Failure::usage(format!("{command}: unknown option {opt}")));
-        }
-        if self.words.len() != expected.len() {
-            if command == "set" && self.words.len() > expected.len() {
-                return Err(Failure::usage(
-                    "set takes the value from standard input or a prompt, never from the command line \
-                     (it would be kept in shell history and shown by ps): printf %s \"$VALUE\" | pgvault set NAME",
-                ));
-            }
-            return Err(Failure::usage(format!(
-                "usage: pgvault {command} {}",
-                expected.join(" ")
-            )));
-        }
-        Ok(self.words)
-    }
-}
-
 fn main() -> ExitCode {
-    match run_cli(std::env::args().skip(1).collect()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("pgvault: {}", f.message);
+            let _ = writeln!(io::stderr(), "pgvault: {}", f.message);
             if f.code == 2 {
-                eprintln!("run pgvault --help for the commands");
+                let _ = writeln!(
+                    io::stderr(),
+                    "run pgvault help for the commands, pgvault help COMMAND for one"
+                );
             }
             ExitCode::from(f.code)
         }
     }
 }
 
-fn run_cli(argv: Vec<String>) -> Result<(), Failure> {
-    // Everything after `--` belongs to the command `run` starts.
-    let split = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
-    let (mine, child) = (argv[..split].to_vec(), argv.get(split + 1..).map(<[String]>::to_vec));
-    let mut args = Args { words: mine };
-    let dsn = args.take_one("dsn")?;
-    if args.words.is_empty() {
-        eprint!("{USAGE}");
-        return Err(Failure::usage("no command given"));
+/// A name a new secret may have: not empty, no `=` (the `set KEY=VALUE` habit would put the
+/// value in the name, shown to every viewer), no control characters.
+fn check_name(name: &str) -> Result<(), Failure> {
+    if let Some((key, _)) = name.split_once('=') {
+        let key = text::escape(key);
+        return Err(Failure::usage(format!(
+            "a secret name cannot contain \"=\"; nothing was changed. pgvault takes values from standard \
+             input, never the command line: printf %s \"$VALUE\" | pgvault set {key}"
+        )));
     }
-    if args.words.iter().any(|w| w == "--help" || w == "-h") {
-        print!("{USAGE}");
-        return Ok(());
+    if name.is_empty() {
+        return Err(Failure::usage("a secret name cannot be empty"));
     }
-    if args.words.iter().any(|w| w == "--version") {
-        println!("pgvault {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
+    if name.chars().any(char::is_control) {
+        return Err(Failure::usage(format!(
+            "a secret name cannot contain control characters: {}",
+            text::escape(name)
+        )));
     }
-    let command = args.words.remove(0);
-    if child.is_some() && command != "run" {
-        return Err(Failure::usage(format!("{command} takes no command after --")));
-    }
-    let config = conn::config(dsn.as_deref())?;
-    match command.as_str() {
-        "list" => {
-            let tags = args.take_all("tag")?;
-            args.positionals(&[], "list")?;
-            list(&mut conn::connect(&config)?, &tags)
+    Ok(())
+}
+
+fn run_cli(cli: Cli) -> Result<(), Failure> {
+    let target = || conn::config(cli.dsn.as_deref());
+    let connect = || conn::connect(&target()?);
+    match cli.command {
+        Cmd::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pgvault", &mut script);
+            let mut out = io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
+            Ok(())
         }
-        "get" => {
-            let name = args.one("NAME", "get")?;
-            get(&mut conn::connect(&config)?, &name)
-        }
-        "set" => {
-            let description = args.take_one("description")?;
-            let tags = args.take_all("tag")?;
-            let expires = args.take_one("expires")?;
-            let name = args.one("NAME", "set")?;
-            let value = read_value(&name)?;
-            let mut client = conn::connect(&config)?;
+        Cmd::List { tag, json } => list(&mut connect()?, &tag, json),
+        Cmd::Get { name, no_newline } => get(&mut connect()?, &name, no_newline),
+        Cmd::Set {
+            name,
+            description,
+            tag,
+            expires,
+            keep_value,
+            value_in_argv,
+        } => {
+            check_name(&name)?;
+            if !value_in_argv.is_empty() {
+                return Err(Failure::usage(
+                    "set takes the value from standard input or a prompt, never from the command line \
+                     (it would be kept in shell history and shown by ps): printf %s \"$VALUE\" | pgvault set NAME",
+                ));
+            }
+            let expires = expires.as_deref().map(When::parse).transpose()?;
+            if keep_value && description.is_none() && tag.is_empty() && expires.is_none() {
+                return Err(Failure::usage(
+                    "set --keep-value changes tags, description or expiry: give --tag, --description or --expires",
+                ));
+            }
+            // Connect and check the rights first: nobody types a value only to learn it was for nothing.
+            let mut client = connect()?;
+            may_write(&mut client)?;
+            let value = if keep_value { None } else { Some(read_value(&name)?) };
             let mut tx = client.transaction()?;
-            let created = upsert(&mut tx, &name, &value, description.as_deref(), &tags)?;
-            if let Some(expires) = expires {
-                let when = if expires.is_empty() || expires == "never" {
-                    None
-                } else {
-                    Some(expires)
-                };
-                tx.execute(
-                    "UPDATE vault.secrets SET expires_at = $2::text::timestamptz WHERE name = $1",
-                    &[&name, &when],
-                )?;
+            let outcome = upsert(
+                &mut tx,
+                &name,
+                value.as_ref().map(|v| v.as_str()),
+                description.as_deref(),
+                &tag,
+                false,
+            )?;
+            if let Some(when) = expires {
+                set_expiry(&mut tx, &name, &when)?;
             }
             tx.commit()?;
-            eprintln!("pgvault: {} secret {name}", if created { "created" } else { "updated" });
+            eprintln!("pgvault: {} secret {}", outcome.word(), text::escape(&name));
             Ok(())
         }
-        "rm" => {
-            let name = args.one("NAME", "rm")?;
-            let n = conn::connect(&config)?.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])?;
+        Cmd::Rm { name } => {
+            let n = connect()?.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])?;
             if n == 0 {
-                return Err(Failure::not_found(format!("no secret named {name}")));
+                return Err(Failure::not_found(format!("no secret named {}", text::escape(&name))));
             }
-            eprintln!("pgvault: deleted secret {name}");
+            eprintln!("pgvault: deleted secret {}", text::escape(&name));
             Ok(())
         }
-        "run" => {
-            let tags = args.take_all("tag")?;
-            let only = args.take_all("only")?;
-            args.positionals(&[], "run")?;
-            let Some(child) = child.filter(|c| !c.is_empty()) else {
-                return Err(Failure::usage(
-                    "usage: pgvault run [--tag T]... [--only NAME]... -- CMD [ARGS]...",
-                ));
-            };
-            let secrets = fetch(conn::connect(&config)?, &tags, &only)?;
-            exec_with(secrets, &child)
+        Cmd::Run {
+            tag,
+            only,
+            allow_var,
+            keep_env,
+            command,
+        } => {
+            let secrets = fetch(connect()?, &tag, &only)?;
+            exec_with(secrets, &command, &allow_var, keep_env)
         }
-        "import" => {
-            let tags = args.take_all("tag")?;
-            let file = args.one("FILE.env", "import")?;
-            import(&mut conn::connect(&config)?, &file, &tags)
+        Cmd::Import { file, tag } => import(&mut connect()?, &file, &tag),
+        Cmd::Export { format, tag, only } => {
+            let secrets = fetch(connect()?, &tag, &only)?;
+            export(&secrets, format)
         }
-        "export" => {
-            let format = args.take_one("format")?.unwrap_or_else(|| "env".into());
-            let tags = args.take_all("tag")?;
-            let only = args.take_all("only")?;
-            args.positionals(&[], "export")?;
-            if format != "env" && format != "json" {
-                return Err(Failure::usage(format!("--format must be env or json, not {format}")));
+        Cmd::History { name } => history(&mut connect()?, &name),
+        Cmd::Rollback { name, version } => {
+            let mut client = connect()?;
+            let id = secret_id(&mut client, &name)?;
+            let new: i32 = client
+                .query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &version])?
+                .get(0);
+            eprintln!(
+                "pgvault: secret {} now has the value of version {version} (as version {new})",
+                text::escape(&name)
+            );
+            Ok(())
+        }
+        Cmd::Audit { secret, since, limit } => audit(&mut connect()?, secret.as_deref(), since.as_deref(), limit),
+        Cmd::Grant { name, role } => {
+            let mut client = connect()?;
+            let id = secret_id(&mut client, &name)?;
+            client.execute(
+                "SELECT vault.grant_secret($1::text::uuid, $2::text::regrole)",
+                &[&id, &role],
+            )?;
+            eprintln!(
+                "pgvault: {} may read secret {} (with vault_reader)",
+                text::escape(&role),
+                text::escape(&name)
+            );
+            Ok(())
+        }
+        Cmd::Revoke { name, role } => {
+            let mut client = connect()?;
+            let id = secret_id(&mut client, &name)?;
+            let had = client
+                .query_one(
+                    "SELECT count(*) FROM vault.secret_acl WHERE secret_id = $1::text::uuid AND grantee = $2::text::regrole",
+                    &[&id, &role],
+                )?
+                .get::<_, i64>(0);
+            client.execute(
+                "SELECT vault.revoke_secret($1::text::uuid, $2::text::regrole)",
+                &[&id, &role],
+            )?;
+            if had == 0 {
+                eprintln!(
+                    "pgvault: warning: {} had no grant on secret {}",
+                    text::escape(&role),
+                    text::escape(&name)
+                );
+            } else {
+                eprintln!(
+                    "pgvault: revoked {}'s grant on secret {}",
+                    text::escape(&role),
+                    text::escape(&name)
+                );
             }
-            let secrets = fetch(conn::connect(&config)?, &tags, &only)?;
-            export(&secrets, &format)
+            Ok(())
         }
-        other => Err(Failure::usage(format!("unknown command {other}"))),
+        Cmd::Verify => verify(&mut connect()?),
     }
 }
 
-fn list(client: &mut Client, tags: &[String]) -> Result<(), Failure> {
+/// The id of the secret named `name`, or exit 3.
+fn secret_id(client: &mut Client, name: &str) -> Result<String, Failure> {
+    client
+        .query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Failure::not_found(format!("no secret named {}", text::escape(name))))
+}
+
+/// Refuses (exit 4) a role that could not create or update secrets, before any prompt.
+fn may_write(client: &mut Client) -> Result<(), Failure> {
+    let ok: bool = client
+        .query_one(
+            "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[])', 'EXECUTE') \
+                AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer)', 'EXECUTE') \
+                AND has_table_privilege('vault.secrets', 'SELECT')",
+            &[],
+        )?
+        .get(0);
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::denied(format!(
+            "permission denied: set needs vault_admin (nothing was asked or changed)\n{ROLES_HINT}"
+        )))
+    }
+}
+
+/// An expiry or a starting point: a timestamp, an interval from now, or never.
+#[derive(Debug, PartialEq)]
+enum When {
+    Never,
+    In(String),
+    At(String),
+}
+
+impl When {
+    fn parse(s: &str) -> Result<When, Failure> {
+        let t = s.trim();
+        if t.is_empty() || t == "never" {
+            return Ok(When::Never);
+        }
+        match text::interval(t) {
+            Some(i) => Ok(When::In(i)),
+            None => Ok(When::At(t.to_string())),
+        }
+    }
+}
+
+fn bad_when<'a>(what: &str, s: &'a str) -> impl Fn(postgres::Error) -> Failure + 'a {
+    let what = what.to_string();
+    move |e| {
+        match e.code().map(|c| c.code()) {
+        Some("22007" | "22008" | "22P02" | "22015") => Failure::usage(format!(
+            "{what}: \"{}\" is neither a timestamp (2026-12-31, 2026-12-31 23:59+00) nor an interval (30d, 12h, 2w, +30 days)",
+            text::escape(s)
+        )),
+        _ => Failure::from(e),
+    }
+    }
+}
+
+fn set_expiry(tx: &mut postgres::Transaction<'_>, name: &str, when: &When) -> Result<(), Failure> {
+    let (interval, at) = match when {
+        When::Never => (None, None),
+        When::In(i) => (Some(i.as_str()), None),
+        When::At(a) => (None, Some(a.as_str())),
+    };
+    let shown = interval.or(at).unwrap_or("never");
+    let row = tx
+        .query_one(
+            "UPDATE vault.secrets SET expires_at = CASE WHEN $2::text IS NOT NULL THEN now() + $2::text::interval \
+                                                   ELSE $3::text::timestamptz END \
+              WHERE name = $1 RETURNING coalesce(expires_at <= now(), false)",
+            &[&name, &interval, &at],
+        )
+        .map_err(bad_when("--expires", shown))?;
+    if row.get::<_, bool>(0) {
+        eprintln!(
+            "pgvault: warning: the expiry {} is in the past: the secret is expired already",
+            text::escape(shown)
+        );
+    }
+    Ok(())
+}
+
+fn list(client: &mut Client, tags: &[String], json: bool) -> Result<(), Failure> {
     let rows = client.query(
-        "SELECT coalesce(name, '(id ' || id || ')'), coalesce(masked_secret, ''), \
-                array_to_string(tags, ','), \
-                coalesce(to_char(expires_at, 'YYYY-MM-DD HH24:MI:SSOF'), ''), \
+        "SELECT name, id::text, coalesce(masked_secret, ''), tags, description, \
+                to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                 coalesce(expires_at <= now(), false), \
+                to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                coalesce(to_char(expires_at, 'YYYY-MM-DD HH24:MI:SSOF'), ''), \
                 to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF') \
            FROM vault.masked_secrets \
           WHERE tags @> $1::text[] \
           ORDER BY name NULLS LAST, id",
         &[&tags],
     )?;
-    let mut table = vec![["NAME", "VALUE", "TAGS", "EXPIRES", "UPDATED"].map(String::from)];
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.get::<_, Option<String>>(0),
+                    "id": r.get::<_, String>(1),
+                    "masked": r.get::<_, String>(2),
+                    "tags": r.get::<_, Vec<String>>(3),
+                    "description": r.get::<_, String>(4),
+                    "expires_at": r.get::<_, Option<String>>(5),
+                    "expired": r.get::<_, bool>(6),
+                    "updated_at": r.get::<_, String>(7),
+                })
+            })
+            .collect();
+        let s = serde_json::to_string_pretty(&items).map_err(|e| Failure::new(1, e.to_string()))?;
+        writeln!(out, "{s}")?;
+        return Ok(());
+    }
+    let mut table = vec![["NAME", "VALUE", "TAGS", "EXPIRES", "UPDATED", "DESCRIPTION"].map(String::from)];
     for r in &rows {
-        let expires: String = r.get(3);
-        let expired: bool = r.get(4);
-        let expires = if expired {
+        let name = match r.get::<_, Option<String>>(0) {
+            Some(n) => text::escape(&n),
+            None => format!("(id {})", r.get::<_, String>(1)),
+        };
+        let tags: Vec<String> = r.get(3);
+        let expires: String = r.get(8);
+        let expires = if r.get::<_, bool>(6) {
             format!("{expires} (expired)")
         } else {
             expires
         };
-        table.push([r.get(0), r.get(1), r.get(2), expires, r.get(5)]);
+        table.push([
+            name,
+            text::escape(&r.get::<_, String>(2)),
+            text::escape(&tags.join(",")),
+            expires,
+            r.get(9),
+            text::escape(&r.get::<_, String>(4)),
+        ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = io::stdout().lock();
-    for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    text::write_table(&mut out, &table)?;
     Ok(())
 }
 
-fn get(client: &mut Client, name: &str) -> Result<(), Failure> {
+fn get(client: &mut Client, name: &str, no_newline: bool) -> Result<(), Failure> {
     let row = client.query_opt(
         "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
         &[&name],
     )?;
     let Some(row) = row else {
-        return Err(Failure::not_found(format!("no secret named {name}")));
+        return Err(Failure::not_found(format!("no secret named {}", text::escape(name))));
     };
     let value: Option<String> = row.get(0);
     let value = Zeroizing::new(value.ok_or_else(|| not_granted(name))?);
     let mut out = io::stdout().lock();
     out.write_all(value.as_bytes())?;
-    out.write_all(b"\n")?;
+    if !no_newline {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
     Ok(())
 }
 
 /// The value for `set`: all of standard input (one trailing newline dropped), or typed twice
 /// at a prompt that does not echo when standard input is a terminal.
 fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
+    let shown = text::escape(name);
     let value = if io::stdin().is_terminal() {
-        let first = Zeroizing::new(rpassword::prompt_password(format!("value for {name}: "))?);
-        let again = Zeroizing::new(rpassword::prompt_password("again: ")?);
+        let first = Zeroizing::new(prompt::password(&format!("value for {shown}: "))?);
+        let again = Zeroizing::new(prompt::password("again: ")?);
         if first != again {
             return Err(Failure::input("the two values differ; nothing was changed"));
         }
@@ -362,6 +651,9 @@ fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
         }
         text
     };
+    if value.is_empty() {
+        return Err(Failure::input(format!("empty value for {shown}; nothing was changed")));
+    }
     check_value(name, &value)?;
     Ok(value)
 }
@@ -369,63 +661,107 @@ fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
 /// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out
 /// reads as NULL.
 fn not_granted(name: &str) -> Failure {
-    Failure::new(
-        4,
-        format!(
-            "secret {name} is not readable by this role: vault.grant_secret narrowed it to other roles \
-             (see vault.secret_grants)"
-        ),
-    )
+    Failure::denied(format!(
+        "secret {} is not readable by this role: vault.grant_secret narrowed it to other roles \
+         (see vault.secret_grants)",
+        text::escape(name)
+    ))
 }
 
 fn check_value(name: &str, value: &str) -> Result<(), Failure> {
-    if value.is_empty() {
-        return Err(Failure::input(format!("empty value for {name}; nothing was changed")));
-    }
     if value.contains('\0') {
         return Err(Failure::input(format!(
-            "the value for {name} contains a NUL byte, which text cannot hold"
+            "the value for {} contains a NUL byte, which text cannot hold",
+            text::escape(name)
         )));
     }
     Ok(())
 }
 
-/// Creates or updates the secret `name` inside `tx`; true when it was created. Tags given
-/// replace the secret's tags; a description given replaces its description.
+enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Outcome {
+    fn word(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Creates or updates the secret `name` inside `tx`. A value of None keeps the value (the
+/// secret must exist); tags given replace the secret's tags; a description given replaces its
+/// description. With `skip_same`, a value equal to the stored one is not rewritten.
 fn upsert(
     tx: &mut postgres::Transaction<'_>,
     name: &str,
-    value: &str,
+    value: Option<&str>,
     description: Option<&str>,
     tags: &[String],
-) -> Result<bool, Failure> {
+    skip_same: bool,
+) -> Result<Outcome, Failure> {
     let tags = (!tags.is_empty()).then_some(tags);
     let existing = tx.query_opt(
-        "SELECT id::text FROM vault.secrets WHERE name = $1 FOR UPDATE",
+        "SELECT id::text, tags, description FROM vault.secrets WHERE name = $1 FOR UPDATE",
         &[&name],
     )?;
     match existing {
         Some(row) => {
             let id: String = row.get(0);
+            let mut value = value;
+            if skip_same {
+                if let Some(v) = value {
+                    // Compared here, not in SQL: a value sent as a query parameter would reach a log
+                    // that records parameters.
+                    let stored: Option<String> = tx
+                        .query_one(
+                            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE id = $1::text::uuid",
+                            &[&id],
+                        )?
+                        .get(0);
+                    let stored = stored.map(Zeroizing::new);
+                    if stored.as_deref().map(String::as_str) == Some(v) {
+                        value = None;
+                    }
+                }
+                let same_tags = tags.is_none_or(|t| row.get::<_, Vec<String>>(1) == t);
+                let same_desc = description.is_none_or(|d| row.get::<_, String>(2) == d);
+                if value.is_none() && same_tags && same_desc {
+                    return Ok(Outcome::Unchanged);
+                }
+            }
             tx.execute(
                 "SELECT vault.update_secret($1::text::uuid, $2, NULL, $3, NULL, $4::text[])",
                 &[&id, &value, &description, &tags],
             )?;
-            Ok(false)
+            Ok(Outcome::Updated)
         }
         None => {
+            let Some(value) = value else {
+                return Err(Failure::not_found(format!(
+                    "no secret named {} (--keep-value changes an existing secret)",
+                    text::escape(name)
+                )));
+            };
             tx.execute(
                 "SELECT vault.create_secret($1, $2, coalesce($3, ''), NULL, $4::text[])",
                 &[&value, &name, &description, &tags],
             )?;
-            Ok(true)
+            Ok(Outcome::Created)
         }
     }
 }
 
+type Secrets = Vec<(String, Zeroizing<String>)>;
+
 /// Name and value of the secrets that have a name, every tag in `tags` and, when `only` is not
 /// empty, one of those names (each of which must exist).
-fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Vec<(String, Zeroizing<String>)>, Failure> {
+fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets, Failure> {
     let only_filter = (!only.is_empty()).then_some(only);
     let rows = client.query(
         "SELECT name, decrypted_secret, coalesce(expires_at <= now(), false) \
@@ -444,11 +780,17 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Vec<(St
             if only.contains(&name) {
                 return Err(not_granted(&name));
             }
-            eprintln!("pgvault: warning: skipping secret {name}: its grants leave this role out");
+            eprintln!(
+                "pgvault: warning: skipping secret {}: its grants leave this role out",
+                text::escape(&name)
+            );
             continue;
         };
         if r.get::<_, bool>(2) {
-            eprintln!("pgvault: warning: secret {name} has expired (its value is used all the same)");
+            eprintln!(
+                "pgvault: warning: secret {} has expired (its value is used all the same)",
+                text::escape(&name)
+            );
         }
         secrets.push((name, value));
     }
@@ -457,27 +799,26 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Vec<(St
         .find(|n| !rows.iter().any(|r| r.get::<_, &str>(0) == n.as_str()))
     {
         let why = if tags.is_empty() { "" } else { " with those tags" };
-        return Err(Failure::not_found(format!("no secret named {missing}{why}")));
+        return Err(Failure::not_found(format!(
+            "no secret named {}{why}",
+            text::escape(missing)
+        )));
     }
     Ok(secrets)
 }
 
 /// Replaces pgvault with `child`, the secrets in its environment: the exit code and signals
 /// are the child's own, and nothing of pgvault (its connection included) stays around.
-fn exec_with(secrets: Vec<(String, Zeroizing<String>)>, child: &[String]) -> Result<(), Failure> {
-    let mut by_var: BTreeMap<String, &str> = BTreeMap::new();
-    for (name, _) in &secrets {
-        if let Some(other) = by_var.insert(dotenv::env_name(name), name) {
-            return Err(Failure::input(format!(
-                "secrets {other} and {name} both become the variable {}; pick one with --only",
-                dotenv::env_name(name)
-            )));
-        }
+fn exec_with(secrets: Secrets, child: &[String], allow: &[String], keep_env: bool) -> Result<(), Failure> {
+    let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
+    let plan = envplan::plan(&names, allow, keep_env, &|v| std::env::var_os(v).is_some());
+    for w in &plan.warnings {
+        eprintln!("pgvault: warning: {w}");
     }
     let mut command = Command::new(&child[0]);
     command.args(&child[1..]);
-    for (name, value) in &secrets {
-        command.env(dotenv::env_name(name), value.as_str());
+    for (i, var) in &plan.set {
+        command.env(var, secrets[*i].1.as_str());
     }
     let err = command.exec();
     let code = if err.kind() == io::ErrorKind::NotFound {
@@ -485,71 +826,211 @@ fn exec_with(secrets: Vec<(String, Zeroizing<String>)>, child: &[String]) -> Res
     } else {
         126
     };
-    Err(Failure::new(code, format!("cannot run {}: {err}", child[0])))
+    Err(Failure::new(
+        code,
+        format!("cannot run {}: {err}", text::escape(&child[0])),
+    ))
 }
 
 fn import(client: &mut Client, file: &str, tags: &[String]) -> Result<(), Failure> {
-    let mut text = Zeroizing::new(String::new());
+    let mut raw = Zeroizing::new(String::new());
     if file == "-" {
-        io::stdin().read_to_string(&mut text)?;
+        io::stdin()
+            .read_to_string(&mut raw)
+            .map_err(|_| Failure::input("standard input is not UTF-8 text"))?;
     } else {
         let bytes =
             Zeroizing::new(std::fs::read(file).map_err(|e| Failure::input(format!("cannot read {file}: {e}")))?);
-        *text = String::from_utf8(bytes.to_vec()).map_err(|_| Failure::input(format!("{file} is not UTF-8 text")))?;
+        *raw = String::from_utf8(bytes.to_vec()).map_err(|_| Failure::input(format!("{file} is not UTF-8 text")))?;
     }
-    let pairs = dotenv::parse(&text).map_err(|e| Failure::input(format!("{file}: {e}; nothing was imported")))?;
+    // Editors on Windows start files with a byte order mark.
+    let body = raw.strip_prefix('\u{feff}').unwrap_or(&raw);
+    let pairs = dotenv::parse(body).map_err(|e| Failure::input(format!("{file}: {e}; nothing was imported")))?;
     let pairs: Vec<(String, Zeroizing<String>)> = pairs.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect();
-    let mut seen = BTreeMap::new();
-    for (key, value) in &pairs {
-        if seen.insert(key.as_str(), ()).is_some() {
-            return Err(Failure::input(format!(
-                "{file}: {key} appears twice; nothing was imported"
-            )));
-        }
+    // Last one wins, as when a shell sources the file.
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        check_name(key).map_err(|f| Failure::input(format!("{file}: {}; nothing was imported", f.message)))?;
         check_value(key, value).map_err(|f| Failure::input(format!("{file}: {}; nothing was imported", f.message)))?;
+        if last.insert(key.as_str(), i).is_some() {
+            eprintln!("pgvault: warning: {file}: {key} is given more than once; the last one wins");
+        }
     }
     let mut tx = client.transaction()?;
-    let mut created = 0;
-    for (key, value) in &pairs {
-        created += usize::from(upsert(&mut tx, key, value, None, tags)?);
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if last[key.as_str()] != i {
+            continue;
+        }
+        match upsert(&mut tx, key, Some(value), None, tags, true)? {
+            Outcome::Created => created += 1,
+            Outcome::Updated => updated += 1,
+            Outcome::Unchanged => unchanged += 1,
+        }
     }
     tx.commit()?;
     eprintln!(
-        "pgvault: imported {} secrets ({created} created, {} updated)",
-        pairs.len(),
-        pairs.len() - created
+        "pgvault: imported {} secrets ({created} created, {updated} updated, {unchanged} unchanged)",
+        last.len()
     );
     Ok(())
 }
 
-fn export(secrets: &[(String, Zeroizing<String>)], format: &str) -> Result<(), Failure> {
+fn export(secrets: &[(String, Zeroizing<String>)], format: Format) -> Result<(), Failure> {
     let mut text = Zeroizing::new(String::new());
-    if format == "json" {
-        let map: serde_json::Map<String, serde_json::Value> = secrets
-            .iter()
-            .map(|(n, v)| (n.clone(), serde_json::Value::String(v.to_string())))
-            .collect();
-        text.push_str(&serde_json::to_string_pretty(&map).map_err(|e| Failure::new(1, e.to_string()))?);
-        text.push('\n');
-    } else {
-        if let Some((bad, _)) = secrets.iter().find(|(n, _)| !dotenv::is_valid_key(n)) {
-            return Err(Failure::input(format!(
-                "secret name {bad:?} cannot be a key in an env file; use --format json or --only"
-            )));
+    let mut written = 0;
+    match format {
+        Format::Json => {
+            let map: serde_json::Map<String, serde_json::Value> = secrets
+                .iter()
+                .map(|(n, v)| (n.clone(), serde_json::Value::String(v.to_string())))
+                .collect();
+            text.push_str(&serde_json::to_string_pretty(&map).map_err(|e| Failure::new(1, e.to_string()))?);
+            text.push('\n');
+            written = secrets.len();
         }
-        for (name, value) in secrets {
-            text.push_str(&dotenv::format_line(name, value));
+        Format::Env => {
+            for (name, value) in secrets {
+                if !dotenv::is_valid_key(name) {
+                    eprintln!(
+                        "pgvault: warning: skipping secret {}: its name cannot be a key in an env file (use --format json)",
+                        crate::text::escape(name)
+                    );
+                    continue;
+                }
+                text.push_str(&dotenv::format_line(name, value));
+                written += 1;
+            }
         }
     }
     eprintln!(
-        "pgvault: writing {} secret values in plain text to standard output{}",
-        secrets.len(),
+        "pgvault: writing {written} secret values in plain text to standard output{}",
         if io::stdout().is_terminal() {
             " (this terminal)"
         } else {
             ""
         }
     );
-    io::stdout().lock().write_all(text.as_bytes())?;
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
+}
+
+fn history(client: &mut Client, name: &str) -> Result<(), Failure> {
+    let id = secret_id(client, name)?;
+    // A kept version's created_at / created_by say when and by whom it was replaced.
+    let rows = client.query(
+        "SELECT version, 'current', to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF'), '' \
+           FROM vault.secrets WHERE id = $1::text::uuid \
+         UNION ALL \
+         SELECT version, 'replaced', to_char(created_at, 'YYYY-MM-DD HH24:MI:SSOF'), created_by::text \
+           FROM vault.secret_versions WHERE secret_id = $1::text::uuid \
+         ORDER BY 1 DESC",
+        &[&id],
+    )?;
+    let mut table = vec![["VERSION", "STATE", "SINCE", "BY"].map(String::from)];
+    for r in &rows {
+        table.push([
+            r.get::<_, i32>(0).to_string(),
+            r.get(1),
+            r.get(2),
+            text::escape(&r.get::<_, String>(3)),
+        ]);
+    }
+    text::write_table(&mut io::stdout().lock(), &table)?;
+    Ok(())
+}
+
+fn audit(client: &mut Client, secret: Option<&str>, since: Option<&str>, limit: i64) -> Result<(), Failure> {
+    let (interval, at) = match since.map(When::parse).transpose()? {
+        None | Some(When::Never) => (None, None),
+        Some(When::In(i)) => (Some(i), None),
+        Some(When::At(a)) => (None, Some(a)),
+    };
+    let rows = client
+        .query(
+            "SELECT * FROM ( \
+               SELECT id, to_char(at, 'YYYY-MM-DD HH24:MI:SSOF'), session_role::text, action, \
+                      coalesce(secret_name, coalesce(secret_id::text, '')), coalesce(detail::text, '') \
+                 FROM vault.audit_log \
+                WHERE ($1::text IS NULL OR secret_name = $1) \
+                  AND ($2::text IS NULL OR at >= now() - $2::text::interval) \
+                  AND ($3::text IS NULL OR at >= $3::text::timestamptz) \
+                ORDER BY id DESC LIMIT $4) t \
+             ORDER BY 1",
+            &[&secret, &interval, &at, &limit],
+        )
+        .map_err(bad_when("--since", since.unwrap_or("")))?;
+    let mut table = vec![["AT", "ROLE", "ACTION", "SECRET", "DETAIL"].map(String::from)];
+    for r in &rows {
+        table.push([
+            r.get(1),
+            text::escape(&r.get::<_, String>(2)),
+            text::escape(&r.get::<_, String>(3)),
+            text::escape(&r.get::<_, String>(4)),
+            text::escape(&r.get::<_, String>(5)),
+        ]);
+    }
+    text::write_table(&mut io::stdout().lock(), &table)?;
+    Ok(())
+}
+
+fn verify(client: &mut Client) -> Result<(), Failure> {
+    let rows = client.query(
+        "SELECT coalesce(name, id::text), status, coalesce(detail, '') FROM vault.verify_secrets() ORDER BY 1",
+        &[],
+    )?;
+    let bad: Vec<_> = rows.iter().filter(|r| r.get::<_, &str>(1) != "ok").collect();
+    let mut out = io::stdout().lock();
+    if !bad.is_empty() {
+        let mut table = vec![["SECRET", "STATUS", "DETAIL"].map(String::from)];
+        for r in &bad {
+            table.push([text::escape(r.get(0)), text::escape(r.get(1)), text::escape(r.get(2))]);
+        }
+        text::write_table(&mut out, &table)?;
+    }
+    writeln!(
+        out,
+        "{} values checked (secrets and kept versions), {} damaged",
+        rows.len(),
+        bad.len()
+    )?;
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(8, format!("{} values do not decrypt", bad.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_equals_are_refused_without_echoing_the_value() {
+        let f = check_name("API_KEY=abc123").unwrap_err();
+        assert_eq!(f.code, 2);
+        assert!(f.message.contains("pgvault set API_KEY"));
+        assert!(!f.message.contains("abc123"));
+        assert!(check_name("").is_err());
+        assert!(check_name("a\u{1b}[31m").is_err());
+        assert!(check_name("db.url-prod").is_ok());
+    }
+
+    #[test]
+    fn when_parses_intervals_timestamps_and_never() {
+        assert_eq!(When::parse("30d").unwrap(), When::In("30 days".into()));
+        assert_eq!(When::parse("+30 days").unwrap(), When::In("30 days".into()));
+        assert_eq!(When::parse("never").unwrap(), When::Never);
+        assert_eq!(When::parse("2026-01-01").unwrap(), When::At("2026-01-01".into()));
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["pgvault", "run", "--only", "a", "--", "sh", "-c", "x"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Run { ref command, .. } if command == &["sh", "-c", "x"]));
+        assert!(Cli::try_parse_from(["pgvault", "lst"]).is_err());
+    }
 }
