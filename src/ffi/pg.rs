@@ -222,3 +222,66 @@ pub fn with_columns_replaced<'a>(
         ))
     }
 }
+
+/// The bootstrap superuser (the role that ran initdb): `as_user` it to read the catalogs even
+/// where their privileges were revoked from PUBLIC.
+pub fn bootstrap_superuser() -> pg_sys::Oid {
+    pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)
+}
+
+/// Call `f` on every pg_proc syscache invalidation this process receives (a function created,
+/// replaced, altered or dropped, here or by a committed transaction elsewhere, or a cache
+/// reset). Register once, in the postmaster while preloading.
+pub fn on_function_invalidation(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
+        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
+        f();
+    }
+    // SAFETY: as for the relcache callback: a per-process table inherited by forked backends;
+    // PROCOID is a valid syscache id on every supported version.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as std::ffi::c_int,
+            Some(trampoline),
+            pg_sys::Datum::from(f as usize),
+        )
+    };
+}
+
+static mut PREVIOUS_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
+static mut AFTER_PARSE_ANALYSIS: Option<fn()> = None;
+
+/// Call `f` after the parse analysis of every statement (post_parse_analyze_hook), when the
+/// backend is inside a transaction that is neither aborted nor in parallel mode: a point where
+/// catalogs may be read. Install once, in the postmaster while preloading.
+pub fn after_parse_analysis(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn hook(
+        pstate: *mut pg_sys::ParseState,
+        query: *mut pg_sys::Query,
+        jstate: *mut pg_sys::JumbleState,
+    ) {
+        // SAFETY: the hook variables were set once in the postmaster before any backend
+        // existed; the previous hook gets the arguments Postgres gave us.
+        unsafe {
+            if let Some(previous) = PREVIOUS_POST_PARSE_ANALYZE {
+                previous(pstate, query, jstate);
+            }
+            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() && !pg_sys::IsInParallelMode()
+            {
+                if let Some(f) = AFTER_PARSE_ANALYSIS {
+                    f();
+                }
+            }
+        }
+    }
+    // SAFETY: _PG_init runs once in the postmaster before any backend exists; chaining the
+    // previous hook is the documented way to share post_parse_analyze_hook.
+    unsafe {
+        AFTER_PARSE_ANALYSIS = Some(f);
+        PREVIOUS_POST_PARSE_ANALYZE = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(hook);
+    }
+}
