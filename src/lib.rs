@@ -103,7 +103,8 @@ pub extern "C-unwind" fn _PG_init() {
     ffi::pg::reserve_guc_prefix();
     cache::epoch::track();
     ffi::pg::install_truncate_hook();
-    ffi::log_hook::install();
+    ffi::log_hook::install(settings::log_redact, vault::log_names::touches_vault);
+    ffi::pg::after_parse_analysis(vault::log_names::refresh);
     if sodium::init().is_err() {
         fatal(
             "vault_ext could not initialise libsodium".into(),

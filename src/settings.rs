@@ -1,7 +1,22 @@
 //! Every vault_ext setting, in one place.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use crate::ffi::log_hook::Redaction;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::CString;
+
+/// vault.log_redact: which server log records have their literals masked.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogRedact {
+    /// Records that touch the vault (by name, through an application function, ...).
+    #[name = c"vault"]
+    Vault,
+    /// Every record.
+    #[name = c"all"]
+    All,
+    /// None: the log shows what PostgreSQL writes (for debugging; superuser only).
+    #[name = c"off"]
+    Off,
+}
 
 pub static GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"vault_root.key"));
@@ -12,6 +27,7 @@ pub static AUDIT_READS: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(30 * 86_400);
 pub static PREVIOUS_GETKEY_SCRIPT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static PREVIOUS_ROOT_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LOG_REDACT: GucSetting<LogRedact> = GucSetting::<LogRedact>::new(LogRedact::Vault);
 
 /// Define the settings. Only while preloading: PGC_POSTMASTER settings defined later
 /// would crash the backend.
@@ -45,6 +61,15 @@ pub fn init() {
         c"Log one LOG line per decrypted value: the role and the secret's id (never the value).",
         c"Goes to the server log, so it works on standbys too.",
         &AUDIT_READS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"vault.log_redact",
+        c"Which server log records have their SQL literals masked: vault (those touching the vault), all, or off.",
+        c"vault recognises vault objects by any name, application functions that use the vault, and bind \
+          parameters of such statements; all masks every literal of every record.",
+        &LOG_REDACT,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -119,4 +144,12 @@ pub fn root_key_autogenerate() -> bool {
 /// vault.audit_min_retention in seconds (its default when the library was not preloaded).
 pub fn audit_min_retention() -> i32 {
     AUDIT_MIN_RETENTION.get()
+}
+
+pub fn log_redact() -> Redaction {
+    match LOG_REDACT.get() {
+        LogRedact::Vault => Redaction::Vault,
+        LogRedact::All => Redaction::All,
+        LogRedact::Off => Redaction::Off,
+    }
 }

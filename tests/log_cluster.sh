@@ -50,6 +50,84 @@ printf '\\set v %s\nSELECT vault.create_secret((:v::bigint + 1)::text, :n);\n' "
 "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port logs)" -U postgres -n -M extended -t 1 -D n=ext1 -f "$WORK/ext_dup.sql" postgres >/dev/null 2>&1
 check "extended protocol wrote its secret" "$N" "$(sql logs "SELECT vault.read_secret('ext1')")"
 
+# Statements that touch the vault without saying "vault" (issue 14, item 3). Each case runs
+# twice: with the default vault.log_redact (its marker must not reach the log) and, as a
+# positive control, with vault.log_redact = off (its marker, $O-..., must: the case does log it).
+O=VISIBLE$RANDOM$RANDOM
+psql_s() { "$PG_BINDIR/psql" -h "$WORK" -p "$(port logs)" -U postgres -d postgres -Xq -v VERBOSITY=verbose "$@" 2>&1; }
+bench() { # bench MODE 'SQL' VAR=VALUE...: one transaction through pgbench's extended protocol
+  local mode=$1 script=$WORK/bench.$RANDOM.sql; shift; printf '%s\n' "$1" >"$script"; shift
+  local defs=() d; for d in "$@"; do defs+=(-D "$d"); done
+  "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port logs)" -U postgres -n -M "$mode" -t 1 "${defs[@]}" -f "$script" postgres >/dev/null 2>&1
+}
+sql logs "CREATE FUNCTION public.store_it(n text, v text) RETURNS uuid LANGUAGE sql AS \$\$ SELECT vault.create_secret(v, n) \$\$;
+  CREATE PROCEDURE public.put(n text, v text) LANGUAGE plpgsql AS \$\$ BEGIN PERFORM vault.create_secret(v, n); END \$\$;
+  CREATE FUNCTION public.wrap_it(n text, v text) RETURNS uuid LANGUAGE sql AS \$\$ SELECT public.store_it(n, v) \$\$;
+  CREATE FUNCTION public.path_put(n text, v text) RETURNS void LANGUAGE sql SET search_path = public, vault
+    AS \$\$ INSERT INTO secrets (name, secret) VALUES (n, v) \$\$;
+  CREATE FUNCTION public.atomic_put(n text, v text) RETURNS uuid LANGUAGE sql BEGIN ATOMIC SELECT public.wrap_it(n, v); END;
+  CREATE FUNCTION public.echo(v text) RETURNS text LANGUAGE sql AS \$\$ SELECT v \$\$" >/dev/null
+for mode in dflt off; do
+  if [ $mode = dflt ]; then P=$M; OFF=""; else P=$O; OFF="-c vault.log_redact=off"; fi
+  SP="-c search_path=public,vault $OFF"
+  # 1. Unqualified names under a search_path holding vault; bind parameters of such statements.
+  PGOPTIONS="$SP" psql_s -c "INSERT INTO secrets (name, secret) VALUES ('sp-$mode', '$P-sp-insert')" \
+    -c "UPDATE secrets SET secret = '$P-sp-update' WHERE name = 'sp-$mode'" \
+    -c "PREPARE p(text, text) AS UPDATE secrets SET secret = \$2 WHERE name = \$1" \
+    -c "EXECUTE p('sp-$mode', '$P-sp-execute')" >/dev/null
+  PGOPTIONS="$SP" bench extended "UPDATE secrets SET secret = :v WHERE name = :n;" "n=sp-$mode" "v=$P-sp-bind"
+  PGOPTIONS="$SP" bench prepared "UPDATE secrets SET secret = :v WHERE name = :n;" "n=sp-$mode" "v=$P-sp-prepared"
+  # 2. Application functions and procedures using the vault, directly, transitively, through
+  # their search_path or a SQL-standard body; the first statement of a session (nothing known
+  # yet) and one calling a function another session created after this one looked.
+  PGOPTIONS="$OFF" psql_s -c "SELECT 1" -c "SELECT public.store_it('f1-$mode', '$P-fn-select')" \
+    -c "CALL public.put('f2-$mode', '$P-fn-call')" -c "SELECT public.wrap_it('f3-$mode', '$P-fn-transitive')" \
+    -c "SELECT public.path_put('f4-$mode', '$P-fn-search-path')" -c "SELECT public.atomic_put('f5-$mode', '$P-fn-atomic')" \
+    -c "SELECT public.echo('$O-fn-unrelated-$mode')" >/dev/null
+  PGOPTIONS="$OFF" psql_s -c "SELECT public.store_it('f6-$mode', '$P-fn-first')" >/dev/null
+  PGOPTIONS="$OFF" psql_s -c "SELECT 1" \
+    -c "\\! '$PG_BINDIR/psql' -h '$WORK' -p $(port logs) -U postgres -d postgres -Xq -c 'CREATE FUNCTION public.late_$mode(n text, v text) RETURNS uuid LANGUAGE sql AS \$\$ SELECT public.wrap_it(n, v) \$\$'" \
+    -c "SELECT public.late_$mode('f7-$mode', '$P-fn-late')" >/dev/null
+  # 3. A malformed COPY line of secrets, named without its schema.
+  printf 'c-%s\t%s-copy-unqualified\textra\n' "$mode" "$P" >"$WORK/bad2.copy"
+  PGOPTIONS="$SP" psql_s -c "\\copy secrets (name, secret) FROM '$WORK/bad2.copy'" >/dev/null
+  # 4. Where a lexer reading literals differently from PostgreSQL would show them.
+  PGOPTIONS="-c standard_conforming_strings=off $OFF" psql_s -c "SELECT vault.create_secret('x\\', $P-scs', 'scs-$mode')" >/dev/null
+  PGOPTIONS="$OFF" psql_s -c "SELECT vault.create_secret(/* /* */ ' */ '$P-nested', 'nest-$mode')" \
+    -c "INSERT INTO U&\"\\0076ault\".U&\"\\0073ecrets\" (name, secret) VALUES ('ue-$mode', '$P-uescape')" >/dev/null
+  # 5. debug_print_*: constants printed as their bytes, for any statement.
+  PGOPTIONS="-c debug_print_parse=on -c debug_print_rewritten=on -c debug_print_plan=on $OFF" \
+    psql_s -c "SELECT vault.create_secret('$P-debug', 'dbg-$mode')" -c "CALL public.put('dbg2-$mode', '$P-debug-call')" \
+    -c "SELECT '$O-plain-$mode' AS plain" >/dev/null
+done
+check "the values given above were stored" "13" \
+  "$(sql logs "SELECT count(*) FROM vault.decrypted_secrets WHERE name LIKE '%-dflt' AND decrypted_secret LIKE '%$M-%'")"
+# Each vault object named alone, unqualified, as a session's first statement.
+for name in $(sql logs "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'vault'::regnamespace
+                        AND c.relkind IN ('r', 'v', 'p', 'm', 'f')
+                        UNION SELECT proname FROM pg_proc WHERE pronamespace = 'vault'::regnamespace"); do
+  psql_s -c "SELECT '$M-name-$name' AS \"$name\"" >/dev/null
+done
+LOG=$(cat "$(logfile logs)")
+FLAT=$(tr -d ' \n\t' <"$(logfile logs)")
+bytes_of() { printf '%s' "$1" | od -An -tu1 | tr -d ' \n'; }
+in_log() { grep -qF -- "$1" "$(logfile logs)" && echo yes || echo no; }
+for case in "1 sp-insert" "1 sp-update" "1 sp-execute" "1 sp-bind" "1 sp-prepared" \
+  "2 fn-select" "2 fn-call" "2 fn-transitive" "2 fn-search-path" "2 fn-atomic" "2 fn-first" "2 fn-late" \
+  "3 copy-unqualified" "4 scs" "4 nested" "4 uescape" "5 debug" "5 debug-call"; do
+  set -- $case
+  check "$1. $2: no marker in the log" "0" "$(grep -c -- "$M-$2" "$(logfile logs)")"
+  check "$1. $2 (control, vault.log_redact = off): the log shows it" "yes" "$(in_log "$O-$2")"
+done
+check "5. debug_print_*: the constant's bytes are masked" "no" "$(grep -qF -- "$(bytes_of "$M-debug")" <<<"$FLAT" && echo yes || echo no)"
+check "5. ... also for a statement outside the vault" "no" "$(grep -qF -- "$(bytes_of "$O-plain-dflt")" <<<"$FLAT" && echo yes || echo no)"
+check "5. (control) ... whose statement line is kept" "yes" "$(in_log "statement: SELECT '$O-plain-dflt' AS plain")"
+check "5. (control, off) the bytes are in the log" "yes" "$(grep -qF -- "$(bytes_of "$O-debug")" <<<"$FLAT" && echo yes || echo no)"
+check "5. the constant is shown masked" "yes" "$(in_log ":constvalue ")"
+check "2. a function that does not use the vault stays readable" "yes" "$(in_log "$O-fn-unrelated-dflt")"
+check "every vault object's name counts, before the backend has looked" "0" "$(grep -c -- "$M-name-" "$(logfile logs)")"
+check "... (the names were logged)" "yes" "$(in_log "AS \"create_secret\"")"
+
 # A control statement outside the vault stays in the log verbatim.
 sql logs "SELECT 'CONTROL-$M' AS control" >/dev/null
 sql logs "SELECT 1" >/dev/null # flush

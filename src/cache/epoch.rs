@@ -3,8 +3,9 @@
 //! Two per-backend counters:
 //! - the *generation*, bumped by every relcache invalidation this backend processes (another
 //!   session committed a change to vault.keys or vault.secret_acl, whose statement triggers
-//!   queue one; an ALTER TABLE of vault.secrets; any relation's) and at once when this
-//!   transaction changes keys or grants itself (`changed_here`);
+//!   queue one; an ALTER TABLE of vault.secrets; any relation's), by every pg_proc syscache
+//!   invalidation (a function created, replaced or dropped: what vault::log_names computes from)
+//!   and at once when this transaction changes keys or grants itself (`changed_here`);
 //! - the *transaction*, bumped at the end of every transaction.
 //!
 //! An entry stamped `for_transaction` is valid until either counter moves; one stamped
@@ -36,6 +37,7 @@ static TRACKING: AtomicBool = AtomicBool::new(false);
 /// Start counting (from `_PG_init`, while preloading).
 pub fn track() {
     pg::on_relcache_invalidation(|| bump(&GENERATION));
+    pg::on_function_invalidation(|| bump(&GENERATION));
     pg::on_transaction_end(|| bump(&TRANSACTION));
     TRACKING.store(true, Ordering::Relaxed);
 }

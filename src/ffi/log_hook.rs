@@ -1,20 +1,40 @@
 //! The emit_log_hook that keeps secrets out of the server log.
 //!
-//! When any part of a log record (message, detail, context, internal query, or the statement
-//! printed as `STATEMENT:`) mentions the vault, every SQL string literal in them is shown as
-//! `'***'` (in the primary message only for server-only records, since errors also reach the
+//! Under `vault.log_redact = vault` (the default), when any part of a log record (message, detail,
+//! context, internal query, or the statement printed as `STATEMENT:`) touches the vault (the
+//! `touches_vault` given at install: vault::log_names), every SQL string literal in them is shown
+//! as `'***'` (in the primary message only for server-only records, since errors also reach the
 //! client): statements logged by log_statement / log_min_duration_statement, bind parameters
-//! (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text. A "Failing row
-//! contains" detail for a vault table is withheld. Records that do not mention the vault pass
-//! through untouched; the cost for them is one scan for the word. The lexer is vault_core's
-//! `text::redact`; this file only reads and replaces the record's fields.
+//! (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text, the input line
+//! COPY quotes. A "Failing row contains" detail for a vault table is withheld. Under `all` every
+//! record is treated so; under `off` none. Whatever the mode but off, the node trees that
+//! debug_print_parse / _rewritten / _plan print lose their constants and strings. The lexer is
+//! vault_core's `text::redact`; this file only reads and replaces the record's fields.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
-use vault_core::text::redact::{mentions_vault, redact_context, redact_literals};
+use std::sync::OnceLock;
+use vault_core::text::redact::{is_node_dump_title, redact_context, redact_literals, redact_node_dump};
 
+/// Which records are redacted (vault.log_redact).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Redaction {
+    /// Records that touch the vault.
+    Vault,
+    /// Every record.
+    All,
+    /// None.
+    Off,
+}
+
+struct Policy {
+    mode: fn() -> Redaction,
+    touches_vault: fn(&[u8]) -> bool,
+}
+
+static POLICY: OnceLock<Policy> = OnceLock::new();
 static mut PREVIOUS_HOOK: pg_sys::emit_log_hook_type = None;
 
 thread_local! {
@@ -22,14 +42,20 @@ thread_local! {
     static STATEMENT: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
 
-/// Install the hook (from _PG_init, while preloading: every backend inherits it).
-pub fn install() {
+/// Install the hook (from _PG_init, while preloading: every backend inherits it). `mode` reads
+/// the setting; `touches_vault` decides for one text under `Redaction::Vault`.
+pub fn install(mode: fn() -> Redaction, touches_vault: fn(&[u8]) -> bool) {
+    let _ = POLICY.set(Policy { mode, touches_vault });
     // SAFETY: _PG_init runs once in the postmaster before any backend exists; chaining the
     // previous hook is the documented way to share emit_log_hook.
     unsafe {
         PREVIOUS_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(redact_hook);
     }
+}
+
+fn always(_: &[u8]) -> bool {
+    true
 }
 
 /// # Safety
@@ -59,12 +85,29 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
     unsafe {
         if !edata.is_null() && (*edata).output_to_server {
             let e = &mut *edata;
+            let (mode, touches_vault) = match POLICY.get() {
+                Some(p) => ((p.mode)(), p.touches_vault),
+                None => (Redaction::All, always as fn(&[u8]) -> bool),
+            };
+            if mode == Redaction::Off {
+                if let Some(previous) = PREVIOUS_HOOK {
+                    previous(edata);
+                }
+                return;
+            }
+            // debug_print_*: constants are printed as bytes, whatever the statement.
+            let dump = |f: *mut c_char| bytes(f).is_some_and(|d| d.windows(12).any(|w| w == b":constvalue "));
+            if bytes(e.message).is_some_and(is_node_dump_title) || dump(e.detail) || dump(e.detail_log) {
+                redact_field(&mut e.detail, redact_node_dump);
+                redact_field(&mut e.detail_log, redact_node_dump);
+            }
             let statement = bytes(pg_sys::debug_query_string);
             let in_vault_table = bytes(e.schema_name).is_some_and(|s| s == b"vault");
             let fields = [e.message, e.detail, e.detail_log, e.context, e.internalquery];
-            let sensitive = in_vault_table
-                || statement.is_some_and(mentions_vault)
-                || fields.iter().any(|&f| bytes(f).is_some_and(mentions_vault));
+            let sensitive = mode == Redaction::All
+                || in_vault_table
+                || statement.is_some_and(touches_vault)
+                || fields.iter().any(|&f| bytes(f).is_some_and(touches_vault));
             if sensitive {
                 // The same record also goes to the client: mask its primary message only when it
                 // is server-only (statement, duration and auto_explain lines are LOG); an ERROR's

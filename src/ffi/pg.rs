@@ -274,7 +274,27 @@ pub fn install_truncate_hook() {
 
 static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
-#[pgrx::pg_guard]
+unsafe extern "C-unwind" {
+    /// PostgreSQL's own ProcessUtility, called directly rather than through pgrx's wrapper.
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_raw(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const std::ffi::c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// Not `#[pg_guard]`, on purpose: every utility statement (COPY, CALL, DO, DDL) runs through
+/// this hook, and an ERROR it raises must reach PostgreSQL untouched. Through pgrx's error
+/// boundary it would be caught and raised again, losing its CONTEXT (a COPY's line number) and,
+/// with RUST_BACKTRACE set, gaining a Rust backtrace as DETAIL. This frame owns nothing that
+/// needs dropping, so PostgreSQL's longjmp may pass through it; the TRUNCATE rewrite, which
+/// allocates and may raise, runs in a guarded function of its own before the call.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn truncate_hook(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -286,34 +306,39 @@ unsafe extern "C-unwind" fn truncate_hook(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    // SAFETY: the executor hands a valid PlannedStmt; a TruncateStmt's relations is a List of
-    // RangeVar. The statement is copied before it is changed (it may belong to a cached plan),
-    // and the copy lives in the current memory context for the duration of the call.
+    // SAFETY: the executor hands a valid PlannedStmt and the other arguments of the hook;
+    // they are passed on unchanged (or with the statement copied and extended).
     unsafe {
-        let mut stmt = pstmt;
-        let utility = (*pstmt).utilityStmt;
-        if !utility.is_null() && (*utility).type_ == pg_sys::NodeTag::T_TruncateStmt {
-            if let Some(extra) = truncate_companions(utility as *mut pg_sys::TruncateStmt) {
-                stmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
-                let t = (*stmt).utilityStmt as *mut pg_sys::TruncateStmt;
-                for rv in extra {
-                    (*t).relations = pg_sys::lappend((*t).relations, rv.cast());
-                }
-            }
-        }
+        let stmt = with_truncate_companions(pstmt);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(stmt, query_string, read_only_tree, context, params, query_env, dest, qc),
-            None => pg_sys::standard_ProcessUtility(
-                stmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
+            None => {
+                standard_process_utility_raw(stmt, query_string, read_only_tree, context, params, query_env, dest, qc)
+            }
         }
+    }
+}
+
+/// `pstmt`, or for a TRUNCATE naming vault.secrets a copy that also names its companions.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn with_truncate_companions(pstmt: *mut pg_sys::PlannedStmt) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: a TruncateStmt's relations is a List of RangeVar. The statement is copied before
+    // it is changed (it may belong to a cached plan); the copy lives in the current memory
+    // context for the duration of the call.
+    unsafe {
+        let utility = (*pstmt).utilityStmt;
+        if utility.is_null() || (*utility).type_ != pg_sys::NodeTag::T_TruncateStmt {
+            return pstmt;
+        }
+        let Some(extra) = truncate_companions(utility as *mut pg_sys::TruncateStmt) else {
+            return pstmt;
+        };
+        let stmt: *mut pg_sys::PlannedStmt = pg_sys::copyObjectImpl(pstmt.cast()).cast();
+        let t = (*stmt).utilityStmt as *mut pg_sys::TruncateStmt;
+        for rv in extra {
+            (*t).relations = pg_sys::lappend((*t).relations, rv.cast());
+        }
+        stmt
     }
 }
 
@@ -359,5 +384,68 @@ unsafe fn truncate_companions(t: *mut pg_sys::TruncateStmt) -> Option<Vec<*mut p
             }
         }
         (!extra.is_empty()).then_some(extra)
+    }
+}
+
+/// The bootstrap superuser (the role that ran initdb): `as_user` it to read the catalogs even
+/// where their privileges were revoked from PUBLIC.
+pub fn bootstrap_superuser() -> pg_sys::Oid {
+    pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID)
+}
+
+/// Call `f` on every pg_proc syscache invalidation this process receives (a function created,
+/// replaced, altered or dropped, here or by a committed transaction elsewhere, or a cache
+/// reset). Register once, in the postmaster while preloading.
+pub fn on_function_invalidation(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
+        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
+        f();
+    }
+    // SAFETY: as for the relcache callback: a per-process table inherited by forked backends;
+    // PROCOID is a valid syscache id on every supported version.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as std::ffi::c_int,
+            Some(trampoline),
+            pg_sys::Datum::from(f as usize),
+        )
+    };
+}
+
+static mut PREVIOUS_POST_PARSE_ANALYZE: pg_sys::post_parse_analyze_hook_type = None;
+static mut AFTER_PARSE_ANALYSIS: Option<fn()> = None;
+
+/// Call `f` after the parse analysis of every statement (post_parse_analyze_hook), when the
+/// backend is inside a transaction that is neither aborted nor in parallel mode: a point where
+/// catalogs may be read. Install once, in the postmaster while preloading.
+pub fn after_parse_analysis(f: fn()) {
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn hook(
+        pstate: *mut pg_sys::ParseState,
+        query: *mut pg_sys::Query,
+        jstate: *mut pg_sys::JumbleState,
+    ) {
+        // SAFETY: the hook variables were set once in the postmaster before any backend
+        // existed; the previous hook gets the arguments Postgres gave us.
+        unsafe {
+            if let Some(previous) = PREVIOUS_POST_PARSE_ANALYZE {
+                previous(pstate, query, jstate);
+            }
+            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() && !pg_sys::IsInParallelMode()
+            {
+                if let Some(f) = AFTER_PARSE_ANALYSIS {
+                    f();
+                }
+            }
+        }
+    }
+    // SAFETY: _PG_init runs once in the postmaster before any backend exists; chaining the
+    // previous hook is the documented way to share post_parse_analyze_hook.
+    unsafe {
+        AFTER_PARSE_ANALYSIS = Some(f);
+        PREVIOUS_POST_PARSE_ANALYZE = pg_sys::post_parse_analyze_hook;
+        pg_sys::post_parse_analyze_hook = Some(hook);
     }
 }
