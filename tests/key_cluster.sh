@@ -172,10 +172,18 @@ check_contains "... naming that root key" "belongs to root key $FP_B" "$out"
 NEWKEY=$(sql rk "SELECT vault.create_key('under_c')")
 sql rk "SELECT vault.create_secret('c-one', 'c1', '', '$NEWKEY')" >/dev/null
 sql rk "SELECT vault.create_secret('c-two', 'c2', '', '$NEWKEY')" >/dev/null
-sql rk "UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
-        WHERE t.name = 'c2' AND o.name = 'c1'" >/dev/null
+# Another row's ciphertext is refused when written (22023: it does not decrypt for c2's id) ...
+check_contains "copying c1's ciphertext into c2 is refused (22023)" "22023" \
+  "$(sql rk "UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
+             WHERE t.name = 'c2' AND o.name = 'c1'")"
+# ... so put it there past the trigger, as damaged storage would, for verify_secrets to find.
+sql rk "ALTER TABLE vault.secrets DISABLE TRIGGER secrets_encrypt;
+        UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
+         WHERE t.name = 'c2' AND o.name = 'c1';
+        ALTER TABLE vault.secrets ENABLE TRIGGER secrets_encrypt" >/dev/null
+# ok: c1, and c2's replaced value, which the archive trigger kept as a version.
 check "verify_secrets: tampered row, rows under an unknown root key, the rest ok" \
-  "ok:1,root_key_mismatch:2005,tampered:1" \
+  "ok:2,root_key_mismatch:2005,tampered:1" \
   "$(sql rk "SELECT string_agg(status || ':' || n, ',' ORDER BY status) FROM (SELECT status, count(*) n FROM vault.verify_secrets() GROUP BY status) v")"
 check_contains "mismatch detail names both fingerprints" "key created under root key $FP_B, server has $FP_C" \
   "$(sql rk "SELECT detail FROM vault.verify_secrets() WHERE status = 'root_key_mismatch' LIMIT 1")"

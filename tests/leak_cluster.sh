@@ -69,6 +69,27 @@ check "restored: the granted reader reads the guarded secret" "$VALUE" "$(as_rol
 check "restored: the excluded reader gets NULL" "t" \
   "$(as_role r_out "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'guarded'" c)"
 
+# A writer that waited for the row lock of a transaction that granted the secret must see that
+# grant (not a grant list cached before it committed) and store the new value restricted.
+sql leak "SELECT vault.create_secret('race value 0', 'race')" a >/dev/null
+bg_sql leak ctl "SELECT pg_advisory_lock(77); SELECT pg_sleep(120)" a >/dev/null &
+wait_for_backend leak ctl "state = 'active' AND wait_event = 'PgSleep'" >/dev/null
+bg_sql leak granter "BEGIN; SELECT vault.grant_secret(id, 'r_in') FROM vault.secrets WHERE name = 'race';
+                     SELECT pg_advisory_lock_shared(77); COMMIT;" a >"$WORK/granter.out" &
+GRANTER=$!
+check "the granting transaction waits on the advisory lock after granting" "Lock:advisory" \
+  "$(wait_for_backend leak granter "wait_event_type = 'Lock' AND wait_event = 'advisory'" | sed 's/^[0-9]* //')"
+bg_sql leak writer "BEGIN; SELECT count(decrypted_secret) FROM vault.decrypted_secrets;
+                    UPDATE vault.secrets SET secret = '$VALUE-race' WHERE name = 'race'; COMMIT;" a >"$WORK/writer.out" &
+WRITER=$!
+check "the writer waits for the granting transaction's row lock" "transactionid" \
+  "$(wait_for_backend leak writer "wait_event = 'transactionid'" | sed 's/.*://')"
+sql leak "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ctl'" >/dev/null
+wait "$GRANTER" "$WRITER"
+check "the granted reader reads the value written after the grant" "$VALUE-race" "$(as_role r_in "SELECT vault.read_secret('race')" a)"
+check "the excluded reader replaying that ciphertext in another database gets NULL" "t" \
+  "$(as_role r_out "SELECT vault._decrypt($(row race)) IS NULL" b)"
+
 # --- 5. Ciphertext arriving with a nonce is checked ----------------------------------------------
 out=$(sql leak "INSERT INTO vault.secrets (name, secret, nonce) VALUES ('fake', encode(convert_to('$VALUE', 'UTF8'), 'base64'), '\\x00112233445566778899aabbccddeeff')" a)
 check_contains "a base64 plaintext with a made-up nonce is refused (22023)" "22023" "$out"
@@ -113,6 +134,17 @@ out=$(PGUSER_AS=v_read sql small "SELECT vault.read_secret(repeat('A', 100000000
 check_contains "read_secret with a 100 MB name: not found (P0002), no abort" "P0002" "$out"
 check_contains "... the name in the message is cut to 64 characters" "\"$(printf 'A%.0s' $(seq 64))...\"" "$out"
 # (pg_postmaster_start_time() survives crash recovery: the postmaster stays; the log says it.)
+# Any role may send a huge statement that mentions the vault: the log hook must not copy it.
+sql small "CREATE ROLE v_none LOGIN; ALTER ROLE v_none SET log_statement = 'all'" >/dev/null
+python3 -c "print(\"SELECT length('\" + 'a' * 600_000_000 + \"') AS vault;\")" >"$WORK/big.sql"
+chmod 644 "$WORK/big.sql"
+out=$("$PG_BINDIR/psql" -h "$WORK" -p "$(port small)" -U v_none -d postgres -XAtq -f "$WORK/big.sql" 2>&1 | cut -c1-200 | head -3)
+case "$out" in
+  *ERROR* | 600000000) ok "a role without vault rights sends a 600 MB statement naming the vault: a result or an ERROR" ;;
+  *) not_ok "a role without vault rights sends a 600 MB statement naming the vault: a result or an ERROR" "$out" ;;
+esac
+check_contains "... and the log hook withholds it instead of copying it" "(text of more than 1 MiB withheld by vault_ext)" "$(cat "$(logfile small)")"
+rm -f "$WORK/big.sql"
 check_absent "the server never went through crash recovery" "server processes terminated; reinitializing" "$(cat "$(logfile small)")"
 check_absent "no backend aborted" "terminated by signal" "$(cat "$(logfile small)")"
 check_absent "... and Rust's allocator never gave up" "memory allocation of" "$(cat "$(logfile small)")"

@@ -65,7 +65,11 @@ fn rewrap(
     key_id: Uuid,
 ) -> TableIterator<'static, (name!(secret, String), name!(nonce, Vec<u8>))> {
     let (text, new_nonce) = write::rewrap(&id, secret, nonce, &key_id).or_raise();
-    audit::note_rewrapped(&id, &new_nonce);
+    // Only the secret's own current ciphertext, rewrapped, is the same value: an old version's
+    // rewrapped and written back is a change of value (kept as a version, audited).
+    if write::is_stored(&id, secret, nonce).or_raise() {
+        audit::note_rewrapped(&id, &new_nonce);
+    }
     TableIterator::once((text, new_nonce))
 }
 

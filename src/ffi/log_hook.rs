@@ -72,11 +72,22 @@ unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
 unsafe fn redact_field(field: &mut *mut c_char, redact: fn(&[u8]) -> Option<Vec<u8>>) {
     // SAFETY: see the function's contract.
     let Some(text) = (unsafe { bytes(*field) }) else { return };
+    if text.len() > MAX_MASKED {
+        // SAFETY: pstrdup copies a static C string into the current memory context.
+        *field = unsafe { pg_sys::pstrdup(TOO_LONG.as_ptr()) };
+        return;
+    }
     if let Some(new) = redact(text).and_then(|v| CString::new(v).ok()) {
         // SAFETY: pstrdup copies a valid C string into the current memory context.
         *field = unsafe { pg_sys::pstrdup(new.as_ptr()) };
     }
 }
+
+/// Texts longer than this are withheld whole instead of masked: masking copies the text, and a
+/// statement of hundreds of megabytes (which any role may send) must not make this hook
+/// allocate its size while the server logs it (an allocation failure here aborts the backend).
+const MAX_MASKED: usize = 1 << 20;
+const TOO_LONG: &std::ffi::CStr = c"(text of more than 1 MiB withheld by vault_ext)";
 
 #[pg_guard]
 unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
@@ -127,7 +138,12 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                         }
                     }
                 }
-                if let Some(new) = statement.and_then(redact_literals).and_then(|v| CString::new(v).ok()) {
+                let masked = match statement {
+                    Some(text) if text.len() > MAX_MASKED => Some(TOO_LONG.to_owned()),
+                    Some(text) => redact_literals(text).and_then(|v| CString::new(v).ok()),
+                    None => None,
+                };
+                if let Some(new) = masked {
                     // Postgres prints debug_query_string as STATEMENT after this hook; point it at
                     // a redacted copy that lives until the next one replaces it.
                     STATEMENT.with(|s| {

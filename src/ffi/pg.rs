@@ -433,7 +433,14 @@ pub fn after_parse_analysis(f: fn()) {
             if let Some(previous) = PREVIOUS_POST_PARSE_ANALYZE {
                 previous(pstate, query, jstate);
             }
-            if pg_sys::IsTransactionState() && !pg_sys::IsAbortedTransactionBlockState() && !pg_sys::IsInParallelMode()
+            // Only for statements that will take a snapshot anyway: a catalog query made while
+            // analysing BEGIN / SET TRANSACTION ISOLATION LEVEL would take the transaction's
+            // snapshot first, and SET TRANSACTION would then fail (25001).
+            let plannable = !query.is_null() && (*query).commandType != pg_sys::CmdType::CMD_UTILITY;
+            if plannable
+                && pg_sys::IsTransactionState()
+                && !pg_sys::IsAbortedTransactionBlockState()
+                && !pg_sys::IsInParallelMode()
             {
                 if let Some(f) = AFTER_PARSE_ANALYSIS {
                     f();

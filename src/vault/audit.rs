@@ -574,9 +574,12 @@ pub fn purge(older_than: Option<pgrx::datum::Interval>) -> VResult<i64> {
         });
     };
     let min = crate::settings::audit_min_retention();
+    // Compared as the cutoff the DELETE uses, not as intervals: '1 mon' equals 30 days as an
+    // interval, but now() - '1 mon' in March reaches back only 28 or 29 days.
     let (negative, too_young) = Spi::get_two_with_args::<bool, bool>(
         "SELECT $1 OPERATOR(pg_catalog.<) '0'::pg_catalog.interval, \
-                $1 OPERATOR(pg_catalog.<) pg_catalog.make_interval(secs => $2::pg_catalog.float8)",
+                (pg_catalog.now() OPERATOR(pg_catalog.-) $1) OPERATOR(pg_catalog.>) \
+                (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2::pg_catalog.float8))",
         &[older_than.into(), f64::from(min).into()],
     )
     .map_err(VaultError::spi("compare intervals"))?;

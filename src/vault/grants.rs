@@ -90,9 +90,32 @@ pub fn access(id: &[u8; 16]) -> VResult<Access> {
     })
 }
 
-/// Whether secret `id` has per-secret grants (its ciphertext is then bound as restricted).
-pub fn has_grants(id: &[u8; 16]) -> VResult<bool> {
-    Ok(acl()?.grants.contains_key(id))
+thread_local! {
+    static HAS_GRANTS_QUERY: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
+
+/// Whether secret `id` has per-secret grants as of now, for writes (which bind the ciphertext
+/// as restricted when it does). Read afresh under the latest snapshot, not from the cache: a
+/// write that waited for another transaction's row lock must see the grant that transaction
+/// committed, whose invalidation this backend has not processed yet.
+pub fn has_grants_now(id: &[u8; 16]) -> VResult<bool> {
+    const SQL: &str = "SELECT EXISTS (SELECT FROM vault.secret_acl a WHERE a.secret_id OPERATOR(pg_catalog.=) $1)";
+    let read = || {
+        Spi::connect(|client| -> Result<bool, pgrx::spi::Error> {
+            let uuid = [pgrx::PgOid::BuiltIn(pgrx::PgBuiltInOids::UUIDOID)];
+            let rows = cache::plans::select(
+                &HAS_GRANTS_QUERY,
+                client,
+                SQL,
+                &uuid,
+                Some(1),
+                &[Uuid::from_bytes(*id).into()],
+            )?;
+            Ok(rows.first().get::<bool>(1)?.unwrap_or(false))
+        })
+        .map_err(VaultError::spi("read vault.secret_acl"))
+    };
+    pg::with_latest_snapshot(read).unwrap_or_else(read)
 }
 
 /// Whether the current user may read every secret: a superuser or a vault_admin member.

@@ -44,6 +44,7 @@ impl Status {
     }
 }
 
+#[derive(Clone)]
 pub struct KeyInfo {
     pub id: [u8; 16],
     pub key_type: KeyType,
@@ -147,6 +148,17 @@ impl KeyInfo {
         }
         // A key from an unknown root key is tried with the current one: the failure then says
         // which root key the secret needs.
+        data_keys::data_key(
+            self.root.unwrap_or(Root::Current),
+            self.key_type,
+            self.key_num,
+            &self.context,
+        )
+    }
+
+    /// The data key for checking or rebinding what is already stored under this key, whatever
+    /// its status: an invalid key still protects ciphertext that must not stay open to readers.
+    pub fn for_rebinding(&self) -> VResult<Rc<DataKey>> {
         data_keys::data_key(
             self.root.unwrap_or(Root::Current),
             self.key_type,

@@ -156,7 +156,18 @@ pub fn decrypt(
     key: &KeyInfo,
     expected: Binding,
 ) -> VResult<(SecretVec, Binding)> {
-    let dk = key.for_decrypt()?;
+    decrypt_with(id, secret_b64, nonce, key, &*key.for_decrypt()?, expected)
+}
+
+/// `decrypt` with the data key given (for checks that may use a key whatever its status).
+pub fn decrypt_with(
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: Option<&[u8]>,
+    key: &KeyInfo,
+    dk: &vault_core::crypto::cipher::DataKey,
+    expected: Binding,
+) -> VResult<(SecretVec, Binding)> {
     let secret = || keys::uuid_string(id);
     let blob = base64_decode(secret_b64).map_err(|e| match e {
         Base64Error::Malformed => VaultError::Malformed {

@@ -5,8 +5,8 @@
 use crate::cache::Stamp;
 use crate::error::{VResult, VaultError};
 use crate::ffi::pg;
-use crate::vault::keys::{self, KeyInfo, Status};
-use crate::vault::read::decrypt;
+use crate::vault::keys::{self, KeyInfo};
+use crate::vault::read::{decrypt, decrypt_with};
 use crate::vault::{audit, data_keys, grants};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger, Uuid};
@@ -37,7 +37,7 @@ pub fn encrypt(
 /// How secret `id` must be bound when written now: restricted while it has per-secret grants.
 fn wanted_binding(ids: &[&[u8; 16]]) -> VResult<Binding> {
     for id in ids {
-        if grants::has_grants(id)? {
+        if grants::has_grants_now(id)? {
             return Ok(Binding::Restricted);
         }
     }
@@ -64,6 +64,18 @@ pub fn rewrap(id: &Uuid, secret: &str, nonce: Option<&[u8]>, key_id: &Uuid) -> V
     let (plain, binding) = decrypt(id, secret.as_bytes(), nonce, &key, wanted_binding(&[id])?)?;
     let dk = data_keys::data_key(Root::Current, key.key_type, key.key_num, &key.context)?;
     encrypt(id, plain.as_slice(), &key, &dk, binding)
+}
+
+/// Whether (secret, nonce) is what vault.secrets stores for `id` now.
+pub fn is_stored(id: &Uuid, secret: &str, nonce: Option<&[u8]>) -> VResult<bool> {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) $1 \
+            AND s.secret OPERATOR(pg_catalog.=) $2 \
+            AND (s.nonce OPERATOR(pg_catalog.=) $3 OR (s.nonce IS NULL AND $3 IS NULL)))",
+        &[(*id).into(), secret.into(), nonce.into()],
+    )
+    .map(|found| found.unwrap_or(false))
+    .map_err(VaultError::spi("read vault.secrets"))
 }
 
 /// Key rotation of a kept version: decrypt a stored ciphertext of secret `id` under `from_key`
@@ -103,7 +115,21 @@ fn check_ciphertext(
         return Ok(None);
     }
     let wanted = wanted_binding(&[id])?;
-    let (plain, binding) = match decrypt(id, secret_b64, Some(nonce), key, wanted) {
+    let found = decrypt_with(id, secret_b64, Some(nonce), key, &*key.for_rebinding()?, wanted);
+    // vault.rotate_root_key() stores what _rewrap made under the current root key before it
+    // records the new fingerprint on the key: a key still on the previous root key may carry
+    // ciphertext under the current one.
+    let found = match (found, key.root) {
+        (Err(VaultError::DecryptFailed { .. }), Some(Root::Previous)) => {
+            let current = KeyInfo {
+                root: Some(Root::Current),
+                ..key.clone()
+            };
+            decrypt_with(id, secret_b64, Some(nonce), key, &*current.for_rebinding()?, wanted)
+        }
+        (found, _) => found,
+    };
+    let (plain, binding) = match found {
         Ok(found) => found,
         Err(VaultError::DecryptFailed { secret, key, .. }) => {
             return Err(VaultError::BadArgument {
@@ -124,9 +150,10 @@ fn check_ciphertext(
     Ok(None)
 }
 
-/// Whether ciphertext under `key` can be decrypted here (its root key is loaded, it is usable).
+/// Whether ciphertext under `key` can be decrypted here: its root key is loaded (its status
+/// does not matter for checks and rebinding).
 fn can_verify(key: &KeyInfo) -> bool {
-    key.root.is_some() && key.status != Status::Invalid
+    key.root.is_some()
 }
 
 thread_local! {
@@ -148,10 +175,10 @@ fn warn_unverified(key: &KeyInfo) {
         pgrx::warning!(
             "vault_ext stored ciphertext under key {} without checking it: {}",
             key.id_string(),
-            match &key.foreign_fingerprint {
-                Some(fp) => format!("the key belongs to root key {fp}, which this server has not loaded"),
-                None => "the key's status is invalid".to_string(),
-            }
+            format!(
+                "the key belongs to root key {}, which this server has not loaded",
+                key.foreign_fingerprint.as_deref().unwrap_or("?")
+            )
         );
     }
 }
@@ -159,7 +186,7 @@ fn warn_unverified(key: &KeyInfo) {
 /// The value re-encrypted under its own key (fresh nonce) with `binding`: a change of binding
 /// is not a new value, so the key may be one that takes no new secrets (expired).
 fn reseal_with(id: &[u8; 16], plain: &[u8], key: &KeyInfo, binding: Binding) -> VResult<(String, Vec<u8>)> {
-    let dk = key.for_decrypt()?;
+    let dk = key.for_rebinding()?;
     encrypt(id, plain, key, &dk, binding)
 }
 
@@ -167,11 +194,19 @@ fn reseal_with(id: &[u8; 16], plain: &[u8], key: &KeyInfo, binding: Binding) -> 
 /// triggers make when grants change): rebind the ciphertext when the grants changed whether it
 /// must be restricted. A ciphertext that cannot be decrypted here is left as it is.
 fn reseal(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<Option<(String, Vec<u8>)>> {
+    let wanted = wanted_binding(&[id])?;
     if !can_verify(key) {
+        if wanted == Binding::Restricted {
+            pgrx::warning!(
+                "vault_ext could not bind secret {} to its grants: its key {} belongs to root key {}, which this server has not loaded",
+                keys::uuid_string(id),
+                key.id_string(),
+                key.foreign_fingerprint.as_deref().unwrap_or("?")
+            );
+        }
         return Ok(None);
     }
-    let wanted = wanted_binding(&[id])?;
-    match decrypt(id, secret_b64, nonce, key, wanted) {
+    match decrypt_with(id, secret_b64, nonce, key, &*key.for_rebinding()?, wanted) {
         Ok((plain, binding)) if binding != wanted => reseal_with(id, plain.as_slice(), key, wanted).map(Some),
         Ok(_) => Ok(None),
         Err(VaultError::NoMemory { bytes }) => Err(VaultError::NoMemory { bytes }),
@@ -363,8 +398,12 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         }
     };
     let (key, dk) = keys::for_write(new.key_id.as_ref())?;
-    let old_id = old.as_ref().and_then(|o| o.id).unwrap_or(id);
-    let binding = wanted_binding(&[&id, &old_id])?;
+    // A new row has no grants yet (vault.secret_acl references existing secrets only); an
+    // updated one is bound by its grants, under its old id or its new one.
+    let binding = match old.as_ref() {
+        None => Binding::Open,
+        Some(o) => wanted_binding(&[&id, &o.id.unwrap_or(id)])?,
+    };
     let (text, nonce) = encrypt(&id, plain, &key, &dk, binding)?;
     let mut values = vec![(cols.secret, text.into_datum()), (cols.nonce, nonce.into_datum())];
     // Leave key_id alone when it already names this key.
