@@ -146,16 +146,16 @@ mod tests {
     }
 
     #[pg_test(
-        error = "could not decrypt secret 22222222-2222-2222-2222-222222222222: the ciphertext does not authenticate"
+        error = "ciphertext of secret 22222222-2222-2222-2222-222222222222 does not decrypt with key 00000000-0000-0000-0000-000000000000 for this row"
     )]
     fn tampered_ciphertext_is_refused() {
         run("INSERT INTO vault.secrets (id, secret) VALUES ('22222222-2222-2222-2222-222222222222', 'abc')");
         run("CREATE TEMP TABLE saved AS SELECT * FROM vault.secrets");
         run("DELETE FROM vault.secrets");
-        // Re-insert with one ciphertext bit flipped (a row with a nonce is stored as is).
+        // Re-insert with one ciphertext bit flipped: a row with a nonce must decrypt for its id
+        // (read-time detection of damaged storage is in pg_regress api.sql and rotation.sql).
         run("INSERT INTO vault.secrets (id, secret, nonce) SELECT id, \
              encode(set_byte(decode(secret, 'base64'), 0, get_byte(decode(secret, 'base64'), 0) # 1), 'base64'), nonce FROM saved");
-        run("SELECT decrypted_secret FROM vault.decrypted_secrets");
     }
 
     #[pg_test(error = "the nonce of secret 33333333-3333-3333-3333-333333333333 cannot change without its ciphertext")]
