@@ -270,7 +270,12 @@ check "patronictl switchover makes $OLD the leader again" "$OLD" "$(leader)"
 check "every secret decrypts on the leader after the switchover" "$LEADER_DIGEST" "$(q "$OLD" "$DIGEST")"
 check "writes work after the switchover" "1" \
   "$(timeout 20 "$PG_BINDIR/psql" "$ANY_PRIMARY" -XAtq -c "SELECT vault.create_secret('after-switchover', 'after_switchover') IS NOT NULL" >/dev/null && q "$OLD" "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret = 'after-switchover'")"
-wait_until 60 "[ \"\$(members | grep -cE '(sync_standby|replica) (running|streaming)')\" = 2 ]"
+# With synchronous_mode only a healthy sync standby may be promoted: the demoted node must be
+# streaming again (it restarts as a replica, which takes a while on a busy machine) before the
+# next kill, or no failover happens.
+wait_until 120 "[ \"\$(members | grep -cE '(sync_standby|replica) (running|streaming)')\" = 2 ] && members | grep -qE 'sync_standby (running|streaming)'"
+check "both replicas stream again, one of them the sync standby" "yes" \
+  "$([ "$(members | grep -cE '(sync_standby|replica) (running|streaming)')" = 2 ] && members | grep -qE 'sync_standby (running|streaming)' && echo yes)"
 
 # --- rotate_key() cut off by a failover --------------------------------------------------------
 L=$(leader)
