@@ -550,9 +550,11 @@ async fn put_secret(
     let s = need(&auth)?;
     let m = json_body(&headers, &body)?;
     drop(body);
-    if name.is_empty() || name.contains('=') || name.chars().any(char::is_control) {
+    // Unlike `pgvault set`, "=" is allowed: the value has its own field here, so a name cannot
+    // be a KEY=VALUE typed by habit.
+    if name.is_empty() || name.chars().any(char::is_control) {
         return Err(ApiError::bad(
-            "a secret name cannot be empty or contain \"=\" or control characters",
+            "a secret name cannot be empty or contain control characters",
         ));
     }
     let value = opt_string(&m, "value")?.map(Zeroizing::new);
