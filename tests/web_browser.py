@@ -55,6 +55,17 @@ def row(driver, name):
     return None
 
 
+def click_in_row(driver, name, css):
+    """Clicks a button of a row, again if the list was re-rendered under the click."""
+    def go(d):
+        r = row(d, name)
+        if r is None:
+            return False
+        r.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    return wait(driver, go, css)
+
+
 def no_alert(driver):
     try:
         driver.switch_to.alert
@@ -143,6 +154,18 @@ def run(driver):
     check("rollback brings version 1's value back", (True, v1),
           (bool(ok), sql("SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'browser_key'")))
     driver.find_element(By.ID, "versions-close").click()
+
+    click_in_row(driver, "browser_key", "button.show-grants")
+    wait(driver, lambda d: d.find_element(By.ID, "grants").is_displayed(), "grants panel")
+    typed(driver, "grant-role", VIEWER)
+    driver.find_element(By.ID, "grant-add").click()
+    ok = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#grants-body button.revoke"), "granted")
+    check("a grant made in the grants panel", (True, VIEWER),
+          (bool(ok), sql("SELECT string_agg(grantee::text, ',') FROM vault.secret_acl")))
+    driver.find_element(By.CSS_SELECTOR, "#grants-body button.revoke").click()
+    ok = wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "#grants-body button.revoke"), "revoked")
+    check("and revoked there", (True, "0"), (bool(ok), sql("SELECT count(*) FROM vault.secret_acl")))
+    driver.find_element(By.ID, "grants-close").click()
 
     xss = "<img src=x onerror=window.pwned=1>"
     tr = save_secret(driver, xss, "xss-value-0123456789", '"><script>window.pwned=2</script>', "<b>t</b>")

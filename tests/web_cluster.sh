@@ -216,6 +216,21 @@ check "a per-secret grant to another role: 403 for this reader" "403 42501" "$CO
 check_absent "with no value in it" "$V2" "$(body)"
 req web_granted GET /api/v1/secrets/stripe_key
 check "and 200 for the granted role" "200 $V2" "$CODE $(body | jq -r .value)"
+acl() { sql web "SELECT coalesce(string_agg(grantee::text, ',' ORDER BY grantee::text), '') FROM vault.secret_acl"; }
+req web_admin PUT /api/v1/secrets/stripe_key/grants/web_reader
+check "a grant through the API: 204" "204 web_granted,web_reader" "$CODE $(acl)"
+req web_reader GET /api/v1/secrets/stripe_key
+check "and the newly granted reader reads the value" "200 $V2" "$CODE $(body | jq -r .value)"
+req web_admin GET /api/v1/secrets/stripe_key/grants
+check "the grants listed for vault_admin" "200 web_granted,web_reader" "$CODE $(body | jq -r '[.[].role] | join(",")')"
+req web_admin DELETE /api/v1/secrets/stripe_key/grants/web_reader
+check "a revoke through the API: 204" "204 web_granted" "$CODE $(acl)"
+req web_reader GET /api/v1/secrets/stripe_key
+check "and the reader is out again" 403 "$CODE"
+req web_reader PUT /api/v1/secrets/stripe_key/grants/web_reader
+check "a grant by vault_reader: 403, nothing granted" "403 web_granted" "$CODE $(acl)"
+req web_admin PUT /api/v1/secrets/stripe_key/grants/no_such_role
+check "a grant to an unknown role: 404 42704" "404 42704" "$CODE $(body | jq -r .sqlstate)"
 req web_reader PUT /api/v1/secrets/reader_try '{"value": "reader-try-value"}'
 check "PUT by vault_reader: 403, nothing created" "403 0" "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'reader_try'")"
 req web_reader DELETE /api/v1/secrets/stripe_key

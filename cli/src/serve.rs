@@ -716,6 +716,62 @@ async fn rollback(
     ))
 }
 
+/// Per-secret grants (vault.grant_secret): who, besides vault_admin, may read the secret.
+async fn grants(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let rows = db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        let rows = c.query(
+            "SELECT grantee::text, granted_by::text, \
+                    to_char(granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+               FROM vault.secret_acl WHERE secret_id = $1::text::uuid ORDER BY 1",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| json!({"role": r.get::<_, String>(0), "granted_by": r.get::<_, String>(1), "at": r.get::<_, String>(2)}))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+async fn grant(
+    Extension(auth): Extension<Auth>,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    change_grant(
+        auth,
+        name,
+        role,
+        "SELECT vault.grant_secret($1::text::uuid, $2::text::regrole)",
+    )
+    .await
+}
+
+async fn revoke(
+    Extension(auth): Extension<Auth>,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    change_grant(
+        auth,
+        name,
+        role,
+        "SELECT vault.revoke_secret($1::text::uuid, $2::text::regrole)",
+    )
+    .await
+}
+
+async fn change_grant(auth: Auth, name: String, role: String, statement: &'static str) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        c.execute(statement, &[&id, &role])?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
 async fn audit(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
     let s = need(&auth)?;
     let limit = match q.iter().find(|(k, _)| k == "limit") {
@@ -775,6 +831,11 @@ fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/secrets/{name}/versions", get(versions))
         .route("/api/v1/secrets/{name}/rollback", post(rollback))
+        .route("/api/v1/secrets/{name}/grants", get(grants))
+        .route(
+            "/api/v1/secrets/{name}/grants/{role}",
+            axum::routing::put(grant).delete(revoke),
+        )
         .route("/api/v1/audit", get(audit))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))

@@ -59,7 +59,7 @@ function explain(status, data) {
 
 function loggedOut() {
   state.csrf = null; state.user = null; state.rights = {};
-  $("main-view").hidden = true; $("editor").hidden = true; $("versions").hidden = true; $("audit").hidden = true;
+  $("main-view").hidden = true; $("editor").hidden = true; $("versions").hidden = true; $("audit").hidden = true; $("grants").hidden = true;
   $("logout").hidden = true; $("whoami").textContent = "";
   $("login-view").hidden = false;
 }
@@ -119,6 +119,7 @@ function row(s) {
   if (state.rights.admin) {
     actions.append(el("button", { type: "button", class: "edit", onclick: () => edit(s) }, "Edit"));
     actions.append(el("button", { type: "button", class: "show-versions", onclick: () => versions(s.name) }, "Versions"));
+    actions.append(el("button", { type: "button", class: "show-grants", onclick: () => grants(s.name) }, "Grants"));
     const del = el("button", { type: "button", class: "danger delete" }, "Delete");
     del.addEventListener("click", () => {
       const yes = el("button", { type: "button", class: "danger confirm-delete" }, "Really delete");
@@ -197,6 +198,36 @@ async function versions(name) {
   } catch (e) { show(e.message); }
 }
 
+async function grants(name) {
+  try {
+    const list = await api("GET", "/api/v1/secrets/" + encodeURIComponent(name) + "/grants");
+    state.grantsOf = name;
+    $("grants-title").textContent = "Grants on " + name + (list.length ? "" : " (none: every vault_reader may read it)");
+    const body = $("grants-body");
+    body.replaceChildren();
+    for (const g of list) {
+      body.append(el("tr", {}, el("td", {}, g.role), el("td", {}, g.granted_by), el("td", {}, fmt(g.at)),
+        el("td", {}, el("button", { type: "button", class: "revoke", onclick: async () => {
+          try {
+            await api("DELETE", "/api/v1/secrets/" + encodeURIComponent(name) + "/grants/" + encodeURIComponent(g.role));
+            show("Revoked " + g.role + "'s grant on " + name, true); grants(name);
+          } catch (e) { show(e.message); }
+        } }, "Revoke"))));
+    }
+    $("grants").hidden = false;
+  } catch (e) { show(e.message); }
+}
+
+async function addGrant(ev) {
+  ev.preventDefault();
+  const name = state.grantsOf, role = $("grant-role").value.trim();
+  try {
+    await api("PUT", "/api/v1/secrets/" + encodeURIComponent(name) + "/grants/" + encodeURIComponent(role));
+    $("grant-role").value = "";
+    show(role + " may read " + name, true); grants(name);
+  } catch (e) { show(e.message); }
+}
+
 async function audit() {
   try {
     const rows = await api("GET", "/api/v1/audit?limit=200");
@@ -237,5 +268,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("edit-cancel").addEventListener("click", () => { $("edit-value").value = ""; $("editor").hidden = true; });
   $("versions-close").addEventListener("click", () => { $("versions").hidden = true; });
   $("audit-close").addEventListener("click", () => { $("audit").hidden = true; });
+  $("grant-form").addEventListener("submit", addGrant);
+  $("grants-close").addEventListener("click", () => { $("grants").hidden = true; });
   try { loggedIn(await api("GET", "/api/v1/session")); } catch (_) { loggedOut(); }
 });
