@@ -101,10 +101,15 @@ def save_secret(driver, name, value, description="", tags=""):
 
 def main():
     os.makedirs(SHOTS, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pgvault-chromium-") as profile:
+        browse(profile)
+
+
+def browse(profile):
     opts = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1400,900", "--user-data-dir=" + tempfile.mkdtemp(prefix="pgvault-chromium-")):
+                 "--window-size=1400,900", "--user-data-dir=" + profile):
         opts.add_argument(flag)
     opts.binary_location = "/usr/bin/chromium"
     # The test CA is not in Chromium's store; the connection is still HTTPS (Secure cookies).
