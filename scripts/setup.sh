@@ -8,7 +8,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 APT_PACKAGES=(build-essential pkg-config clang libclang-dev postgresql-15 postgresql-server-dev-15
   postgresql-contrib sudo python3 libssl-dev openssl
   pgbouncer postgresql-15-cron patroni etcd-server etcd-client
-  dpkg-dev file)
+  dpkg-dev file
+  curl jq chromium chromium-driver python3-pip)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,6 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The web console's browser test drives Chromium with selenium (PyPI; Debian's python is
+# externally managed, hence --break-system-packages when plain pip refuses).
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  echo "setup: installing selenium (pip)"
+  python3 -m pip install -q --root-user-action=ignore selenium 2>/dev/null ||
+    python3 -m pip install -q --root-user-action=ignore --break-system-packages selenium
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then

@@ -484,6 +484,15 @@ impl Target {
         Ok(mode)
     }
 
+    /// These settings for another role, logging in with `password` (`pgvault serve`): that
+    /// role's own connection, never a password from the server's files or a prompt.
+    pub fn as_login(&self, user: &str, password: &str) -> Target {
+        let mut t = self.clone();
+        t.params.insert("user".into(), user.into());
+        t.params.insert("password".into(), password.into());
+        t
+    }
+
     pub fn user(&self) -> &str {
         self.get("user").unwrap_or_default()
     }
@@ -889,6 +898,7 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
         driver_config(target, ep, None)?;
     }
     let mut errors = Vec::new();
+    let mut sqlstate = None;
     let mut client = None;
     for ep in &endpoints {
         let mut from_file = false;
@@ -913,6 +923,7 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
                 break;
             }
             Err(e) => {
+                sqlstate = e.code().map(|c| c.code().to_string());
                 let mut why = if password_missing(&e) {
                     "the server asks for a password and none is known (set PGPASSWORD, add a ~/.pgpass line, \
                      or run at a terminal to be asked)"
@@ -933,7 +944,8 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
             describe(target),
             mode.name(),
             errors.join("\n")
-        )));
+        ))
+        .with_sqlstate(sqlstate));
     };
     let installed = client
         .query_opt(

@@ -7,6 +7,7 @@ mod conn;
 mod dotenv;
 mod envplan;
 mod prompt;
+mod serve;
 mod text;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -187,6 +188,37 @@ Examples:
     /// Check that every secret and kept version decrypts (vault_admin); exit 8 when some do not
     #[command(after_help = "Example:\n  pgvault verify")]
     Verify,
+    /// The web console and its JSON API over HTTPS, each user logged in as their own role
+    #[command(
+        after_help = "Users log in with their Postgres role and password (checked by the database, which must
+ask for one: scram-sha-256 in pg_hba.conf); each session uses that role's own connection, made
+with the connection options above. The console is at https://LISTEN/; the API under /api/v1.
+
+Examples:
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \\
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout key.pem -out cert.pem
+  pgvault --dsn 'host=db.internal dbname=app sslmode=verify-full' serve --tls-cert cert.pem --tls-key key.pem"
+    )]
+    Serve {
+        /// Address and port to listen on
+        #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// The server's certificate chain (PEM)
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's private key (PEM)
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Serve plain HTTP (loopback addresses only, e.g. behind a TLS proxy on this host)
+        #[arg(long)]
+        insecure_http: bool,
+        /// End a session unused for this many seconds
+        #[arg(long, default_value_t = 900, value_name = "SECS")]
+        idle_timeout: u64,
+        /// Failed logins from one address, within a minute, before it gets 429
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        max_login_failures: usize,
+    },
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  pgvault completions bash > /etc/bash_completion.d/pgvault\n  pgvault completions zsh > \"${fpath[1]}/_pgvault\"\n  pgvault completions fish > ~/.config/fish/completions/pgvault.fish"
@@ -199,6 +231,8 @@ Examples:
 pub struct Failure {
     code: u8,
     message: String,
+    /// The server's SQLSTATE, when the database refused (`pgvault serve` maps it to HTTP).
+    sqlstate: Option<String>,
 }
 
 impl Failure {
@@ -206,7 +240,18 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            sqlstate: None,
         }
+    }
+    pub fn with_sqlstate(mut self, sqlstate: Option<String>) -> Failure {
+        self.sqlstate = sqlstate;
+        self
+    }
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.sqlstate.as_deref()
+    }
+    pub fn message(&self) -> &str {
+        &self.message
     }
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure::new(2, message)
@@ -246,7 +291,7 @@ impl From<postgres::Error> for Failure {
             message.push('\n');
             message.push_str(ROLES_HINT);
         }
-        Failure::new(code, message)
+        Failure::new(code, message).with_sqlstate(e.code().map(|c| c.code().to_string()))
     }
 }
 
@@ -458,6 +503,25 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Verify => verify(&mut connect()?),
+        Cmd::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            idle_timeout,
+            max_login_failures,
+        } => serve::run(
+            target()?,
+            serve::Options {
+                listen,
+                tls_cert,
+                tls_key,
+                insecure_http,
+                idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
+                max_login_failures: max_login_failures.max(1),
+                login_window: std::time::Duration::from_secs(60),
+            },
+        ),
     }
 }
 

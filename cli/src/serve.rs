@@ -1,0 +1,980 @@
+//! `pgvault serve`: the web console and its JSON API (SPEC §9), over HTTPS.
+//!
+//! Every request acts through the logged-in role's own database connection, opened at login
+//! with the password the user typed (checked by the database) and the same connection options
+//! as every pgvault command: the server holds no privileged connection and caches no value.
+//! Values travel only in the bodies of `GET /api/v1/secrets/{name}` (marked no-store) and
+//! `PUT`; nothing the server prints carries a value, a password, a cookie or a token.
+
+use crate::{conn, Failure};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use postgres::Client;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+const COOKIE: &str = "pgvault_session";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const APP_CSS: &str = include_str!("../web/app.css");
+
+/// What `pgvault serve` was asked for on its command line.
+pub struct Options {
+    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub insecure_http: bool,
+    pub idle_timeout: Duration,
+    pub max_login_failures: usize,
+    pub login_window: Duration,
+}
+
+/// A session's connection. The synchronous client blocks when it closes, which must not happen
+/// on an async worker thread: the last drop hands it to a thread of its own.
+struct Conn(Option<Client>);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            std::thread::spawn(move || drop(c));
+        }
+    }
+}
+
+/// One logged-in user: the role's own connection and the CSRF token the page must echo.
+struct Session {
+    user: String,
+    csrf: String,
+    client: Arc<Mutex<Conn>>,
+    last_used: Mutex<Instant>,
+}
+
+struct App {
+    target: conn::Target,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Failed logins per client address, within the window.
+    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    idle_timeout: Duration,
+    max_login_failures: usize,
+    login_window: Duration,
+}
+
+/// The session a request carries (if its cookie names a live one).
+#[derive(Clone)]
+struct Auth(Option<Arc<Session>>);
+
+/// The role a response was made for, for the access log.
+#[derive(Clone)]
+struct LoggedRole(String);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An API error: a status and `{"error", "sqlstate"}`; never a value.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    sqlstate: Option<String>,
+    hint: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>, sqlstate: Option<&str>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            sqlstate: sqlstate.map(str::to_string),
+            hint: None,
+        }
+    }
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message, Some("22023"))
+    }
+    fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "not logged in (or the session expired)", None)
+    }
+    fn not_found(name: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no secret named {name}"), Some("P0002"))
+    }
+}
+
+/// The HTTP status for a SQLSTATE.
+fn status_of(sqlstate: &str) -> StatusCode {
+    match sqlstate {
+        "42501" => StatusCode::FORBIDDEN,
+        "P0002" | "42704" => StatusCode::NOT_FOUND,
+        "40001" | "23505" => StatusCode::CONFLICT,
+        "28P01" | "28000" => StatusCode::UNAUTHORIZED,
+        s if s.starts_with("22") || s == "23502" || s == "23514" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<postgres::Error> for ApiError {
+    fn from(e: postgres::Error) -> ApiError {
+        match e.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                let mut err = ApiError::new(status_of(code), db.message(), Some(code));
+                if err.status == StatusCode::INTERNAL_SERVER_ERROR {
+                    eprintln!("pgvault serve: database error {code}: {}", db.message());
+                }
+                err.hint = db.hint().map(str::to_string);
+                if code == "42501" && err.hint.is_none() {
+                    err.hint = Some(
+                        "listing needs vault_viewer, reading a value vault_reader, changes and the audit log vault_admin"
+                            .into(),
+                    );
+                }
+                err
+            }
+            None if e.is_closed() => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the database connection of this session was lost: log in again",
+                None,
+            ),
+            None => {
+                eprintln!("pgvault serve: database error: {e}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database error", None)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.message, "sqlstate": self.sqlstate});
+        if let Some(h) = self.hint {
+            body["hint"] = Value::String(h);
+        }
+        json_response(self.status, &body)
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn random_hex() -> Result<String, ApiError> {
+    let mut buf = [0u8; 32];
+    openssl::rand::rand_bytes(&mut buf)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no randomness", None))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl App {
+    /// The live session named by the request's cookie; an idle one is ended here.
+    fn session(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
+        let id = cookie_value(headers)?;
+        let mut sessions = lock(&self.sessions);
+        let s = sessions.get(&id)?.clone();
+        let mut last = lock(&s.last_used);
+        if last.elapsed() > self.idle_timeout {
+            drop(last);
+            sessions.remove(&id);
+            return None;
+        }
+        *last = Instant::now();
+        drop(last);
+        Some(s)
+    }
+
+    fn sweep(&self) {
+        let timeout = self.idle_timeout;
+        lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout);
+        let window = self.login_window;
+        lock(&self.failures).retain(|_, v| {
+            v.retain(|t| t.elapsed() < window);
+            !v.is_empty()
+        });
+    }
+
+    fn failed_recently(&self, ip: IpAddr) -> usize {
+        let window = self.login_window;
+        lock(&self.failures)
+            .get_mut(&ip)
+            .map(|v| {
+                v.retain(|t| t.elapsed() < window);
+                v.len()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Every request: the session from the cookie, the CSRF check for state-changing methods,
+/// the security headers, one access-log line (method, path, status, role, duration).
+async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let session = app.session(req.headers());
+    let safe = method == Method::GET || method == Method::HEAD;
+    let mut response = match &session {
+        Some(s) if !safe => {
+            let token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
+            if token.is_some_and(|t| same(t, &s.csrf)) {
+                None
+            } else {
+                // Read the body first: a connection closed with unread data is reset, and the
+                // client would see no answer at all instead of the 403.
+                let _ = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20).await;
+                Some(
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "missing or wrong X-CSRF-Token header: nothing was changed",
+                        None,
+                    )
+                    .into_response(),
+                )
+            }
+        }
+        _ => None,
+    };
+    let mut role = session.as_ref().map(|s| s.user.clone());
+    if response.is_none() {
+        req.extensions_mut().insert(Auth(session));
+        let r = next.run(req).await;
+        if let Some(LoggedRole(r)) = r.extensions().get::<LoggedRole>() {
+            role = Some(r.clone());
+        }
+        response = Some(r);
+    }
+    let mut response = response.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if path.starts_with("/api/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    eprintln!(
+        "pgvault serve: {method} {} {} role={} {}ms",
+        crate::text::escape(&path),
+        response.status().as_u16(),
+        role.as_deref().map(crate::text::escape).unwrap_or_else(|| "-".into()),
+        started.elapsed().as_millis()
+    );
+    response
+}
+
+/// Runs `f` on the session's connection, off the async threads.
+async fn db<T, F>(s: &Arc<Session>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
+{
+    let client = s.client.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = lock(&client);
+        let Some(c) = guard.0.as_mut() else {
+            return Err(ApiError::unauthorized());
+        };
+        if c.is_closed() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the database connection of this session was lost: log in again",
+                None,
+            ));
+        }
+        f(c)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?
+}
+
+fn need(auth: &Auth) -> Result<Arc<Session>, ApiError> {
+    auth.0.clone().ok_or_else(ApiError::unauthorized)
+}
+
+/// A JSON object body (Content-Type application/json: a cross-site form cannot send one).
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON with Content-Type: application/json",
+            Some("22023"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ApiError::bad("the body is not a JSON object")),
+    }
+}
+
+fn opt_string(m: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad(format!("\"{key}\" must be a string"))),
+    }
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ip = peer.ip();
+    if app.failed_recently(ip) >= app.max_login_failures {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address: wait a minute and try again",
+            None,
+        ));
+    }
+    let m = json_body(&headers, &body)?;
+    let user = opt_string(&m, "user")?.unwrap_or_default();
+    let password = Zeroizing::new(opt_string(&m, "password")?.unwrap_or_default());
+    if user.is_empty() || password.is_empty() {
+        return Err(ApiError::bad("give \"user\" and \"password\""));
+    }
+    let target = app.target.as_login(&user, &password);
+    drop(password);
+    let result: Result<Client, Failure> = tokio::task::spawn_blocking(move || conn::connect(&target))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    let mut client = match result {
+        Ok(c) => c,
+        Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
+            lock(&app.failures).entry(ip).or_default().push(Instant::now());
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong user or password",
+                Some("28P01"),
+            ));
+        }
+        Err(f) => {
+            eprintln!("pgvault serve: login failed: {}", f.message());
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot connect to the database (see the server's output)",
+                f.sqlstate(),
+            ));
+        }
+    };
+    lock(&app.failures).remove(&ip);
+    let (client, rights) = tokio::task::spawn_blocking(move || {
+        let r = rights(&mut client);
+        (Conn(Some(client)), r)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    let rights = rights?;
+    let id = random_hex()?;
+    let csrf = random_hex()?;
+    let session = Arc::new(Session {
+        user: user.clone(),
+        csrf: csrf.clone(),
+        client: Arc::new(Mutex::new(client)),
+        last_used: Mutex::new(Instant::now()),
+    });
+    lock(&app.sessions).insert(id.clone(), session);
+    let mut r = json_response(
+        StatusCode::OK,
+        &json!({"user": user, "csrf_token": csrf, "rights": rights}),
+    );
+    let cookie = format!("{COOKIE}={id}; HttpOnly; Secure; SameSite=Strict; Path=/");
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex cookie"));
+    r.extensions_mut().insert(LoggedRole(user));
+    Ok(r)
+}
+
+/// What the role may do, so the page offers only that.
+fn rights(c: &mut Client) -> Result<Value, ApiError> {
+    let r = c.query_one(
+        "SELECT pg_has_role('vault_viewer', 'USAGE'), pg_has_role('vault_reader', 'USAGE'), \
+                pg_has_role('vault_admin', 'USAGE')",
+        &[],
+    )?;
+    Ok(json!({"view": r.get::<_, bool>(0), "read": r.get::<_, bool>(1), "admin": r.get::<_, bool>(2)}))
+}
+
+async fn whoami(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let (user, csrf) = (s.user.clone(), s.csrf.clone());
+    let rights = db(&s, rights).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"user": user, "csrf_token": csrf, "rights": rights}),
+    ))
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_value(&headers) {
+        lock(&app.sessions).remove(&id);
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("pgvault_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
+
+/// Metadata of the secrets with every tag in `tags` (and the name `name`, when given).
+fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let rows = c.query(
+        "SELECT id::text, name, description, coalesce(masked_secret, ''), tags, \
+                to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                coalesce(expires_at <= now(), false), coalesce(expires_at <= now() + interval '7 days', false) \
+           FROM vault.masked_secrets \
+          WHERE tags @> $1::text[] AND ($2::text IS NULL OR name = $2) \
+          ORDER BY name NULLS LAST, id",
+        &[&tags, &name],
+    )?;
+    // Versions are in vault.secrets, which only vault_admin may read.
+    let mut versions: HashMap<String, i32> = HashMap::new();
+    let may: bool = c
+        .query_one("SELECT has_table_privilege('vault.secrets', 'SELECT')", &[])?
+        .get(0);
+    if may {
+        for r in c.query(
+            "SELECT id::text, version FROM vault.secrets WHERE ($1::text IS NULL OR name = $1)",
+            &[&name],
+        )? {
+            versions.insert(r.get(0), r.get(1));
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            json!({
+                "id": id,
+                "name": r.get::<_, Option<String>>(1),
+                "description": r.get::<_, String>(2),
+                "masked": r.get::<_, String>(3),
+                "tags": r.get::<_, Vec<String>>(4),
+                "expires_at": r.get::<_, Option<String>>(5),
+                "updated_at": r.get::<_, String>(6),
+                "expired": r.get::<_, bool>(7),
+                "expiring_soon": r.get::<_, bool>(8),
+                "version": versions.get(&id),
+            })
+        })
+        .collect())
+}
+
+async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let tags: Vec<String> = q.into_iter().filter(|(k, _)| k == "tag").map(|(_, v)| v).collect();
+    let items = db(&s, move |c| metadata(c, &tags, None)).await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(items)))
+}
+
+async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let body = db(&s, move |c| {
+        let row = c.query_opt(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            &[&name],
+        )?;
+        let Some(row) = row else {
+            return Err(ApiError::not_found(&name));
+        };
+        let Some(value) = row.get::<_, Option<String>>(0).map(Zeroizing::new) else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out"
+                ),
+                Some("42501"),
+            ));
+        };
+        let mut meta = metadata(c, &[], Some(&name))?
+            .pop()
+            .ok_or_else(|| ApiError::not_found(&name))?;
+        meta["value"] = Value::String(value.to_string());
+        Ok(meta.to_string())
+    })
+    .await?;
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+async fn put_secret(
+    Extension(auth): Extension<Auth>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let m = json_body(&headers, &body)?;
+    drop(body);
+    // Unlike `pgvault set`, "=" is allowed: the value has its own field here, so a name cannot
+    // be a KEY=VALUE typed by habit.
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            "a secret name cannot be empty or contain control characters",
+        ));
+    }
+    let value = opt_string(&m, "value")?.map(Zeroizing::new);
+    if value.as_ref().is_some_and(|v| v.is_empty()) {
+        return Err(ApiError::bad("empty value; nothing was changed"));
+    }
+    if value.as_ref().is_some_and(|v| v.contains('\0')) {
+        return Err(ApiError::bad("the value contains a NUL byte, which text cannot hold"));
+    }
+    let description = opt_string(&m, "description")?;
+    let tags: Option<Vec<String>> = match m.get("tags") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|t| t.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ApiError::bad("\"tags\" must be an array of strings"))?,
+        ),
+        Some(_) => return Err(ApiError::bad("\"tags\" must be an array of strings")),
+    };
+    let expires = match m.get("expires_at") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) if s.is_empty() => Some(None),
+        Some(Value::String(s)) => Some(Some(s.clone())),
+        Some(_) => return Err(ApiError::bad("\"expires_at\" must be a timestamp string or null")),
+    };
+    let expected: Option<i32> = match m.get("expected_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| ApiError::bad("\"expected_version\" must be an integer"))?,
+        ),
+    };
+    drop(m);
+    let (created, meta) = db(&s, move |c| {
+        let mut tx = c.transaction()?;
+        let existing = tx.query_opt(
+            "SELECT id::text, version FROM vault.secrets WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )?;
+        let value = value.as_ref().map(|v| v.as_str());
+        let created = match existing {
+            Some(row) => {
+                let (id, version): (String, i32) = (row.get(0), row.get(1));
+                if expected.is_some_and(|e| e != version) {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("secret {name} is at version {version}: re-read it and try again; nothing was changed"),
+                        Some("40001"),
+                    ));
+                }
+                tx.execute(
+                    "SELECT vault.update_secret($1::text::uuid, $2, NULL, $3, NULL, $4::text[], $5)",
+                    &[&id, &value, &description, &tags, &expected],
+                )?;
+                false
+            }
+            None => {
+                if expected.is_some() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("no secret named {name} (expected_version was given); nothing was changed"),
+                        Some("40001"),
+                    ));
+                }
+                let Some(value) = value else {
+                    return Err(ApiError::bad("a new secret needs a \"value\""));
+                };
+                tx.execute(
+                    "SELECT vault.create_secret($1, $2, coalesce($3, ''), NULL, $4::text[])",
+                    &[&value, &name, &description, &tags],
+                )?;
+                true
+            }
+        };
+        if let Some(at) = expires {
+            tx.execute(
+                "UPDATE vault.secrets SET expires_at = $2::text::timestamptz WHERE name = $1",
+                &[&name, &at],
+            )?;
+        }
+        tx.commit()?;
+        let meta = metadata(c, &[], Some(&name))?.pop().unwrap_or(Value::Null);
+        Ok((created, meta))
+    })
+    .await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(json_response(status, &meta))
+}
+
+async fn delete_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    db(&s, move |c| {
+        match c.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])? {
+            0 => Err(ApiError::not_found(&name)),
+            _ => Ok(StatusCode::NO_CONTENT.into_response()),
+        }
+    })
+    .await
+}
+
+fn secret_id(c: &mut Client, name: &str) -> Result<String, ApiError> {
+    c.query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| ApiError::not_found(name))
+}
+
+async fn versions(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let rows = db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        let rows = c.query(
+            "SELECT version, true, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), NULL::text \
+               FROM vault.secrets WHERE id = $1::text::uuid \
+             UNION ALL \
+             SELECT version, false, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), created_by::text \
+               FROM vault.secret_versions WHERE secret_id = $1::text::uuid \
+             ORDER BY 1 DESC",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                json!({"version": r.get::<_, i32>(0), "current": r.get::<_, bool>(1),
+                       "at": r.get::<_, String>(2), "replaced_by": r.get::<_, Option<String>>(3)})
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+async fn rollback(
+    Extension(auth): Extension<Auth>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let m = json_body(&headers, &body)?;
+    let version = m
+        .get("version")
+        .and_then(Value::as_i64)
+        .and_then(|n| i32::try_from(n).ok())
+        .ok_or_else(|| ApiError::bad("give {\"version\": N}"))?;
+    let new = db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        let new: i32 = c
+            .query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &version])?
+            .get(0);
+        Ok(new)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"version": new, "from_version": version}),
+    ))
+}
+
+/// Per-secret grants (vault.grant_secret): who, besides vault_admin, may read the secret.
+async fn grants(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let rows = db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        let rows = c.query(
+            "SELECT grantee::text, granted_by::text, \
+                    to_char(granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+               FROM vault.secret_acl WHERE secret_id = $1::text::uuid ORDER BY 1",
+            &[&id],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| json!({"role": r.get::<_, String>(0), "granted_by": r.get::<_, String>(1), "at": r.get::<_, String>(2)}))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+async fn grant(
+    Extension(auth): Extension<Auth>,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    change_grant(
+        auth,
+        name,
+        role,
+        "SELECT vault.grant_secret($1::text::uuid, $2::text::regrole)",
+    )
+    .await
+}
+
+async fn revoke(
+    Extension(auth): Extension<Auth>,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    change_grant(
+        auth,
+        name,
+        role,
+        "SELECT vault.revoke_secret($1::text::uuid, $2::text::regrole)",
+    )
+    .await
+}
+
+async fn change_grant(auth: Auth, name: String, role: String, statement: &'static str) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    db(&s, move |c| {
+        let id = secret_id(c, &name)?;
+        c.execute(statement, &[&id, &role])?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+async fn audit(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let limit = match q.iter().find(|(k, _)| k == "limit") {
+        None => 100,
+        Some((_, v)) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=10000).contains(n))
+            .ok_or_else(|| ApiError::bad("limit must be a number from 1 to 10000"))?,
+    };
+    let rows = db(&s, move |c| {
+        let rows = c.query(
+            "SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), session_role::text, \
+                    action::text, secret_name::text, secret_id::text, coalesce(detail::text, '') \
+               FROM vault.audit_log ORDER BY at DESC, id LIMIT $1",
+            &[&limit],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                json!({"id": r.get::<_, String>(0), "at": r.get::<_, String>(1), "role": r.get::<_, String>(2),
+                       "action": r.get::<_, String>(3), "secret_name": r.get::<_, Option<String>>(4),
+                       "secret_id": r.get::<_, Option<String>>(5), "detail": r.get::<_, String>(6)})
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route", None)
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+        .route("/api/v1/session", post(login).delete(logout).get(whoami))
+        .route("/api/v1/secrets", get(list))
+        .route(
+            "/api/v1/secrets/{name}",
+            get(get_secret).put(put_secret).delete(delete_secret),
+        )
+        .route("/api/v1/secrets/{name}/versions", get(versions))
+        .route("/api/v1/secrets/{name}/rollback", post(rollback))
+        .route("/api/v1/secrets/{name}/grants", get(grants))
+        .route(
+            "/api/v1/secrets/{name}/grants/{role}",
+            axum::routing::put(grant).delete(revoke),
+        )
+        .route("/api/v1/audit", get(audit))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Checks the options, then serves until SIGINT / SIGTERM.
+pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
+    if opts.insecure_http && !opts.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "--insecure-http serves plain HTTP, so only on a loopback address (127.0.0.1, ::1), not {}",
+            opts.listen.ip()
+        )));
+    }
+    let tls = match (&opts.tls_cert, &opts.tls_key, opts.insecure_http) {
+        (Some(c), Some(k), false) => Some((c.clone(), k.clone())),
+        (_, _, true) => None,
+        _ => {
+            return Err(Failure::usage(
+                "serve needs --tls-cert FILE and --tls-key FILE (HTTPS only); for a test certificate: \
+                 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+                 -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout key.pem -out cert.pem",
+            ))
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(1, format!("cannot start: {e}")))?;
+    let app = Arc::new(App {
+        target: target.clone(),
+        sessions: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
+        idle_timeout: opts.idle_timeout,
+        max_login_failures: opts.max_login_failures,
+        login_window: opts.login_window,
+    });
+    runtime.block_on(async move {
+        let config = match &tls {
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| {
+                        Failure::usage(format!(
+                            "cannot load the TLS certificate {} and key {}: {e}",
+                            cert.display(),
+                            key.display()
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let sweeper = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                sweeper.sweep();
+            }
+        });
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+        });
+        let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+        let scheme = if config.is_some() { "https" } else { "http" };
+        let listener = std::net::TcpListener::bind(opts.listen)
+            .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", opts.listen)))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Failure::new(1, e.to_string()))?;
+        eprintln!(
+            "pgvault serve: listening on {scheme}://{} for {}",
+            listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            conn::describe(&target).replace(&format!(" as \"{}\"", target.user()), " as the logged-in role")
+        );
+        if scheme == "http" {
+            eprintln!("pgvault serve: warning: plain HTTP (--insecure-http): use it only behind a TLS proxy on this host");
+        }
+        let served = match config {
+            Some(config) => {
+                axum_server::from_tcp_rustls(listener, config)
+                    .map_err(|e| Failure::new(1, e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .map_err(|e| Failure::new(1, e.to_string()))?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        served.map_err(|e| Failure::new(1, format!("server stopped: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_http_statuses() {
+        assert_eq!(status_of("42501"), StatusCode::FORBIDDEN);
+        assert_eq!(status_of("P0002"), StatusCode::NOT_FOUND);
+        assert_eq!(status_of("40001"), StatusCode::CONFLICT);
+        assert_eq!(status_of("28P01"), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of("22023"), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of("22007"), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of("XX000"), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; pgvault_session=abc; c=d"),
+        );
+        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        h.insert(header::COOKIE, HeaderValue::from_static("xpgvault_session=abc"));
+        assert_eq!(cookie_value(&h), None);
+    }
+
+    #[test]
+    fn ids_are_256_random_bits() {
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(same(&a, &a.clone()) && !same(&a, &b) && !same(&a, "short"));
+    }
+}

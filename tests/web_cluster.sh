@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Tier 4: `pgvault serve` (SPEC §9) against a real server: HTTPS with a test CA, logins checked
+# by the database (scram-sha-256), every route with admin / reader / viewer / no-rights roles and
+# a per-secret grant, CSRF, rate limiting, idle sessions, security headers, and nothing secret
+# in the server's output. Driven with curl on 127.0.0.1.
+# PGVAULT=path/to/pgvault (default: target/debug/pgvault). BROWSER_TESTS=0 skips the browser part.
+set -u
+. "$(dirname "$0")/lib.sh"
+PGVAULT=${PGVAULT:-$REPO/target/debug/pgvault}
+[ -x "$PGVAULT" ] || { echo "no pgvault binary at $PGVAULT (cargo build -p pgvault)"; exit 1; }
+for tool in curl jq openssl; do
+  command -v $tool >/dev/null || { echo "web tests need $tool (scripts/setup.sh installs it)"; exit 1; }
+done
+cluster_init
+SERVERS=()
+web_cleanup() {
+  local p
+  for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${SERVERS[@]}"; do wait "$p" 2>/dev/null; done
+  cluster_cleanup
+}
+trap web_cleanup EXIT
+
+# Logins are checked by the database: scram-sha-256 for everyone but the superuser's socket.
+new_cluster web "password_encryption = 'scram-sha-256'"
+cat >"$(datadir web)/pg_hba.conf" <<'EOF'
+local all postgres trust
+local all all scram-sha-256
+EOF
+start web || { cat "$(logfile web)"; exit 1; }
+PW=Pw-$RANDOM-$RANDOM-x
+setup=$(sql web "CREATE EXTENSION vault_ext;
+  CREATE ROLE web_admin LOGIN PASSWORD '$PW' IN ROLE vault_admin;
+  CREATE ROLE web_reader LOGIN PASSWORD '$PW' IN ROLE vault_reader;
+  CREATE ROLE web_granted LOGIN PASSWORD '$PW' IN ROLE vault_reader;
+  CREATE ROLE web_viewer LOGIN PASSWORD '$PW' IN ROLE vault_viewer;
+  CREATE ROLE web_nobody LOGIN PASSWORD '$PW'") || { echo "setup failed: $setup"; exit 1; }
+
+# A test CA and a server certificate for 127.0.0.1 / localhost signed by it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgvault-test-ca \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$WORK/server.key" -out "$WORK/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/san.ext"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+  -extfile "$WORK/san.ext" -out "$WORK/server.pem" >/dev/null 2>&1
+[ -s "$WORK/server.pem" ] || { echo "could not make the test certificate"; exit 1; }
+
+DSN="host=$WORK port=$(port web) dbname=postgres"
+unset PGUSER PGPASSWORD PGHOST PGPORT DATABASE_URL PGSERVICE
+WPORT=$((PORT_NEXT + 100))
+
+# serve_bg NAME PORT ARGS...: start pgvault serve in the background (output in $WORK/NAME.out)
+# and wait until it answers.
+serve_bg() {
+  local name=$1 p=$2 scheme=https; shift 2
+  case " $* " in *" --insecure-http "*) scheme=http ;; esac
+  "$PGVAULT" --dsn "$DSN" serve --listen "127.0.0.1:$p" "$@" >"$WORK/$name.out" 2>&1 &
+  SERVERS+=($!)
+  local _
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --cacert "$WORK/ca.pem" "$scheme://127.0.0.1:$p/" && return 0
+    sleep 0.1
+  done
+  echo "pgvault serve $name did not start:"; cat "$WORK/$name.out"; return 1
+}
+
+# req AS METHOD PATH [JSON] [curl args...]: a request with AS's cookie jar and CSRF token
+# (AS=anon: none); sets CODE, and the files $WORK/body and $WORK/hdrs.
+BASE=https://127.0.0.1:$WPORT
+req() {
+  local as=$1 method=$2 path=$3 data=${4-}
+  shift 3; [ $# -gt 0 ] && shift
+  local args=(-s --cacert "$WORK/ca.pem" -X "$method" -o "$WORK/body" -D "$WORK/hdrs" -w '%{http_code}')
+  if [ "$as" != anon ]; then
+    args+=(-b "$WORK/jar.$as" -c "$WORK/jar.$as")
+    [ -f "$WORK/csrf.$as" ] && args+=(-H "X-CSRF-Token: $(cat "$WORK/csrf.$as")")
+  fi
+  [ -n "$data" ] && args+=(-H 'Content-Type: application/json' --data-binary "$data")
+  CODE=$(curl "${args[@]}" "$@" "${URL:-$BASE}$path")
+}
+body() { cat "$WORK/body"; }
+hdr() { grep -i "^$1:" "$WORK/hdrs" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+# login AS [PASSWORD]: POST /api/v1/session as role AS; keeps its cookie and CSRF token.
+login() {
+  rm -f "$WORK/jar.$1" "$WORK/csrf.$1"
+  req "$1" POST /api/v1/session "$(jq -nc --arg u "$1" --arg p "${2:-$PW}" '{user: $u, password: $p}')"
+  [ "$CODE" = 200 ] && body | jq -r .csrf_token >"$WORK/csrf.$1"
+}
+dbval() { sql web "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = '$1'"; }
+
+# --- starting: HTTPS only ---
+timeout 10 "$PGVAULT" --dsn "$DSN" serve --listen 127.0.0.1:$WPORT >"$WORK/out" 2>&1
+check "serve without a certificate exits 2" 2 $?
+check_contains "and says how to make one" "--tls-cert" "$(cat "$WORK/out")"
+# 192.0.2.1 (TEST-NET-1) is on no interface here: even a broken check never listens off loopback.
+timeout 10 "$PGVAULT" --dsn "$DSN" serve --listen 192.0.2.1:$WPORT --insecure-http >"$WORK/out" 2>&1
+check "plain HTTP on a non-loopback address is refused (exit 2)" 2 $?
+check_contains "with the reason" "only on a loopback address" "$(cat "$WORK/out")"
+
+serve_bg main $WPORT --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" || exit 1
+check_contains "the server says where it listens" "listening on https://127.0.0.1:$WPORT" "$(cat "$WORK/main.out")"
+plain=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$WPORT/api/v1/secrets")
+check "plain HTTP to the HTTPS port gets no HTTP answer" 000 "$plain"
+curl -s -o /dev/null "https://127.0.0.1:$WPORT/"
+check "a client that does not trust the test CA is refused (curl exit 60)" 60 $?
+
+# --- the page and the security headers ---
+req anon GET /
+check "GET / serves the console" 200 "$CODE"
+check_contains "the console is the embedded page" "<title>pgvault</title>" "$(body)"
+check_absent "the page has no inline script" "<script>" "$(body)"
+check_contains "CSP allows scripts from the server only" "script-src 'self'" "$(hdr Content-Security-Policy)"
+check_absent "CSP has no unsafe-inline" "unsafe-inline" "$(hdr Content-Security-Policy)"
+check "X-Content-Type-Options" nosniff "$(hdr X-Content-Type-Options)"
+check "Referrer-Policy" no-referrer "$(hdr Referrer-Policy)"
+check_contains "Strict-Transport-Security" "max-age=" "$(hdr Strict-Transport-Security)"
+req anon GET /app.js
+check "the script is served as JavaScript" "200 text/javascript; charset=utf-8" "$CODE $(hdr Content-Type)"
+check_absent "the script never uses innerHTML" "innerHTML" "$(body)"
+
+# --- logging in ---
+req anon GET /api/v1/secrets
+check "the API without a session: 401" 401 "$CODE"
+check "and the same headers on API errors" "nosniff no-referrer" "$(hdr X-Content-Type-Options) $(hdr Referrer-Policy)"
+login web_admin wrong-password
+check "a wrong password: 401" 401 "$CODE"
+wrong_pw=$(body)
+login no_such_role "$PW"
+check "an unknown role: 401 with the very same body" "401 $wrong_pw" "$CODE $(body)"
+check "the 401 body" '{"error":"wrong user or password","sqlstate":"28P01"}' "$wrong_pw"
+login web_admin
+check "the right password: 200" 200 "$CODE"
+check "the answer names the user and the rights" "web_admin true" "$(body | jq -r '.user + " " + (.rights.admin|tostring)')"
+cookie=$(hdr Set-Cookie)
+check_contains "the cookie is HttpOnly; Secure; SameSite=Strict; Path=/" "; HttpOnly; Secure; SameSite=Strict; Path=/" "$cookie"
+sid=$(printf '%s' "$cookie" | sed -E 's/^pgvault_session=([^;]*);.*/\1/')
+check "the session id is 256 bits (64 hex digits)" 1 "$(printf '%s' "$sid" | grep -cE '^[0-9a-f]{64}$')"
+check "the CSRF token is 256 bits too" 64 "$(tr -d '\n' <"$WORK/csrf.web_admin" | wc -c)"
+codes=$(for r in web_reader web_granted web_viewer web_nobody; do login $r; printf '%s ' "$CODE"; done)
+check "every role logs in" "200 200 200 200 " "$codes"
+check "the server connects as each role itself, never as a superuser" \
+  "web_admin,web_granted,web_nobody,web_reader,web_viewer|0" \
+  "$(sql web "SELECT string_agg(DISTINCT usename, ',' ORDER BY usename) FILTER (WHERE usename LIKE 'web_%'),
+                     count(*) FILTER (WHERE usename = 'postgres' AND pid <> pg_backend_pid() AND backend_type = 'client backend')
+                FROM pg_stat_activity")"
+
+# --- PUT: create, update, check-and-set, CSRF ---
+V1=sk-live-0123456789abcdef-$RANDOM
+V2=sk-live-second-value-9876543210
+req web_admin PUT /api/v1/secrets/stripe_key "$(jq -nc --arg v "$V1" '{value: $v, description: "Stripe <b>live</b>", tags: ["prod", "pay"]}')"
+check "PUT of a new secret: 201" 201 "$CODE"
+check "the answer has the metadata, masked, no value" "stripe_key|sk-l****${V1: -4}|1|false" \
+  "$(body | jq -r '[.name, .masked, (.version|tostring), has("value")|tostring] | join("|")')"
+check "the value is stored, as the admin role" "$V1|web_admin" \
+  "$(dbval stripe_key)|$(sql web "SELECT session_role FROM vault.audit_log WHERE action = 'create' AND secret_name = 'stripe_key'")"
+req web_admin PUT /api/v1/secrets/stripe_key "$(jq -nc --arg v "$V2" '{value: $v, expected_version: 1}')"
+check "PUT with the current expected_version: 200, version 2" "200 2" "$CODE $(body | jq -r .version)"
+req web_admin PUT /api/v1/secrets/stripe_key '{"value": "stale-write-value", "expected_version": 1}'
+check "PUT with a stale expected_version: 409 40001" "409 40001" "$CODE $(body | jq -r .sqlstate)"
+check "and the value is unchanged" "$V2" "$(dbval stripe_key)"
+req web_admin PUT /api/v1/secrets/stripe_key '{"description": "only the description"}'
+check "PUT without a value keeps the value" "200 $V2" "$CODE $(dbval stripe_key)"
+req web_admin PUT /api/v1/secrets/new_one '{"description": "no value"}'
+check "a new secret without a value: 400" 400 "$CODE"
+req web_admin PUT /api/v1/secrets/when_bad '{"value": "x-value-when-bad", "expires_at": "not a date"}'
+check "a bad expires_at: 400 with a 22xxx SQLSTATE" "400 22" "$CODE $(body | jq -r .sqlstate | cut -c1-2)"
+check "and nothing was created" 0 "$(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'when_bad'")"
+req web_admin PUT "/api/v1/secrets/line%0Abreak" '{"value": "v-with-newline"}'
+check "a name with a control character is refused: 400, nothing created" "400 0" \
+  "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name LIKE 'line%'")"
+req web_admin PUT /api/v1/secrets/soon_key '{"value": "soon-value-abcdefgh", "expires_at": "2000-01-01T00:00:00Z"}'
+check "PUT with expires_at: 201" 201 "$CODE"
+check "an expired secret is flagged" "true true" "$(body | jq -r '"\(.expired) \(.expiring_soon)"')"
+
+mv "$WORK/csrf.web_admin" "$WORK/csrf.keep"
+req web_admin PUT /api/v1/secrets/csrf_try '{"value": "csrf-value-1234"}'
+check "PUT with the cookie but no X-CSRF-Token: 403" 403 "$CODE"
+check "and nothing was created" 0 "$(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'csrf_try'")"
+req web_admin DELETE /api/v1/secrets/stripe_key
+check "DELETE without the CSRF token: 403, the secret stays" "403 1" \
+  "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'stripe_key'")"
+echo wrong-token-0000 >"$WORK/csrf.web_admin"
+req web_admin POST /api/v1/secrets/stripe_key/rollback '{"version": 1}'
+check "rollback with a wrong CSRF token: 403, value unchanged" "403 $V2" "$CODE $(dbval stripe_key)"
+rm "$WORK/csrf.web_admin"
+req web_admin PUT /api/v1/secrets/csrf_form "value=form-value" -H 'Content-Type: application/x-www-form-urlencoded'
+check "a cross-site style form post (cookie, no token): 403, nothing created" "403 0" \
+  "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'csrf_form'")"
+mv "$WORK/csrf.keep" "$WORK/csrf.web_admin"
+req web_admin PUT /api/v1/secrets/form_body "value=form-value" -H 'Content-Type: application/x-www-form-urlencoded'
+check "a form-encoded body even with the token: 400, nothing created" "400 0" \
+  "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'form_body'")"
+
+# --- GET: list (masks), one value, per-secret grants ---
+req web_viewer GET /api/v1/secrets
+check "the list for vault_viewer: 200" 200 "$CODE"
+check "with masks, tags, description" "sk-l****${V2: -4}|pay,prod|only the description" \
+  "$(body | jq -r '.[] | select(.name == "stripe_key") | [.masked, (.tags|sort|join(",")), .description] | join("|")')"
+check_absent "and no value" "$V2" "$(body)"
+check "the viewer sees no version numbers (vault.secrets is admin-only)" null "$(body | jq -r '.[0].version')"
+req web_viewer GET "/api/v1/secrets?tag=pay"
+check "the list filtered by tag" stripe_key "$(body | jq -r '.[].name')"
+req web_nobody GET /api/v1/secrets
+check "the list for a role without vault roles: 403 42501" "403 42501" "$CODE $(body | jq -r .sqlstate)"
+req web_viewer GET /api/v1/secrets/stripe_key
+check "a value for vault_viewer: 403 42501" "403 42501" "$CODE $(body | jq -r .sqlstate)"
+check_absent "the refusal carries no value" "$V2" "$(body)"
+req web_reader GET /api/v1/secrets/stripe_key
+check "a value for vault_reader: 200 with the value" "200 $V2" "$CODE $(body | jq -r .value)"
+check "marked Cache-Control: no-store" no-store "$(hdr Cache-Control)"
+req web_reader GET /api/v1/secrets/no_such_secret
+check "an unknown secret: 404 P0002" "404 P0002" "$CODE $(body | jq -r .sqlstate)"
+grant=$(sql web "SELECT vault.grant_secret(id, 'web_granted') FROM vault.secrets WHERE name = 'stripe_key'")
+req web_reader GET /api/v1/secrets/stripe_key
+check "a per-secret grant to another role: 403 for this reader" "403 42501" "$CODE $(body | jq -r .sqlstate)"
+check_absent "with no value in it" "$V2" "$(body)"
+req web_granted GET /api/v1/secrets/stripe_key
+check "and 200 for the granted role" "200 $V2" "$CODE $(body | jq -r .value)"
+acl() { sql web "SELECT coalesce(string_agg(grantee::text, ',' ORDER BY grantee::text), '') FROM vault.secret_acl"; }
+req web_admin PUT /api/v1/secrets/stripe_key/grants/web_reader
+check "a grant through the API: 204" "204 web_granted,web_reader" "$CODE $(acl)"
+req web_reader GET /api/v1/secrets/stripe_key
+check "and the newly granted reader reads the value" "200 $V2" "$CODE $(body | jq -r .value)"
+req web_admin GET /api/v1/secrets/stripe_key/grants
+check "the grants listed for vault_admin" "200 web_granted,web_reader" "$CODE $(body | jq -r '[.[].role] | join(",")')"
+req web_admin DELETE /api/v1/secrets/stripe_key/grants/web_reader
+check "a revoke through the API: 204" "204 web_granted" "$CODE $(acl)"
+req web_reader GET /api/v1/secrets/stripe_key
+check "and the reader is out again" 403 "$CODE"
+req web_reader PUT /api/v1/secrets/stripe_key/grants/web_reader
+check "a grant by vault_reader: 403, nothing granted" "403 web_granted" "$CODE $(acl)"
+req web_admin PUT /api/v1/secrets/stripe_key/grants/no_such_role
+check "a grant to an unknown role: 404 42704" "404 42704" "$CODE $(body | jq -r .sqlstate)"
+req web_reader PUT /api/v1/secrets/reader_try '{"value": "reader-try-value"}'
+check "PUT by vault_reader: 403, nothing created" "403 0" "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'reader_try'")"
+req web_reader DELETE /api/v1/secrets/stripe_key
+check "DELETE by vault_reader: 403" 403 "$CODE"
+req web_viewer PUT /api/v1/secrets/stripe_key '{"value": "viewer-overwrite"}'
+check "PUT by vault_viewer: 403, value unchanged" "403 $V2" "$CODE $(dbval stripe_key)"
+
+# --- versions, rollback, audit ---
+req web_admin GET /api/v1/secrets/stripe_key/versions
+check "versions for vault_admin: 200, newest first (a description change keeps the version)" "200 2,1" "$CODE $(body | jq -r '[.[].version] | join(",")')"
+check_absent "versions carry no value" "$V1" "$(body)"
+req web_reader GET /api/v1/secrets/stripe_key/versions
+check "versions for vault_reader: 403" 403 "$CODE"
+req web_admin GET /api/v1/secrets/nope/versions
+check "versions of an unknown secret: 404" 404 "$CODE"
+req web_admin POST /api/v1/secrets/stripe_key/rollback '{"version": 1}'
+check "rollback to version 1: 200, the value is version 1's" "200 $V1" "$CODE $(dbval stripe_key)"
+req web_admin POST /api/v1/secrets/stripe_key/rollback '{"version": 99}'
+check "rollback to a version that is not kept: 404" "404 P0002" "$CODE $(body | jq -r .sqlstate)"
+req web_reader POST /api/v1/secrets/stripe_key/rollback '{"version": 2}'
+check "rollback by vault_reader: 403" 403 "$CODE"
+req web_admin GET "/api/v1/audit?limit=50"
+check "the audit log for vault_admin: 200 with the rollback by web_admin" "200 web_admin" \
+  "$CODE $(body | jq -r '[.[] | select(.action == "rollback")][0].role')"
+check_absent "the audit log carries no value" "$V1" "$(body)"
+req web_admin GET "/api/v1/audit?limit=abc"
+check "a bad limit: 400" 400 "$CODE"
+req web_reader GET /api/v1/audit
+check "the audit log for vault_reader: 403" 403 "$CODE"
+
+# --- DELETE, logout ---
+req web_admin DELETE /api/v1/secrets/soon_key
+check "DELETE by vault_admin: 204, gone" "204 0" "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'soon_key'")"
+req web_admin DELETE /api/v1/secrets/soon_key
+check "DELETE again: 404" 404 "$CODE"
+old_cookie=$(awk '$6 == "pgvault_session" {print $7}' "$WORK/jar.web_viewer")
+req web_viewer DELETE /api/v1/session
+check "logout: 204" 204 "$CODE"
+check_contains "and the cookie is cleared" "Max-Age=0" "$(hdr Set-Cookie)"
+req anon GET /api/v1/secrets "" -H "Cookie: pgvault_session=$old_cookie"
+check "the old session id is dead on the server after logout" 401 "$CODE"
+check "logout closes the role's connection" 0 \
+  "$(sleep 0.5; sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer'")"
+
+# --- idle timeout and rate limiting (a second server) ---
+W2=$((WPORT + 1))
+serve_bg short $W2 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --idle-timeout 2 --max-login-failures 3 || exit 1
+URL=https://127.0.0.1:$W2
+login web_reader
+check "login on the second server" 200 "$CODE"
+req web_reader GET /api/v1/secrets
+check "a fresh session works" 200 "$CODE"
+sleep 3
+req web_reader GET /api/v1/secrets
+check "an idle session expires: 401" 401 "$CODE"
+for i in 1 2 3; do login web_admin "wrong-$i"; done
+check "three wrong passwords: 401" 401 "$CODE"
+login web_admin
+check "then even the right password: 429" 429 "$CODE"
+check_contains "saying why" "too many failed logins" "$(body)"
+unset URL
+
+# --- plain HTTP only when asked, on loopback ---
+W3=$((WPORT + 2))
+serve_bg plain $W3 --insecure-http || exit 1
+check "--insecure-http on 127.0.0.1 serves the page" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$W3/")"
+check_contains "with a warning" "warning: plain HTTP" "$(cat "$WORK/plain.out")"
+
+# --- the browser (chromium + selenium), when installed ---
+if [ "${BROWSER_TESTS:-1}" != 0 ]; then
+  if command -v chromedriver >/dev/null && python3 -c 'import selenium' 2>/dev/null; then
+    W4=$((WPORT + 3))
+    serve_bg browser $W4 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" || exit 1
+    sql web "DELETE FROM vault.secrets" >/dev/null
+    BASE_URL=https://localhost:$W4 USER_NAME=web_admin USER_PASSWORD=$PW READER_NAME=web_viewer \
+      SHOTS=${SCREENSHOTS:-$WORK/shots} CHECK_SQL="$PG_BINDIR/psql -h $WORK -p $(port web) -U postgres -d postgres -XAtq -c" \
+      timeout 300 python3 "$REPO/tests/web_browser.py" >"$WORK/browser_test.out" 2>&1
+    rc=$?
+    cat "$WORK/browser_test.out"
+    n_ok=$(grep -c '^ok - ' "$WORK/browser_test.out"); n_bad=$(grep -c '^not ok - ' "$WORK/browser_test.out")
+    PASSED=$((PASSED + n_ok)); FAILED=$((FAILED + n_bad))
+    for f in $(grep '^not ok - ' "$WORK/browser_test.out" | cut -c10- | tr ' ' '_'); do FAILURES+=("$f"); done
+    [ "$rc" -eq 0 ] || [ "$n_bad" -gt 0 ] || not_ok "the browser test ran to its end" "exit $rc"
+  else
+    echo "# skip browser tests: chromium-driver or python3 selenium missing (scripts/setup.sh installs them)"
+  fi
+fi
+
+# --- nothing secret in the server's output ---
+out=$(cat "$WORK"/main.out "$WORK"/short.out "$WORK"/plain.out "$WORK"/browser.out 2>/dev/null)
+check_contains "the access log has method, path, status, role" "PUT /api/v1/secrets/stripe_key 201 role=web_admin" "$out"
+for needle in "$V1" "$V2" "$PW" "$sid" "$(cat "$WORK/csrf.web_reader")" "stale-write-value" "csrf-value-1234"; do
+  check_absent "the server's output does not contain ${needle:0:6}..." "$needle" "$out"
+done
+
+summary "web tests"
