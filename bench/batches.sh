@@ -25,18 +25,22 @@ for ((done = 0; done < N; done += 100000)); do
   n=$((N - done < 100000 ? N - done : 100000))
   must "INSERT INTO vault.secrets (name, secret) SELECT 's' || i, 'sk-live-' || md5(i::text) FROM generate_series($done + 1, $done + $n) i"
 done
-must "VACUUM ANALYZE vault.secrets; CHECKPOINT"
+must "VACUUM ANALYZE vault.secrets"
+must "CHECKPOINT"
 
 # rotate SQL: prints "ms kib wal_bytes" for one rotation in its own session.
 rotate() {
   local out
-  out=$("$PG_BINDIR/psql" -h "$WORK" -p "$(port bench)" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
-    -c "SELECT pg_current_wal_lsn() AS lsn0, clock_timestamp() AS t0 \gset" \
-    -c "$1" \
-    -c "SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000), \
-               substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s+(\d+) kB'), \
-               pg_wal_lsn_diff(pg_current_wal_lsn(), :'lsn0')" 2>&1)
-  grep -E '^[0-9]+\|' <<<"$out" | tail -1 | tr '|' ' ' || { echo "rotation failed: $out" >&2; exit 1; }
+  out=$("$PG_BINDIR/psql" -h "$WORK" -p "$(port bench)" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 2>&1 <<SQL
+SELECT pg_current_wal_lsn() AS lsn0, clock_timestamp() AS t0 \gset
+$1;
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000) || '|' ||
+       substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s+(\d+) kB') || '|' ||
+       pg_wal_lsn_diff(pg_current_wal_lsn(), :'lsn0');
+SQL
+)
+  grep -E '^[0-9]+\|[0-9]+\|[0-9]+$' <<<"$out" | tail -1 | tr '|' ' '
+  grep -qE '^[0-9]+\|[0-9]+\|[0-9]+$' <<<"$out" || { echo "rotation failed: $out" >&2; exit 1; }
 }
 ONE="SELECT vault.rotate_key()"
 BATCHED="SELECT vault.rotate_key(reencrypt => false)"

@@ -66,6 +66,12 @@ pub fn rewrap(id: &Uuid, secret: &str, nonce: Option<&[u8]>, key_id: &Uuid) -> V
     encrypt(id, plain.as_slice(), &key, &dk, binding)
 }
 
+/// Whether the key a row names has expired (status expired, or past its expires_at).
+fn key_expired(id: Option<&[u8; 16]>) -> VResult<bool> {
+    let key = keys::lookup(id.unwrap_or(&keys::COMPAT_KEY_ID))?;
+    Ok(key.status == keys::Status::Expired || key.past_expiry)
+}
+
 /// Whether (secret, nonce) is what vault.secrets stores for `id` now.
 pub fn is_stored(id: &Uuid, secret: &str, nonce: Option<&[u8]>) -> VResult<bool> {
     Spi::get_one_with_args::<bool>(
@@ -397,7 +403,14 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
             reencrypted.as_slice()
         }
     };
-    let (key, dk) = keys::for_write(new.key_id.as_ref())?;
+    // A new value for a secret whose key has expired (rotate_key(reencrypt => false) while
+    // reencrypt_in_batches has not reached it yet) goes to the default key: an expired key
+    // still decrypts but takes no new secrets. A key the writer names itself is used as named.
+    let kept_key = old.as_ref().is_some_and(|o| o.key_id == new.key_id);
+    let (key, dk) = match keys::for_write(new.key_id.as_ref()) {
+        Err(VaultError::KeyUnusable { .. }) if kept_key && key_expired(new.key_id.as_ref())? => keys::for_write(None)?,
+        found => found?,
+    };
     // A new row has no grants yet (vault.secret_acl references existing secrets only); an
     // updated one is bound by its grants, under its old id or its new one.
     let binding = match old.as_ref() {

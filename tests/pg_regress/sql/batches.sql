@@ -16,6 +16,12 @@ SELECT (SELECT count(*) FROM vault.secrets s JOIN vault.keys k ON k.id = s.key_i
 SELECT * FROM placement;
 SELECT vault.create_secret('batch value 26', 'b26') IS NOT NULL AS created;
 SELECT * FROM placement;
+-- A writer updating a secret still on the expired key is not refused: its new value goes to the
+-- default key (expired keys decrypt but take no new values).
+SELECT vault.update_secret(id, 'batch value 1 v3') FROM vault.secrets WHERE name = 'b1';
+SELECT decrypted_secret, key_id = (SELECT id FROM vault.keys WHERE status = 'default') AS on_new
+  FROM vault.decrypted_secrets WHERE name = 'b1';
+SELECT vault.update_secret(id, 'batch value 1 v2') FROM vault.secrets WHERE name = 'b1';
 -- Bad arguments.
 CALL vault.reencrypt_in_batches(batch_size => 0);
 \echo :SQLSTATE
