@@ -147,6 +147,18 @@ pub fn into_text(plain: SecretVec, id: &[u8; 16]) -> VResult<String> {
     })
 }
 
+/// The stored base64 text of secret `id` decoded (22023 when it is not base64, 53200 when its
+/// size cannot be allocated).
+pub fn decode_ciphertext(id: &[u8; 16], secret_b64: &[u8]) -> VResult<SecretVec> {
+    base64_decode(secret_b64).map_err(|e| match e {
+        Base64Error::Malformed => VaultError::Malformed {
+            secret: keys::uuid_string(id),
+            what: "not valid base64",
+        },
+        Base64Error::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
+    })
+}
+
 /// Decrypt a stored (base64) secret bound to its row id and nonce, trying the `expected`
 /// binding first and then the other; returns the plaintext and the binding that authenticated.
 pub fn decrypt(
@@ -169,13 +181,7 @@ pub fn decrypt_with(
     expected: Binding,
 ) -> VResult<(SecretVec, Binding)> {
     let secret = || keys::uuid_string(id);
-    let blob = base64_decode(secret_b64).map_err(|e| match e {
-        Base64Error::Malformed => VaultError::Malformed {
-            secret: secret(),
-            what: "not valid base64",
-        },
-        Base64Error::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
-    })?;
+    let blob = decode_ciphertext(id, secret_b64)?;
     let candidates = [expected, expected.other()];
     let ads = candidates.map(|b| AssociatedData::new(id, b));
     let ads = [ads[0].as_slice(), ads[1].as_slice()];

@@ -6,7 +6,7 @@ use crate::cache::Stamp;
 use crate::error::{VResult, VaultError};
 use crate::ffi::pg;
 use crate::vault::keys::{self, KeyInfo};
-use crate::vault::read::{decrypt, decrypt_with};
+use crate::vault::read::{decode_ciphertext, decrypt, decrypt_with};
 use crate::vault::{audit, data_keys, grants};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger, Uuid};
@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use vault_core::crypto::binding::{AssociatedData, Binding};
 use vault_core::crypto::cipher::DataKey;
-use vault_core::crypto::encoding::{base64_decode, base64_encode, Base64Error};
+use vault_core::crypto::encoding::base64_encode;
 use vault_core::crypto::root_key::Root;
 use vault_core::ffi::sodium::{self, SecretVec};
 
@@ -223,13 +223,7 @@ fn reseal(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo)
 /// Base64 that decodes, long enough for a tag, a nonce of the key type's size.
 fn well_formed(id: &[u8; 16], secret_b64: &[u8], nonce: &[u8], key: &KeyInfo) -> VResult<()> {
     let secret = || keys::uuid_string(id);
-    let blob = base64_decode(secret_b64).map_err(|e| match e {
-        Base64Error::Malformed => VaultError::Malformed {
-            secret: secret(),
-            what: "not valid base64",
-        },
-        Base64Error::OutOfMemory(bytes) => VaultError::NoMemory { bytes },
-    })?;
+    let blob = decode_ciphertext(id, secret_b64)?;
     if blob.as_slice().len() < key.key_type.min_blob_bytes() {
         return Err(VaultError::Malformed {
             secret: secret(),
