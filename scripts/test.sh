@@ -82,30 +82,18 @@ cluster_script() {
   note_skips "pg$1 $4" "$log"
 }
 
-# vault_core (core/): the code that needs no Postgres, by plain cargo test, in seconds.
-core_tests() {
-  local log=$LOGS/core.log rc p f
-  echo "== vault_core, tier 1: cargo test -p vault_core"
-  cargo test -p vault_core >"$log" 2>&1
+# crate_tests CRATE: a workspace crate's plain #[test]s (tier 1), counted against MIN[CRATE].
+# pgvault is also built: the cli and web cluster tests drive the binary.
+crate_tests() {
+  local log=$LOGS/$1.log rc p f
+  echo "== $1, tier 1: cargo test -p $1"
+  cargo test -p "$1" >"$log" 2>&1 && { [ "$1" != pgvault ] || cargo build -p pgvault >>"$log" 2>&1; }
   rc=$?
   grep -E '^test |^test result' "$log"
   read -r p f < <(test_counts "$log")
   [ "$rc" -eq 0 ] || grep -E 'panicked|^error' -A5 "$log" | head -40
-  tally "vault_core cargo test" "$rc" "${p:-0}" "${f:-0}" "${MIN[vault_core]}"
-  note_skips "vault_core cargo test" "$log"
-}
-
-# pgvault, the command line (cli/): its #[test]s, and the binary the cli cluster tests drive.
-cli_tests() {
-  local log=$LOGS/cli.log rc p f
-  echo "== pgvault, tier 1: cargo test -p pgvault"
-  cargo test -p pgvault >"$log" 2>&1 && cargo build -p pgvault >>"$log" 2>&1
-  rc=$?
-  grep -E '^test |^test result' "$log"
-  read -r p f < <(test_counts "$log")
-  [ "$rc" -eq 0 ] || grep -E 'panicked|^error' -A5 "$log" | head -40
-  tally "pgvault cargo test" "$rc" "${p:-0}" "${f:-0}" "${MIN[pgvault]}"
-  note_skips "pgvault cargo test" "$log"
+  tally "$1 cargo test" "$rc" "${p:-0}" "${f:-0}" "${MIN[$1]}"
+  note_skips "$1 cargo test" "$log"
 }
 
 server_tests() { # MAJOR
@@ -142,8 +130,8 @@ server_tests() { # MAJOR
   fi
 }
 
-core_tests
-cli_tests
+crate_tests vault_core
+crate_tests pgvault
 if [ -z "${FULL// /}" ]; then
   # Without a full version nothing of tiers 3-4 runs: that is a failure, not a pass.
   failing+=("tiers 3-4 (VAULT_PG_FULL is empty: no pg_regress or cluster test ran)"); failed=$((failed + 1))
