@@ -5,15 +5,37 @@
 //! privileges on it, and note an audit row under the caller's own ids.
 
 use super::audit::{self, Obj};
+use crate::cache;
 use crate::error::{shown_name, VResult, VaultError};
 use crate::ffi::pg;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::PgSqlErrorCode as Code;
+use pgrx::{PgBuiltInOids, PgOid};
+use std::cell::RefCell;
 use vault_core::crypto::token;
 use vault_core::ffi::sodium::verify_32;
 
 const MAX_NAME: usize = 128;
+
+/// A token's candidate rows (by the first bytes of its hash): whether each is live, and whether
+/// its last use should be noted (older than a minute, and the transaction may write).
+const LOOKUP_SQL: &str =
+    "SELECT t.id, t.hash, r.rolname::pg_catalog.text, \
+    (t.expires_at IS NULL OR t.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()) \
+    AND r.oid IS NOT NULL AND NOT r.rolsuper, \
+    (t.last_used_at IS NULL \
+    OR t.last_used_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval)) \
+    AND NOT pg_catalog.pg_is_in_recovery() \
+    AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'off' \
+    FROM vault.api_token_hashes t \
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) t.role::pg_catalog.oid \
+    WHERE t.lookup OPERATOR(pg_catalog.=) $1 AND t.revoked_at IS NULL";
+
+thread_local! {
+    static LOOKUP_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+}
 
 fn refused(code: Code, message: String, hint: &str) -> VaultError {
     VaultError::Refused {
@@ -180,17 +202,11 @@ pub fn role_of(presented: Option<&str>) -> VResult<Option<String>> {
         return Ok(None);
     };
     let candidates = Spi::connect(|c| {
-        c.select(
-            "SELECT t.id, t.hash, r.rolname::pg_catalog.text, \
-                    (t.expires_at IS NULL OR t.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()) \
-                      AND r.oid IS NOT NULL AND NOT r.rolsuper, \
-                    (t.last_used_at IS NULL \
-                      OR t.last_used_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval)) \
-                      AND NOT pg_catalog.pg_is_in_recovery() \
-                      AND pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.=) 'off' \
-               FROM vault.api_token_hashes t \
-               LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) t.role::pg_catalog.oid \
-              WHERE t.lookup OPERATOR(pg_catalog.=) $1 AND t.revoked_at IS NULL",
+        cache::plans::select(
+            &LOOKUP_PLAN,
+            c,
+            LOOKUP_SQL,
+            &[PgOid::BuiltIn(PgBuiltInOids::BYTEAOID)],
             None,
             &[hash[..token::LOOKUP_LEN].to_vec().into()],
         )?
