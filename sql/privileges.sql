@@ -8,6 +8,7 @@ SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.api_token_hashes', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.api_token_uses', '');
 
 -- Privileges: nothing for PUBLIC; vault_reader reads; vault_admin also writes and manages keys.
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;

@@ -749,26 +749,35 @@ $$;
 CREATE TABLE vault.api_token_hashes (
   id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
   name text NOT NULL,
-  -- The role the token acts as (a server switches to it per request).
+  -- The role the token acts as (a server switches to it per request), by OID and by name: both
+  -- must still match, so a dropped role's OID that a restore elsewhere (or a later role) gets
+  -- again does not revive the token. Renaming the role ends its tokens.
   role regrole NOT NULL,
+  role_name name NOT NULL,
   -- The first 8 bytes of hash, to find the row; the whole hash is then compared in constant time.
   lookup bytea NOT NULL,
   hash bytea NOT NULL CHECK (pg_catalog.length(hash) = 32),
   created_by name NOT NULL,
   created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
   expires_at timestamptz,
-  -- Set at most once a minute per token.
-  last_used_at timestamptz,
   revoked_at timestamptz
 );
 CREATE INDEX api_token_hashes_lookup ON vault.api_token_hashes (lookup) WHERE revoked_at IS NULL;
 -- One active token per name; revoked ones stay listed.
 CREATE UNIQUE INDEX api_token_hashes_name ON vault.api_token_hashes (name) WHERE revoked_at IS NULL;
+-- When each token was last used, at most once a minute; apart from the tokens so that a request
+-- noting its use never locks the token's row (a revocation would wait for it).
+CREATE TABLE vault.api_token_uses (
+  token_id uuid PRIMARY KEY REFERENCES vault.api_token_hashes (id) ON DELETE CASCADE,
+  last_used_at timestamptz
+);
 COMMENT ON TABLE vault.api_token_hashes IS 'SHA-256 of API tokens (never a token). Read only through vault.api_tokens and vault.api_token_role().';
 
+COMMENT ON TABLE vault.api_token_uses IS 'When each API token was last used (at most once a minute).';
+
 CREATE VIEW vault.api_tokens AS
-  SELECT t.name, t.role, t.created_by, t.created_at, t.expires_at, t.last_used_at, t.revoked_at
-    FROM vault.api_token_hashes t;
+  SELECT t.name, t.role, t.created_by, t.created_at, t.expires_at, u.last_used_at, t.revoked_at
+    FROM vault.api_token_hashes t LEFT JOIN vault.api_token_uses u ON u.token_id = t.id;
 COMMENT ON VIEW vault.api_tokens IS 'API tokens: name, role, who created them, expiry, last use, revocation; never the token or its hash.';
 
 CREATE FUNCTION vault.create_api_token(name text, for_role regrole, expires_at timestamptz DEFAULT NULL)
@@ -785,6 +794,7 @@ COMMENT ON FUNCTION vault.api_token_role(text) IS 'The role an API token acts as
 
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.api_token_hashes', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.api_token_uses', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
 
@@ -840,7 +850,7 @@ GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_ad
 REVOKE ALL ON FUNCTION vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text),
                        vault._api_token_role(text), vault.create_api_token(text, regrole, timestamptz)
   FROM PUBLIC;
-REVOKE ALL ON vault.api_token_hashes, vault.api_tokens FROM PUBLIC;
+REVOKE ALL ON vault.api_token_hashes, vault.api_token_uses, vault.api_tokens FROM PUBLIC;
 GRANT SELECT ON vault.api_tokens TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
                           vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)

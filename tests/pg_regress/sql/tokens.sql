@@ -6,6 +6,13 @@ CREATE ROLE regress_tok_service NOLOGIN IN ROLE vault_reader;
 CREATE ROLE regress_tok_reader LOGIN IN ROLE vault_reader;
 CREATE ROLE regress_tok_nobody LOGIN;
 CREATE ROLE regress_tok_super NOLOGIN SUPERUSER;
+CREATE ROLE regress_tok_sneaky NOLOGIN IN ROLE regress_tok_super;
+CREATE ROLE regress_tok_shell NOLOGIN IN ROLE pg_execute_server_program;
+CREATE ROLE regress_tok_creator NOLOGIN CREATEROLE;
+CREATE ROLE regress_tok_stranger NOLOGIN IN ROLE vault_reader;
+-- A token carries no more than its creator could use: the admin is a member of the roles.
+GRANT regress_tok_service, regress_tok_reader, regress_tok_sneaky, regress_tok_shell, regress_tok_creator
+  TO regress_tok_admin;
 SET ROLE regress_tok_admin;
 SELECT vault.create_api_token('ci-deploy', 'regress_tok_service') AS tok \gset
 -- 'pgv_' and 43 base64url characters (256 bits).
@@ -27,11 +34,22 @@ SELECT vault.create_api_token(repeat('n', 129), 'regress_tok_service');
 \echo :SQLSTATE
 SELECT vault.create_api_token(E'two\nlines', 'regress_tok_service');
 \echo :SQLSTATE
+SELECT vault.create_api_token(E'ci-deploy\u200b', 'regress_tok_service');
+\echo :SQLSTATE
 SELECT vault.create_api_token(NULL, 'regress_tok_service');
 \echo :SQLSTATE
-SELECT vault.create_api_token('no role', NULL);
+SELECT vault.create_api_token('no-role', NULL);
 \echo :SQLSTATE
 SELECT vault.create_api_token('root', 'regress_tok_super');
+\echo :SQLSTATE
+-- ... nor a role that can become one, or reach the server's files and programs, or make roles.
+SELECT vault.create_api_token('sneaky', 'regress_tok_sneaky');
+\echo :SQLSTATE
+SELECT vault.create_api_token('shell', 'regress_tok_shell');
+\echo :SQLSTATE
+SELECT vault.create_api_token('creator', 'regress_tok_creator');
+\echo :SQLSTATE
+SELECT vault.create_api_token('other', 'regress_tok_stranger');
 \echo :SQLSTATE
 SELECT vault.create_api_token('past', 'regress_tok_service', now() - interval '1 second');
 \echo :SQLSTATE
@@ -48,19 +66,27 @@ SELECT count(*) AS rows_with_hash FROM vault.api_token_hashes
  WHERE hash = sha256(convert_to(:'tok', 'UTF8')) AND lookup = substr(sha256(convert_to(:'tok', 'UTF8')), 1, 8);
 SELECT count(*) AS rows_with_token FROM vault.api_token_hashes t
  WHERE strpos(row_to_json(t)::text, substr(:'tok', 5)) > 0 OR strpos(t::text, substr(:'tok', 5)) > 0;
--- last_used_at: set by the first check, not rewritten within a minute, set again after one.
-SELECT xmin AS x1 FROM vault.api_token_hashes WHERE name = 'ci-deploy' \gset
+-- last_used_at (kept apart from the token rows, so noting a use never locks a token): set by
+-- the first check, not rewritten within a minute, set again after one.
+CREATE TEMP VIEW uses AS SELECT t.name, u.xmin AS x, u.last_used_at
+  FROM vault.api_token_hashes t JOIN vault.api_token_uses u ON u.token_id = t.id;
+SELECT x AS x1 FROM uses WHERE name = 'ci-deploy' \gset
 SELECT vault.api_token_role(:'tok') AS role;
-SELECT xmin = :'x1'::xid AS not_rewritten FROM vault.api_token_hashes WHERE name = 'ci-deploy';
-UPDATE vault.api_token_hashes SET last_used_at = now() - interval '61 seconds' WHERE name = 'ci-deploy';
+SELECT x = :'x1'::xid AS not_rewritten FROM uses WHERE name = 'ci-deploy';
+UPDATE vault.api_token_uses SET last_used_at = now() - interval '61 seconds'
+ WHERE token_id = (SELECT id FROM vault.api_token_hashes WHERE name = 'ci-deploy');
 SELECT vault.api_token_role(:'tok') AS role;
-SELECT last_used_at > now() - interval '5 seconds' AS touched FROM vault.api_token_hashes WHERE name = 'ci-deploy';
--- A read-only transaction (or a standby) checks without writing.
-UPDATE vault.api_token_hashes SET last_used_at = NULL WHERE name = 'cron';
+SELECT last_used_at > now() - interval '5 seconds' AS touched FROM uses WHERE name = 'ci-deploy';
+-- A read-only or REPEATABLE READ transaction (or a standby) checks without writing.
+UPDATE vault.api_token_uses SET last_used_at = NULL
+ WHERE token_id = (SELECT id FROM vault.api_token_hashes WHERE name = 'cron');
 BEGIN TRANSACTION READ ONLY;
 SELECT vault.api_token_role(:'tok2') AS role;
 COMMIT;
-SELECT last_used_at IS NULL AS untouched FROM vault.api_token_hashes WHERE name = 'cron';
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT vault.api_token_role(:'tok2') AS role;
+COMMIT;
+SELECT last_used_at IS NULL AS untouched FROM uses WHERE name = 'cron';
 -- The row is found by the first 8 bytes of the hash; the whole hash must match.
 UPDATE vault.api_token_hashes SET hash = substr(hash, 1, 31) || '\x00'::bytea WHERE name = 'cron' AND get_byte(hash, 31) <> 0;
 UPDATE vault.api_token_hashes SET hash = substr(hash, 1, 31) || '\x01'::bytea WHERE name = 'cron' AND get_byte(hash, 31) = 0
@@ -68,9 +94,13 @@ UPDATE vault.api_token_hashes SET hash = substr(hash, 1, 31) || '\x01'::bytea WH
 SELECT vault.api_token_role(:'tok2') AS role;
 UPDATE vault.api_token_hashes SET hash = sha256(convert_to(:'tok2', 'UTF8')) WHERE name = 'cron';
 SELECT vault.api_token_role(:'tok2') AS role;
--- Expired: no role.
-UPDATE vault.api_token_hashes SET expires_at = now() - interval '1 second' WHERE name = 'cron';
+-- Expired: no role, by the clock (not the transaction's start).
+UPDATE vault.api_token_hashes SET expires_at = clock_timestamp() + interval '2 seconds' WHERE name = 'cron';
+BEGIN;
 SELECT vault.api_token_role(:'tok2') AS role;
+SELECT pg_sleep(2.1);
+SELECT vault.api_token_role(:'tok2') AS role;
+COMMIT;
 -- Any role may check a token, given USAGE on the schema (a server's login role).
 SET ROLE regress_tok_nobody;
 \set VERBOSITY terse
@@ -97,13 +127,27 @@ RESET ROLE;
 REVOKE USAGE ON SCHEMA vault FROM regress_tok_nobody;
 -- A role that became a superuser, or was dropped, is not acted as.
 CREATE ROLE regress_tok_temp NOLOGIN;
+GRANT regress_tok_temp TO regress_tok_admin;
 SET ROLE regress_tok_admin;
 SELECT vault.create_api_token('temp', 'regress_tok_temp') AS tok3 \gset
 RESET ROLE;
 SELECT vault.api_token_role(:'tok3') AS role;
 ALTER ROLE regress_tok_temp SUPERUSER;
 SELECT vault.api_token_role(:'tok3') AS role;
+ALTER ROLE regress_tok_temp NOSUPERUSER;
+GRANT pg_write_server_files TO regress_tok_temp;
+SELECT vault.api_token_role(:'tok3') AS role;
+REVOKE pg_write_server_files FROM regress_tok_temp;
+SELECT vault.api_token_role(:'tok3') AS role;
+-- Renamed: the token ends (it names the role by OID and name). A dropped role's OID that
+-- another role has (after a restore elsewhere) does not revive it either.
+ALTER ROLE regress_tok_temp RENAME TO regress_tok_renamed;
+SELECT vault.api_token_role(:'tok3') AS role;
+ALTER ROLE regress_tok_renamed RENAME TO regress_tok_temp;
+SELECT vault.api_token_role(:'tok3') AS role;
 DROP ROLE regress_tok_temp;
+SELECT vault.api_token_role(:'tok3') AS role;
+UPDATE vault.api_token_hashes SET role = 'regress_tok_reader' WHERE name = 'temp';
 SELECT vault.api_token_role(:'tok3') AS role;
 -- Revoked: no role at once; the name can be used again, by a new token.
 SET ROLE regress_tok_admin;
@@ -121,4 +165,5 @@ SELECT count(*) AS audit_rows_with_token FROM vault.audit_log WHERE strpos(detai
 RESET ROLE;
 DELETE FROM vault.api_token_hashes;
 DROP OWNED BY regress_tok_admin, regress_tok_reader, regress_tok_nobody;
-DROP ROLE regress_tok_admin, regress_tok_service, regress_tok_reader, regress_tok_nobody, regress_tok_super;
+DROP ROLE regress_tok_admin, regress_tok_service, regress_tok_reader, regress_tok_nobody, regress_tok_sneaky,
+  regress_tok_super, regress_tok_shell, regress_tok_creator, regress_tok_stranger;
