@@ -77,6 +77,14 @@ pub const VAULT_NAMES: &[&str] = &[
     "_rewrapped",
     "_rebind_secrets",
     "reencrypt_in_batches",
+    "api_tokens",
+    "api_token_hashes",
+    "api_token_uses",
+    "create_api_token",
+    "_create_api_token",
+    "revoke_api_token",
+    "api_token_role",
+    "_api_token_role",
 ];
 
 /// Whether a log text refers to the vault by its own words: `vault` (schema, roles, extension) or
