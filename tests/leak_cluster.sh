@@ -90,6 +90,30 @@ check "the granted reader reads the value written after the grant" "$VALUE-race"
 check "the excluded reader replaying that ciphertext in another database gets NULL" "t" \
   "$(as_role r_out "SELECT vault._decrypt($(row race)) IS NULL" b)"
 
+# --- 8. API tokens: only hashes are kept, in the data directory and in a dump ------------------------
+sql leak "CREATE ROLE tok_svc NOLOGIN IN ROLE vault_reader; CREATE ROLE tok_gone NOLOGIN IN ROLE vault_reader" >/dev/null
+TOK=$(sql leak "SELECT vault.create_api_token('svc', 'tok_svc')" a)
+GONE=$(sql leak "SELECT vault.create_api_token('gone', 'tok_gone')" a)
+check "a token acts as its role" "tok_svc" "$(sql leak "SELECT vault.api_token_role('$TOK')" a)"
+sql leak "DROP ROLE tok_gone" >/dev/null
+check "... and not once its role is dropped" "t" "$(sql leak "SELECT vault.api_token_role('$GONE') IS NULL" a)"
+as_pg "$PG_BINDIR/pg_dump" -h "$WORK" -p "$(port leak)" -U postgres -Fp -f "$WORK/tokens.sql" a
+check "a plain pg_dump holds neither token" "absent absent" "$(grep_data "$TOK" "$WORK/tokens.sql") $(grep_data "$GONE" "$WORK/tokens.sql")"
+check "... but their hashes (dumped with the extension's tables)" "found" \
+  "$(grep_data "$(sql leak "SELECT encode(sha256(convert_to('$TOK', 'UTF8')), 'hex')" a)" "$WORK/tokens.sql")"
+sql leak "CREATE DATABASE t" >/dev/null
+out=$(as_pg "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$(port leak)" -U postgres -d t -f "$WORK/tokens.sql" 2>&1 >/dev/null)
+check "the dump restores" "" "$out"
+check "restored: the live token acts as its role" "tok_svc" "$(sql leak "SELECT vault.api_token_role('$TOK')" t)"
+check "restored: the dropped role's token stays dead" "t" "$(sql leak "SELECT vault.api_token_role('$GONE') IS NULL" t)"
+sql leak "SELECT vault.revoke_api_token('svc')" a >/dev/null
+check "revoked in one database, the restored copy is its own" "f t" \
+  "$(sql leak "SELECT vault.api_token_role('$TOK') IS NULL" t) $(sql leak "SELECT vault.api_token_role('$TOK') IS NULL" a)"
+sql leak "CHECKPOINT" >/dev/null
+check "after CHECKPOINT neither token is anywhere in the data directory (WAL included)" "absent absent" \
+  "$(grep_data "$TOK" "$(datadir leak)") $(grep_data "$GONE" "$(datadir leak)")"
+rm -f "$WORK/tokens.sql"
+
 # --- 5. Ciphertext arriving with a nonce is checked ----------------------------------------------
 out=$(sql leak "INSERT INTO vault.secrets (name, secret, nonce) VALUES ('fake', encode(convert_to('$VALUE', 'UTF8'), 'base64'), '\\x00112233445566778899aabbccddeeff')" a)
 check_contains "a base64 plaintext with a made-up nonce is refused (22023)" "22023" "$out"
