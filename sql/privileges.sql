@@ -7,6 +7,7 @@ SELECT pg_catalog.pg_extension_config_dump('vault.secret_acl', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.api_token_hashes', '');
 
 -- Privileges: nothing for PUBLIC; vault_reader reads; vault_admin also writes and manages keys.
 REVOKE ALL ON SCHEMA vault FROM PUBLIC;
@@ -45,6 +46,14 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
                           vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
   TO vault_admin;
+-- API tokens: vault_admin creates, lists and revokes them; the table itself is the owner's.
+GRANT SELECT ON vault.api_tokens TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
+                          vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)
+  TO vault_admin;
+-- Any role may check a token (a server's login role needs no vault rights of its own): the
+-- answer is a role name only for a live token, which its holder knows anyway.
+GRANT EXECUTE ON FUNCTION vault.api_token_role(text) TO PUBLIC;
 -- GRANT and REVOKE ... ALL FUNCTIONS do not cover procedures: named here.
 REVOKE ALL ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_admin;

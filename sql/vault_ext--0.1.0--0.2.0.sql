@@ -121,6 +121,29 @@ STRICT VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rewrapped_wrapper';
 
+CREATE  FUNCTION "_create_api_token"(
+	"name" TEXT, /* Option < & str > */
+	"for_role" oid, /* Option < pg_sys :: Oid > */
+	"expires_at" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS TEXT /* String */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_api_token_wrapper';
+
+CREATE  FUNCTION "revoke_api_token"(
+	"name" TEXT /* Option < & str > */
+) RETURNS void
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'revoke_api_token_wrapper';
+
+CREATE  FUNCTION "_api_token_role"(
+	"token" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'api_token_role_wrapper';
+
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* Option < Interval > */
 ) RETURNS bigint /* i64 */
@@ -722,7 +745,46 @@ BEGIN
 END
 $$;
 
+-- API tokens for pgvault serve (same as sql/tokens.sql).
+CREATE TABLE vault.api_token_hashes (
+  id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  name text NOT NULL,
+  -- The role the token acts as (a server switches to it per request).
+  role regrole NOT NULL,
+  -- The first 8 bytes of hash, to find the row; the whole hash is then compared in constant time.
+  lookup bytea NOT NULL,
+  hash bytea NOT NULL CHECK (pg_catalog.length(hash) = 32),
+  created_by name NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  expires_at timestamptz,
+  -- Set at most once a minute per token.
+  last_used_at timestamptz,
+  revoked_at timestamptz
+);
+CREATE INDEX api_token_hashes_lookup ON vault.api_token_hashes (lookup) WHERE revoked_at IS NULL;
+-- One active token per name; revoked ones stay listed.
+CREATE UNIQUE INDEX api_token_hashes_name ON vault.api_token_hashes (name) WHERE revoked_at IS NULL;
+COMMENT ON TABLE vault.api_token_hashes IS 'SHA-256 of API tokens (never a token). Read only through vault.api_tokens and vault.api_token_role().';
+
+CREATE VIEW vault.api_tokens AS
+  SELECT t.name, t.role, t.created_by, t.created_at, t.expires_at, t.last_used_at, t.revoked_at
+    FROM vault.api_token_hashes t;
+COMMENT ON VIEW vault.api_tokens IS 'API tokens: name, role, who created them, expiry, last use, revocation; never the token or its hash.';
+
+CREATE FUNCTION vault.create_api_token(name text, for_role regrole, expires_at timestamptz DEFAULT NULL)
+RETURNS text LANGUAGE sql VOLATILE SET search_path = ''
+AS $$ SELECT vault._create_api_token(name, for_role::pg_catalog.oid, expires_at) $$;
+COMMENT ON FUNCTION vault.create_api_token(text, regrole, timestamptz) IS 'A new API token acting as for_role, returned once (only its SHA-256 is kept).';
+COMMENT ON FUNCTION vault.revoke_api_token(text) IS 'Revoke the active API token of that name.';
+
+-- The check a server runs per request: the role a token acts as, NULL for anything else.
+CREATE FUNCTION vault.api_token_role(token text)
+RETURNS name LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+AS $$ SELECT vault._api_token_role(token)::pg_catalog.name $$;
+COMMENT ON FUNCTION vault.api_token_role(text) IS 'The role an API token acts as; NULL for an unknown, expired or revoked token.';
+
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.api_token_hashes', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.secret_versions', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.audit_log', '');
 
@@ -773,3 +835,14 @@ REVOKE ALL ON FUNCTION vault.rotate_key(text, boolean) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault.rotate_key(text, boolean) TO vault_admin;
 GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_admin;
+
+-- API tokens: vault_admin creates, lists and revokes them; any role may check one.
+REVOKE ALL ON FUNCTION vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text),
+                       vault._api_token_role(text), vault.create_api_token(text, regrole, timestamptz)
+  FROM PUBLIC;
+REVOKE ALL ON vault.api_token_hashes, vault.api_tokens FROM PUBLIC;
+GRANT SELECT ON vault.api_tokens TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
+                          vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)
+  TO vault_admin;
+GRANT EXECUTE ON FUNCTION vault.api_token_role(text) TO PUBLIC;

@@ -85,6 +85,16 @@ extension_sql_file!(
         api::audit::audit_rotate_root_key
     ]
 );
+extension_sql_file!(
+    "../sql/tokens.sql",
+    name = "tokens",
+    requires = [
+        "rotation",
+        api::tokens::create_api_token,
+        api::tokens::revoke_api_token,
+        api::tokens::api_token_role
+    ]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {

@@ -6,4 +6,5 @@ pub mod audit;
 pub mod keys;
 pub mod mask;
 pub mod secrets;
+pub mod tokens;
 pub mod triggers;

@@ -10,4 +10,5 @@ pub mod grants;
 pub mod keys;
 pub mod log_names;
 pub mod read;
+pub mod tokens;
 pub mod write;

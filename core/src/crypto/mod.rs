@@ -7,3 +7,4 @@ pub mod cipher;
 pub mod encoding;
 pub mod kdf;
 pub mod root_key;
+pub mod token;

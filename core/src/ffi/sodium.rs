@@ -188,6 +188,14 @@ pub fn random_nonce(buf: &mut [u8]) {
     });
 }
 
+/// SHA-256 of `msg` (libsodium `crypto_hash_sha256`).
+pub fn sha256(msg: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // SAFETY: out has the 32 bytes crypto_hash_sha256 writes; msg is a readable slice.
+    unsafe { ffi::crypto_hash_sha256(out.as_mut_ptr(), msg.as_ptr(), msg.len() as u64) };
+    out
+}
+
 /// Constant-time comparison of two 32-byte values.
 pub fn verify_32(a: &[u8; 32], b: &[u8; 32]) -> bool {
     // SAFETY: both pointers refer to 32 readable bytes.
