@@ -454,10 +454,27 @@ fn superuser_refusal(target: &conn::Target) -> String {
 
 /// Checks `token` in the database and switches to its role for the rest of the transaction.
 fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
-    let row = c.query_one(
-        "SELECT r::text, pg_catalog.pg_has_role(session_user, r, 'MEMBER') FROM vault.api_token_role($1) AS r",
-        &[&token],
-    )?;
+    let row = c
+        .query_one(
+            "SELECT r::text, pg_catalog.pg_has_role(session_user, r, 'MEMBER') FROM vault.api_token_role($1) AS r",
+            &[&token],
+        )
+        .map_err(|e| match e.code().map(|c| c.code()) {
+            // The server's role cannot call the check at all: a setup problem, not the token's.
+            Some(code @ ("42501" | "3F000" | "42883")) => {
+                eprintln!(
+                    "pgvault serve: tokens: the server's own role cannot call vault.api_token_role ({code}: {}); \
+                     it needs vault_ext 0.2 and GRANT USAGE ON SCHEMA vault TO that role",
+                    e.as_db_error().map(|d| d.message()).unwrap_or_default()
+                );
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this server cannot check tokens (see the server's output)",
+                    None,
+                )
+            }
+            _ => ApiError::from(e),
+        })?;
     let Some(role) = row.get::<_, Option<String>>(0) else {
         return Err(ApiError::bad_token());
     };
