@@ -18,6 +18,7 @@ fi
 cluster_init
 SERVER=
 trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; cluster_cleanup' EXIT
+trap 'exit 1' INT TERM HUP PIPE
 
 new_cluster b "password_encryption = 'scram-sha-256'"
 printf 'local all postgres trust\nlocal all all scram-sha-256\n' >"$(datadir b)/pg_hba.conf"
@@ -50,8 +51,9 @@ run() {
   if [ "$1" = token ]; then auth=(-H "Authorization: Bearer $TOKEN"); else auth=(-b "$WORK/jar"); fi
   start=$(date +%s.%N)
   curl -s --cacert "$WORK/cert.pem" "${auth[@]}" "$URL" >"$WORK/c1" &
+  p1=$!
   curl -s --cacert "$WORK/cert.pem" "${auth[@]}" "$URL" >"$WORK/c2" &
-  wait %1 %2
+  wait "$p1" $!
   end=$(date +%s.%N)
   ok=$(cat "$WORK/c1" "$WORK/c2" | grep -o '"value":"sk-bench-0123456789abcdef"' | wc -l)
   [ "$ok" -eq $((2 * N)) ] || { echo "$1: only $ok of $((2 * N)) answers had the value" >&2; exit 1; }
