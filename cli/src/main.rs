@@ -23,6 +23,8 @@ const EXIT_CODES: &str = "\
 Connection: --dsn (a postgresql:// URL, key=value pairs, or service=NAME), else DATABASE_URL,
 else the libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE,
 PGSSLROOTCERT, ...); passwords from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a prompt.
+get, run and export read through pgvault serve instead when PGVAULT_URL (https://...) is set,
+with a service token in PGVAULT_TOKEN (and PGVAULT_CACERT, a CA file, if needed).
 
 Exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret (or version), 4 permission denied,
 5 cannot connect, 6 no vault_ext in that database, 7 bad input, 8 verify found damaged secrets;
@@ -194,6 +196,8 @@ Examples:
         after_help = "Users log in with their Postgres role and password (checked by the database, which must
 ask for one: scram-sha-256 in pg_hba.conf); each session uses that role's own connection, made
 with the connection options above. The console is at https://LISTEN/; the API under /api/v1.
+Services send `Authorization: Bearer TOKEN` (pgvault token create) instead: those requests run
+on the connection options' own role (never a superuser), switched to the token's role.
 
 Examples:
   openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \\
