@@ -222,6 +222,20 @@ for _ in 1 2 3; do breq "$T_BILLING" GET /api/v1/secrets/billing_key; done
 check "used again within the minute: last_used_at unchanged and the row not rewritten" "$first $xmin1" \
   "$(lu billing) $(sql tok "SELECT xmin FROM vault.api_token_hashes WHERE name = 'billing' AND revoked_at IS NULL")"
 
+# --- the server's own connections: a bounded pool ---
+curl -s --cacert "$WORK/ca.pem" -H "Authorization: Bearer $T_READER" --parallel --parallel-max 24 \
+  "https://127.0.0.1:$WPORT/api/v1/secrets/shared_key?i=[1-96]" >"$WORK/par"
+check "96 requests, 24 at a time: every one answered with the value" 96 "$(grep -o 'sk-shared-0123456789abcdef' "$WORK/par" | wc -l)"
+check "on at most 4 connections of the server's role (--token-connections)" "yes" \
+  "$(n=$(sql tok "SELECT count(*) FROM pg_stat_activity WHERE usename = 'authenticator'"); [ "$n" -ge 1 ] && [ "$n" -le 4 ] && echo yes || echo "no: $n")"
+
+# --- a server role without USAGE on schema vault cannot check tokens: says so ---
+sql tok "CREATE ROLE auth_nousage LOGIN NOINHERIT PASSWORD '$PW'; GRANT tok_reader TO auth_nousage" >/dev/null
+serve_bg nousage tok $((WPORT + 3)) auth_nousage || exit 1
+URL=https://127.0.0.1:$((WPORT + 3)) breq "$T_READER" GET /api/v1/secrets/shared_key
+check "a server role without USAGE on schema vault: 503" 503 "$CODE"
+check_contains "and its output says which GRANT" "GRANT USAGE ON SCHEMA vault" "$(cat "$WORK/nousage.out")"
+
 # --- a superuser server refuses tokens ---
 serve_bg super tok $((WPORT + 1)) postgres || exit 1
 URL=https://127.0.0.1:$((WPORT + 1)) breq "$T_READER" GET /api/v1/secrets/shared_key
@@ -303,7 +317,7 @@ for t in "${TOKENS[@]}"; do
   check "token ${t:0:8}... appears nowhere in the data directories (pg_wal included)" absent \
     "$(grep_data "$t" "$(datadir tok)" "$(datadir other)")"
   check_absent "nor in the server logs" "$t" "$(cat "$(logfile tok)" "$(logfile other)")"
-  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out)"
+  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out "$WORK"/nousage.out)"
 done
 check "a control: the grep finds a token's name in the data directory" found "$(grep_data "viewer-unused" "$(datadir tok)")"
 check_contains "the access log names the token's role" "GET /api/v1/secrets/shared_key 200 role=tok_reader (token)" "$(cat "$WORK/main.out")"
