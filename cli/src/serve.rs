@@ -1117,15 +1117,22 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {
         Ok(mut c) => {
-            let superuser = c
+            let (superuser, usage) = c
                 .query_one(
-                    "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user",
+                    "SELECT rolsuper, pg_catalog.has_schema_privilege('vault', 'USAGE') \
+                       FROM pg_catalog.pg_roles WHERE rolname = session_user",
                     &[],
                 )
-                .map(|r| r.get::<_, bool>(0))
-                .unwrap_or(true);
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
+                .unwrap_or((true, false));
             if superuser {
                 eprintln!("pgvault serve: {}", superuser_refusal(&target));
+            } else if !usage {
+                eprintln!(
+                    "pgvault serve: note: Bearer tokens cannot be checked until the server's own role may use \
+                     schema vault: GRANT USAGE ON SCHEMA vault TO {}",
+                    quote_ident(target.user())
+                );
             } else {
                 eprintln!(
                     "pgvault serve: Bearer tokens act through role \"{}\" (at most {} connections)",
