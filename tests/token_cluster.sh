@@ -128,6 +128,8 @@ pv token create ghost --role no_such_role >/dev/null 2>"$WORK/err"
 check "a token for an unknown role: exit 7" 7 $?
 pv token create su --role postgres >/dev/null 2>"$WORK/err"
 check "a token for a superuser: exit 4" 4 $?
+pv token create past --role tok_reader --expires 2000-01-01 >"$WORK/out" 2>"$WORK/err"
+check "an expiry in the past: exit 7, no token printed" "7 0" "$? $(grep -c pgv_ "$WORK/out")"
 pv token create later --role tok_reader --expires soonish >/dev/null 2>"$WORK/err"
 check "a bad --expires: exit 2 saying why" "2 --expires" "$? $(grep -o -- '--expires' "$WORK/err" | head -1)"
 PGPASSWORD=$PW "$PGVAULT" --dsn "$(dsn tok web_reader)" token create mine --role tok_reader >"$WORK/out" 2>"$WORK/err"
