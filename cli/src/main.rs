@@ -7,6 +7,7 @@ mod conn;
 mod dotenv;
 mod envplan;
 mod prompt;
+mod remote;
 mod serve;
 mod text;
 
@@ -22,6 +23,8 @@ const EXIT_CODES: &str = "\
 Connection: --dsn (a postgresql:// URL, key=value pairs, or service=NAME), else DATABASE_URL,
 else the libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGSERVICE, PGSSLMODE,
 PGSSLROOTCERT, ...); passwords from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a prompt.
+get, run and export read through pgvault serve instead when PGVAULT_URL (https://...) is set,
+with a service token in PGVAULT_TOKEN (and PGVAULT_CACERT, a CA file, if needed).
 
 Exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret (or version), 4 permission denied,
 5 cannot connect, 6 no vault_ext in that database, 7 bad input, 8 verify found damaged secrets;
@@ -193,6 +196,8 @@ Examples:
         after_help = "Users log in with their Postgres role and password (checked by the database, which must
 ask for one: scram-sha-256 in pg_hba.conf); each session uses that role's own connection, made
 with the connection options above. The console is at https://LISTEN/; the API under /api/v1.
+Services send `Authorization: Bearer TOKEN` (pgvault token create) instead: those requests run
+on the connection options' own role (never a superuser), switched to the token's role.
 
 Examples:
   openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \\
@@ -218,12 +223,50 @@ Examples:
         /// Failed logins from one address, within a minute, before it gets 429
         #[arg(long, default_value_t = 5, value_name = "N")]
         max_login_failures: usize,
+        /// Connections of the server's own role (the connection options) for Bearer-token requests
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        token_connections: usize,
     },
+    /// Service tokens for pgvault serve's API: create (shown once), list, revoke (vault_admin)
+    #[command(
+        subcommand,
+        after_help = "A token acts as one role (--role) over `Authorization: Bearer TOKEN`; the server's own login
+role must be a NOINHERIT member of that role. Only a hash of the token is stored.
+
+Examples:
+  pgvault token create ci-deploy --role ci_reader --expires 90d > ci.token
+  pgvault token list
+  pgvault token revoke ci-deploy
+  PGVAULT_URL=https://vault.internal:8443 PGVAULT_TOKEN=$(cat ci.token) pgvault run --tag prod -- ./deploy"
+    )]
+    Token(TokenCmd),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  pgvault completions bash > /etc/bash_completion.d/pgvault\n  pgvault completions zsh > \"${fpath[1]}/_pgvault\"\n  pgvault completions fish > ~/.config/fish/completions/pgvault.fish"
     )]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token acting as ROLE; printed once, to standard output
+    Create {
+        name: String,
+        /// The role the token acts as (not a superuser)
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Expiry: a timestamp, an interval from now (30d, 12h, 2w, "+30 days") or never
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+    },
+    /// The tokens: name, role, creator, creation, expiry, last use, state (never the token)
+    List {
+        /// A JSON array of objects
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the active token NAME: it stops working at once
+    Revoke { name: String },
 }
 
 /// Why pgvault stops, as the documented exit code and a message (never a value).
@@ -273,7 +316,8 @@ impl Failure {
     }
 }
 
-const ROLES_HINT: &str = "hint: list needs vault_viewer, get/run/export vault_reader, set/rm/import/history/rollback/\
+pub const ROLES_HINT: &str =
+    "hint: list needs vault_viewer, get/run/export vault_reader, set/rm/import/history/rollback/\
 audit/grant/revoke/verify vault_admin (GRANT vault_reader TO your_role)";
 
 impl From<postgres::Error> for Failure {
@@ -282,7 +326,7 @@ impl From<postgres::Error> for Failure {
             Some("42501") => 4,
             Some("P0002") => 3,
             Some("3F000" | "42P01" | "42883") => 6,
-            Some("42704" | "22007" | "22008" | "22P02" | "22023") => 7,
+            Some("42704" | "22007" | "22008" | "22P02" | "22023" | "22004" | "42710") => 7,
             None if e.is_closed() => 5,
             _ => 1,
         };
@@ -371,6 +415,13 @@ fn check_name(name: &str) -> Result<(), Failure> {
 fn run_cli(cli: Cli) -> Result<(), Failure> {
     let target = || conn::config(cli.dsn.as_deref());
     let connect = || conn::connect(&target()?);
+    // get / run / export through `pgvault serve` with a token, when PGVAULT_URL is set.
+    let remote = || match remote::from_env(None)? {
+        Some(_) if cli.dsn.is_some() => Err(Failure::usage(
+            "give either --dsn (a database connection) or PGVAULT_URL (pgvault serve with PGVAULT_TOKEN), not both",
+        )),
+        r => Ok(r),
+    };
     match cli.command {
         Cmd::Completions { shell } => {
             let mut script = Vec::new();
@@ -381,7 +432,20 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::List { tag, json } => list(&mut connect()?, &tag, json),
-        Cmd::Get { name, no_newline } => get(&mut connect()?, &name, no_newline),
+        Cmd::Get { name, no_newline } => {
+            let found = match remote()? {
+                Some(r) => {
+                    r.may_read()?;
+                    match r.value(&name)? {
+                        remote::Fetched::Value(v) => Some(Some(v)),
+                        remote::Fetched::NotGranted => Some(None),
+                        remote::Fetched::NotFound => None,
+                    }
+                }
+                None => get(&mut connect()?, &name)?,
+            };
+            write_value(&name, found, no_newline)
+        }
         Cmd::Set {
             name,
             description,
@@ -438,12 +502,18 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             keep_env,
             command,
         } => {
-            let secrets = fetch(connect()?, &tag, &only)?;
+            let secrets = match remote()? {
+                Some(r) => select(fetch_remote(&r, &tag, &only)?, &tag, &only)?,
+                None => select(fetch(connect()?, &tag, &only)?, &tag, &only)?,
+            };
             exec_with(secrets, &command, &allow_var, keep_env)
         }
         Cmd::Import { file, tag } => import(&mut connect()?, &file, &tag),
         Cmd::Export { format, tag, only } => {
-            let secrets = fetch(connect()?, &tag, &only)?;
+            let secrets = match remote()? {
+                Some(r) => select(fetch_remote(&r, &tag, &only)?, &tag, &only)?,
+                None => select(fetch(connect()?, &tag, &only)?, &tag, &only)?,
+            };
             export(&secrets, format)
         }
         Cmd::History { name } => history(&mut connect()?, &name),
@@ -503,6 +573,16 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Verify => verify(&mut connect()?),
+        Cmd::Token(TokenCmd::Create { name, role, expires }) => {
+            let when = expires.as_deref().map(When::parse).transpose()?;
+            token_create(&mut connect()?, &name, &role, when.as_ref())
+        }
+        Cmd::Token(TokenCmd::List { json }) => token_list(&mut connect()?, json),
+        Cmd::Token(TokenCmd::Revoke { name }) => {
+            connect()?.execute("SELECT vault.revoke_api_token($1)", &[&name])?;
+            eprintln!("pgvault: revoked token {}", text::escape(&name));
+            Ok(())
+        }
         Cmd::Serve {
             listen,
             tls_cert,
@@ -510,6 +590,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             insecure_http,
             idle_timeout,
             max_login_failures,
+            token_connections,
         } => serve::run(
             target()?,
             serve::Options {
@@ -520,6 +601,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
                 max_login_failures: max_login_failures.max(1),
                 login_window: std::time::Duration::from_secs(60),
+                token_connections,
             },
         ),
     }
@@ -670,16 +752,22 @@ fn list(client: &mut Client, tags: &[String], json: bool) -> Result<(), Failure>
     Ok(())
 }
 
-fn get(client: &mut Client, name: &str, no_newline: bool) -> Result<(), Failure> {
+/// The secret `name`: None when there is none, Some(None) when its per-secret grants leave
+/// this role out.
+fn get(client: &mut Client, name: &str) -> Result<Option<Option<Zeroizing<String>>>, Failure> {
     let row = client.query_opt(
         "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
         &[&name],
     )?;
-    let Some(row) = row else {
+    Ok(row.map(|r| r.get::<_, Option<String>>(0).map(Zeroizing::new)))
+}
+
+/// What `get` prints (or refuses), over SQL or HTTP alike.
+fn write_value(name: &str, found: Option<Option<Zeroizing<String>>>, no_newline: bool) -> Result<(), Failure> {
+    let Some(value) = found else {
         return Err(Failure::not_found(format!("no secret named {}", text::escape(name))));
     };
-    let value: Option<String> = row.get(0);
-    let value = Zeroizing::new(value.ok_or_else(|| not_granted(name))?);
+    let value = value.ok_or_else(|| not_granted(name))?;
     let mut out = io::stdout().lock();
     out.write_all(value.as_bytes())?;
     if !no_newline {
@@ -823,9 +911,17 @@ fn upsert(
 
 type Secrets = Vec<(String, Zeroizing<String>)>;
 
-/// Name and value of the secrets that have a name, every tag in `tags` and, when `only` is not
-/// empty, one of those names (each of which must exist).
-fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets, Failure> {
+/// A named secret as read: its value (None when per-secret grants leave this role out) and
+/// whether it has expired.
+struct Row {
+    name: String,
+    value: Option<Zeroizing<String>>,
+    expired: bool,
+}
+
+/// The secrets that have a name, every tag in `tags` and, when `only` is not empty, one of
+/// those names; by name.
+fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Vec<Row>, Failure> {
     let only_filter = (!only.is_empty()).then_some(only);
     let rows = client.query(
         "SELECT name, decrypted_secret, coalesce(expires_at <= now(), false) \
@@ -834,11 +930,47 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets
           ORDER BY name",
         &[&tags, &only_filter],
     )?;
+    Ok(rows
+        .iter()
+        .map(|r| Row {
+            name: r.get(0),
+            value: r.get::<_, Option<String>>(1).map(Zeroizing::new),
+            expired: r.get(2),
+        })
+        .collect())
+}
+
+/// [`fetch`] through `pgvault serve`: the list (the same filter and order), then each value.
+fn fetch_remote(r: &remote::Remote, tags: &[String], only: &[String]) -> Result<Vec<Row>, Failure> {
+    r.may_read()?;
+    let mut rows = Vec::new();
+    for item in r.list(tags)? {
+        let Some(name) = item.name else { continue };
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
+        let value = match r.value(&name)? {
+            remote::Fetched::Value(v) => Some(v),
+            remote::Fetched::NotGranted => None,
+            // Deleted since the list was made.
+            remote::Fetched::NotFound => continue,
+        };
+        rows.push(Row {
+            name,
+            value,
+            expired: item.expired,
+        });
+    }
+    Ok(rows)
+}
+
+/// Name and value of the rows this role may read; the others are left out with a warning,
+/// and an error when named in `only` (each of which must exist).
+fn select(rows: Vec<Row>, tags: &[String], only: &[String]) -> Result<Secrets, Failure> {
     let mut secrets = Vec::with_capacity(rows.len());
     for r in &rows {
-        let name: String = r.get(0);
-        let value: Option<String> = r.get(1);
-        let Some(value) = value.map(Zeroizing::new) else {
+        let name = r.name.clone();
+        let Some(value) = r.value.clone() else {
             // A secret with per-secret grants that leave this role out: named ones are an
             // error, the others are left out with a word on standard error.
             if only.contains(&name) {
@@ -850,7 +982,7 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets
             );
             continue;
         };
-        if r.get::<_, bool>(2) {
+        if r.expired {
             eprintln!(
                 "pgvault: warning: secret {} has expired (its value is used all the same)",
                 text::escape(&name)
@@ -858,10 +990,7 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets
         }
         secrets.push((name, value));
     }
-    if let Some(missing) = only
-        .iter()
-        .find(|n| !rows.iter().any(|r| r.get::<_, &str>(0) == n.as_str()))
-    {
+    if let Some(missing) = only.iter().find(|n| !rows.iter().any(|r| &r.name == *n)) {
         let why = if tags.is_empty() { "" } else { " with those tags" };
         return Err(Failure::not_found(format!(
             "no secret named {}{why}",
@@ -875,12 +1004,15 @@ fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Secrets
 /// are the child's own, and nothing of pgvault (its connection included) stays around.
 fn exec_with(secrets: Secrets, child: &[String], allow: &[String], keep_env: bool) -> Result<(), Failure> {
     let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
-    let plan = envplan::plan(&names, allow, keep_env, &|v| std::env::var_os(v).is_some());
+    // The service token (get/run/export over HTTPS) is pgvault's, never the child's.
+    let plan = envplan::plan(&names, allow, keep_env, &|v| {
+        v != "PGVAULT_TOKEN" && std::env::var_os(v).is_some()
+    });
     for w in &plan.warnings {
         eprintln!("pgvault: warning: {w}");
     }
     let mut command = Command::new(&child[0]);
-    command.args(&child[1..]);
+    command.args(&child[1..]).env_remove("PGVAULT_TOKEN");
     for (i, var) in &plan.set {
         command.env(var, secrets[*i].1.as_str());
     }
@@ -1037,6 +1169,97 @@ fn audit(client: &mut Client, secret: Option<&str>, since: Option<&str>, limit: 
         ]);
     }
     text::write_table(&mut io::stdout().lock(), &table)?;
+    Ok(())
+}
+
+fn token_create(client: &mut Client, name: &str, role: &str, when: Option<&When>) -> Result<(), Failure> {
+    let (interval, at) = match when {
+        None | Some(When::Never) => (None, None),
+        Some(When::In(i)) => (Some(i.as_str()), None),
+        Some(When::At(a)) => (None, Some(a.as_str())),
+    };
+    let shown = interval.or(at).unwrap_or("never");
+    let token: String = client
+        .query_one(
+            "SELECT vault.create_api_token($1, $2::text::regrole, \
+                    CASE WHEN $3::text IS NOT NULL THEN now() + $3::text::interval ELSE $4::text::timestamptz END)",
+            &[&name, &role, &interval, &at],
+        )
+        .map_err(bad_when("--expires", shown))?
+        .get(0);
+    let token = Zeroizing::new(token);
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", token.as_str())?;
+    out.flush()?;
+    eprintln!(
+        "pgvault: created token {} acting as {}: it is shown this once and cannot be shown again (only its hash is kept)",
+        text::escape(name),
+        text::escape(role)
+    );
+    Ok(())
+}
+
+fn token_list(client: &mut Client, json: bool) -> Result<(), Failure> {
+    let iso = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    let local = |c: &str| format!("coalesce(to_char({c}, 'YYYY-MM-DD HH24:MI:SSOF'), '')");
+    let rows = client.query(
+        &format!(
+            "SELECT name, role::text, created_by::text, {}, {}, {}, {}, \
+                    CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
+                         WHEN expires_at <= now() THEN 'expired' ELSE 'active' END, \
+                    {}, {}, {}, {} \
+               FROM vault.api_tokens ORDER BY name, created_at",
+            iso("created_at"),
+            iso("expires_at"),
+            iso("last_used_at"),
+            iso("revoked_at"),
+            local("created_at"),
+            local("expires_at"),
+            local("last_used_at"),
+            local("revoked_at"),
+        ),
+        &[],
+    )?;
+    let mut out = io::stdout().lock();
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.get::<_, String>(0),
+                    "role": r.get::<_, String>(1),
+                    "created_by": r.get::<_, String>(2),
+                    "created_at": r.get::<_, Option<String>>(3),
+                    "expires_at": r.get::<_, Option<String>>(4),
+                    "last_used_at": r.get::<_, Option<String>>(5),
+                    "revoked_at": r.get::<_, Option<String>>(6),
+                    "state": r.get::<_, String>(7),
+                })
+            })
+            .collect();
+        let s = serde_json::to_string_pretty(&items).map_err(|e| Failure::new(1, e.to_string()))?;
+        writeln!(out, "{s}")?;
+        return Ok(());
+    }
+    let mut table = vec![["NAME", "ROLE", "STATE", "CREATED", "BY", "EXPIRES", "LAST USED"].map(String::from)];
+    for r in &rows {
+        let state: String = r.get(7);
+        let state = if state == "revoked" {
+            format!("revoked {}", r.get::<_, String>(11))
+        } else {
+            state
+        };
+        table.push([
+            text::escape(&r.get::<_, String>(0)),
+            text::escape(&r.get::<_, String>(1)),
+            state,
+            r.get(8),
+            text::escape(&r.get::<_, String>(2)),
+            r.get(9),
+            r.get(10),
+        ]);
+    }
+    text::write_table(&mut out, &table)?;
     Ok(())
 }
 

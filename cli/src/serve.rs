@@ -5,6 +5,11 @@
 //! as every pgvault command: the server holds no privileged connection and caches no value.
 //! Values travel only in the bodies of `GET /api/v1/secrets/{name}` (marked no-store) and
 //! `PUT`; nothing the server prints carries a value, a password, a cookie or a token.
+//!
+//! Services send `Authorization: Bearer TOKEN` instead (issue 18): the token is checked by the
+//! database (`vault.api_token_role`, which compares hashes) on one of a few connections of the
+//! server's own login role, which must not be a superuser and switches to the token's role
+//! with `SET LOCAL ROLE` in the request's transaction, as PostgREST's authenticator does.
 
 use crate::{conn, Failure};
 use axum::body::{Body, Bytes};
@@ -21,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 const COOKIE: &str = "pgvault_session";
@@ -39,6 +45,8 @@ pub struct Options {
     pub idle_timeout: Duration,
     pub max_login_failures: usize,
     pub login_window: Duration,
+    /// The most connections of the server's own role kept for Bearer-token requests.
+    pub token_connections: usize,
 }
 
 /// A session's connection. The synchronous client blocks when it closes, which must not happen
@@ -69,11 +77,35 @@ struct App {
     idle_timeout: Duration,
     max_login_failures: usize,
     login_window: Duration,
+    tokens: TokenPool,
 }
 
-/// The session a request carries (if its cookie names a live one).
+/// The connections of the server's own login role (its connection options), for Bearer-token
+/// requests: at most `slots` at once, idle ones kept for the next request.
+struct TokenPool {
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// Who a request acts for: the session its cookie names, or the Bearer token it carries.
 #[derive(Clone)]
-struct Auth(Option<Arc<Session>>);
+struct Auth {
+    session: Option<Arc<Session>>,
+    token: Option<Arc<Zeroizing<String>>>,
+    app: Arc<App>,
+    /// The role a token turned out to act as (for the access log).
+    acted: Arc<Mutex<Option<String>>>,
+}
+
+/// The authority one request runs with.
+enum Who {
+    Session(Arc<Session>),
+    Token {
+        app: Arc<App>,
+        token: Arc<Zeroizing<String>>,
+        acted: Arc<Mutex<Option<String>>>,
+    },
+}
 
 /// The role a response was made for, for the access log.
 #[derive(Clone)]
@@ -106,6 +138,14 @@ impl ApiError {
     }
     fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not logged in (or the session expired)", None)
+    }
+    /// One answer for every token that does not act: unknown, expired, revoked or malformed.
+    fn bad_token() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid token: unknown, expired or revoked",
+            None,
+        )
     }
     fn not_found(name: &str) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, format!("no secret named {name}"), Some("P0002"))
@@ -240,35 +280,62 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let session = app.session(req.headers());
+    // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
+    // the header on its own), and one that also carries a session cookie is refused rather
+    // than guessing which of the two it meant.
+    let bearer = bearer_token(req.headers());
+    let session = match bearer {
+        None => app.session(req.headers()),
+        Some(_) => None,
+    };
     let safe = method == Method::GET || method == Method::HEAD;
-    let mut response = match &session {
-        Some(s) if !safe => {
+    let refusal = match (&bearer, &session) {
+        (Some(Err(())), _) => Some(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be \"Bearer TOKEN\"",
+            None,
+        )),
+        (Some(Ok(_)), _) if cookie_value(req.headers()).is_some() => Some(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "send either a session cookie or an Authorization: Bearer token, not both; nothing was done",
+            None,
+        )),
+        (None, Some(s)) if !safe => {
             let token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok());
-            if token.is_some_and(|t| same(t, &s.csrf)) {
-                None
-            } else {
-                // Read the body first: a connection closed with unread data is reset, and the
-                // client would see no answer at all instead of the 403.
-                let _ = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20).await;
-                Some(
-                    ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "missing or wrong X-CSRF-Token header: nothing was changed",
-                        None,
-                    )
-                    .into_response(),
+            (!token.is_some_and(|t| same(t, &s.csrf))).then(|| {
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong X-CSRF-Token header: nothing was changed",
+                    None,
                 )
-            }
+            })
         }
         _ => None,
     };
+    let mut response = match refusal {
+        Some(e) => {
+            // Read the body first: a connection closed with unread data is reset, and the
+            // client would see no answer at all instead of the refusal.
+            let _ = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20).await;
+            Some(e.into_response())
+        }
+        None => None,
+    };
     let mut role = session.as_ref().map(|s| s.user.clone());
     if response.is_none() {
-        req.extensions_mut().insert(Auth(session));
+        let acted = Arc::new(Mutex::new(None));
+        req.extensions_mut().insert(Auth {
+            session,
+            token: bearer.and_then(Result::ok).map(Arc::new),
+            app: app.clone(),
+            acted: acted.clone(),
+        });
         let r = next.run(req).await;
         if let Some(LoggedRole(r)) = r.extensions().get::<LoggedRole>() {
             role = Some(r.clone());
+        }
+        if let Some(r) = lock(&acted).take() {
+            role = Some(format!("{r} (token)"));
         }
         response = Some(r);
     }
@@ -295,33 +362,203 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     response
 }
 
-/// Runs `f` on the session's connection, off the async threads.
-async fn db<T, F>(s: &Arc<Session>, f: F) -> Result<T, ApiError>
+/// The `Authorization` header's token: None without the header, Err when it is not
+/// `Bearer TOKEN`.
+fn bearer_token(headers: &HeaderMap) -> Option<Result<Zeroizing<String>, ()>> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    let v = v.to_str().map_err(|_| ());
+    Some(v.and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ').ok_or(())?;
+        let token = token.trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(char::is_whitespace) {
+            Ok(Zeroizing::new(token.to_string()))
+        } else {
+            Err(())
+        }
+    }))
+}
+
+/// `f` in one transaction: committed when it succeeds, rolled back when it fails.
+fn in_transaction<T>(c: &mut Client, f: impl FnOnce(&mut Client) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    c.batch_execute("BEGIN")?;
+    match f(c) {
+        Ok(v) => {
+            c.batch_execute("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            if !c.is_closed() {
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A role name as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl TokenPool {
+    /// An idle connection of the server's own role, or a new one: never a superuser's.
+    fn take(&self, target: &conn::Target) -> Result<Client, ApiError> {
+        if let Some(c) = lock(&self.idle).pop() {
+            if !c.is_closed() {
+                return Ok(c);
+            }
+        }
+        let mut c = conn::connect(target).map_err(|f| {
+            eprintln!(
+                "pgvault serve: tokens: cannot connect as the server's own role: {}",
+                f.message()
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "tokens are not available: the server cannot reach the database (see the server's output)",
+                None,
+            )
+        })?;
+        let superuser: bool = c
+            .query_one(
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user",
+                &[],
+            )?
+            .get(0);
+        if superuser {
+            eprintln!("pgvault serve: tokens: {}", superuser_refusal(target));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this server does not accept tokens: its own database role is a superuser (see the server's output)",
+                None,
+            ));
+        }
+        Ok(c)
+    }
+
+    fn give(&self, c: Client) {
+        if !c.is_closed() {
+            lock(&self.idle).push(c);
+        }
+    }
+}
+
+fn superuser_refusal(target: &conn::Target) -> String {
+    format!(
+        "Bearer tokens refused: the server's own role \"{}\" is a superuser, and a token must never act \
+         as one; connect as a login role that is a NOINHERIT member of the token roles \
+         (CREATE ROLE authenticator LOGIN NOINHERIT; GRANT token_role TO authenticator)",
+        crate::text::escape(target.user())
+    )
+}
+
+/// Checks `token` in the database and switches to its role for the rest of the transaction.
+fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
+    let row = c
+        .query_one(
+            "SELECT r::text, pg_catalog.pg_has_role(session_user, r, 'MEMBER') FROM vault.api_token_role($1) AS r",
+            &[&token],
+        )
+        .map_err(|e| match e.code().map(|c| c.code()) {
+            // The server's role cannot call the check at all: a setup problem, not the token's.
+            Some(code @ ("42501" | "3F000" | "42883")) => {
+                eprintln!(
+                    "pgvault serve: tokens: the server's own role cannot call vault.api_token_role ({code}: {}); \
+                     it needs vault_ext 0.2 and GRANT USAGE ON SCHEMA vault TO that role",
+                    e.as_db_error().map(|d| d.message()).unwrap_or_default()
+                );
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this server cannot check tokens (see the server's output)",
+                    None,
+                )
+            }
+            _ => ApiError::from(e),
+        })?;
+    let Some(role) = row.get::<_, Option<String>>(0) else {
+        return Err(ApiError::bad_token());
+    };
+    if row.get::<_, Option<bool>>(1) != Some(true) {
+        let login: String = c.query_one("SELECT session_user::text", &[])?.get(0);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token acts as role {role}, which the server's own role {login} may not become: \
+                 GRANT {} TO {} (a superuser or the role's admin does)",
+                quote_ident(&role),
+                quote_ident(&login)
+            ),
+            Some("42501"),
+        ));
+    }
+    c.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&role)))?;
+    Ok(role)
+}
+
+/// Runs `f` for the request, off the async threads and in one transaction: on the session's
+/// own connection, or on a connection of the server's pool switched to the token's role.
+async fn db<T, F>(who: &Who, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
 {
-    let client = s.client.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = lock(&client);
-        let Some(c) = guard.0.as_mut() else {
-            return Err(ApiError::unauthorized());
-        };
-        if c.is_closed() {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "the database connection of this session was lost: log in again",
-                None,
-            ));
+    let internal = |_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
+    match who {
+        Who::Session(s) => {
+            let client = s.client.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut guard = lock(&client);
+                let Some(c) = guard.0.as_mut() else {
+                    return Err(ApiError::unauthorized());
+                };
+                if c.is_closed() {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "the database connection of this session was lost: log in again",
+                        None,
+                    ));
+                }
+                in_transaction(c, f)
+            })
+            .await
+            .map_err(internal)?
         }
-        f(c)
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?
+        Who::Token { app, token, acted } => {
+            let permit = app
+                .tokens
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None))?;
+            let (app, token, acted) = (app.clone(), token.clone(), acted.clone());
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let mut c = app.tokens.take(&app.target)?;
+                let result = in_transaction(&mut c, |c| {
+                    let role = act_as_token(c, &token)?;
+                    *lock(&acted) = Some(role);
+                    f(c)
+                });
+                app.tokens.give(c);
+                result
+            })
+            .await
+            .map_err(internal)?
+        }
+    }
 }
 
-fn need(auth: &Auth) -> Result<Arc<Session>, ApiError> {
-    auth.0.clone().ok_or_else(ApiError::unauthorized)
+fn need(auth: &Auth) -> Result<Who, ApiError> {
+    match (&auth.token, &auth.session) {
+        (Some(token), _) => Ok(Who::Token {
+            app: auth.app.clone(),
+            token: token.clone(),
+            acted: auth.acted.clone(),
+        }),
+        (None, Some(s)) => Ok(Who::Session(s.clone())),
+        (None, None) => Err(ApiError::unauthorized()),
+    }
 }
 
 /// A JSON object body (Content-Type application/json: a cross-site form cannot send one).
@@ -434,13 +671,13 @@ fn rights(c: &mut Client) -> Result<Value, ApiError> {
 }
 
 async fn whoami(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
-    let s = need(&auth)?;
-    let (user, csrf) = (s.user.clone(), s.csrf.clone());
-    let rights = db(&s, rights).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"user": user, "csrf_token": csrf, "rights": rights}),
-    ))
+    let who = need(&auth)?;
+    let rights = db(&who, rights).await?;
+    let body = match &who {
+        Who::Session(s) => json!({"user": s.user, "csrf_token": s.csrf, "rights": rights}),
+        Who::Token { acted, .. } => json!({"user": lock(acted).clone(), "token": true, "rights": rights}),
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -591,8 +828,7 @@ async fn put_secret(
         ),
     };
     drop(m);
-    let (created, meta) = db(&s, move |c| {
-        let mut tx = c.transaction()?;
+    let (created, meta) = db(&s, move |tx| {
         let existing = tx.query_opt(
             "SELECT id::text, version FROM vault.secrets WHERE name = $1 FOR UPDATE",
             &[&name],
@@ -638,8 +874,7 @@ async fn put_secret(
                 &[&name, &at],
             )?;
         }
-        tx.commit()?;
-        let meta = metadata(c, &[], Some(&name))?.pop().unwrap_or(Value::Null);
+        let meta = metadata(tx, &[], Some(&name))?.pop().unwrap_or(Value::Null);
         Ok((created, meta))
     })
     .await?;
@@ -874,7 +1109,44 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         idle_timeout: opts.idle_timeout,
         max_login_failures: opts.max_login_failures,
         login_window: opts.login_window,
+        tokens: TokenPool {
+            slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
+            idle: Mutex::new(Vec::new()),
+        },
     });
+    // Bearer tokens act through the server's own role: say now whether they can.
+    match conn::connect(&target) {
+        Ok(mut c) => {
+            let (superuser, usage) = c
+                .query_one(
+                    "SELECT rolsuper, pg_catalog.has_schema_privilege('vault', 'USAGE') \
+                       FROM pg_catalog.pg_roles WHERE rolname = session_user",
+                    &[],
+                )
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
+                .unwrap_or((true, false));
+            if superuser {
+                eprintln!("pgvault serve: {}", superuser_refusal(&target));
+            } else if !usage {
+                eprintln!(
+                    "pgvault serve: note: Bearer tokens cannot be checked until the server's own role may use \
+                     schema vault: GRANT USAGE ON SCHEMA vault TO {}",
+                    quote_ident(target.user())
+                );
+            } else {
+                eprintln!(
+                    "pgvault serve: Bearer tokens act through role \"{}\" (at most {} connections)",
+                    crate::text::escape(target.user()),
+                    opts.token_connections.max(1)
+                );
+                app.tokens.give(c);
+            }
+        }
+        Err(f) => eprintln!(
+            "pgvault serve: note: Bearer tokens need the server's own connection, which failed for now: {}",
+            f.message()
+        ),
+    }
     runtime.block_on(async move {
         let config = match &tls {
             Some((cert, key)) => Some(
