@@ -218,11 +218,12 @@ lu() { sql tok "SELECT coalesce(last_used_at::text, 'never') FROM vault.api_toke
 check "a token never used has no last_used_at" never "$(lu viewer-unused)"
 first=$(lu billing)
 check "a used token has last_used_at" 1 "$(printf '%s' "$first" | grep -c '^20')"
-xmin1=$(sql tok "SELECT xmin FROM vault.api_token_hashes WHERE name = 'billing' AND revoked_at IS NULL")
+uses_xmin() { sql tok "SELECT u.xmin FROM vault.api_token_uses u JOIN vault.api_token_hashes t ON t.id = u.token_id WHERE t.name = '$1' AND t.revoked_at IS NULL"; }
+xmin1=$(uses_xmin billing)
 sleep 1.1
 for _ in 1 2 3; do breq "$T_BILLING" GET /api/v1/secrets/billing_key; done
 check "used again within the minute: last_used_at unchanged and the row not rewritten" "$first $xmin1" \
-  "$(lu billing) $(sql tok "SELECT xmin FROM vault.api_token_hashes WHERE name = 'billing' AND revoked_at IS NULL")"
+  "$(lu billing) $(uses_xmin billing)"
 
 # --- the server's own connections: a bounded pool ---
 curl -s --cacert "$WORK/ca.pem" -H "Authorization: Bearer $T_READER" --parallel --parallel-max 24 \
@@ -230,6 +231,54 @@ curl -s --cacert "$WORK/ca.pem" -H "Authorization: Bearer $T_READER" --parallel 
 check "96 requests, 24 at a time: every one answered with the value" 96 "$(grep -o 'sk-shared-0123456789abcdef' "$WORK/par" | wc -l)"
 check "on at most 4 connections of the server's role (--token-connections)" "yes" \
   "$(n=$(sql tok "SELECT count(*) FROM pg_stat_activity WHERE usename = 'authenticator'"); [ "$n" -ge 1 ] && [ "$n" -le 4 ] && echo yes || echo "no: $n")"
+
+# --- isolation: nothing a token role (or a member of it) creates runs inside a request ---
+# A schema per role (the PostgreSQL docs' pattern) is on the default search_path as "$user". An
+# operator planted there would run inside a viewer token's request, on the authenticator's
+# connection, where SET ROLE to any other token role is allowed; and a session-level setting
+# made there would stay on the pooled connection for the next request.
+out=$(sql tok "CREATE SCHEMA tok_viewer AUTHORIZATION tok_viewer;
+  CREATE TABLE public.loot (who text, what text); GRANT INSERT, SELECT ON public.loot TO PUBLIC;
+  SET ROLE tok_viewer;
+  CREATE FUNCTION tok_viewer.grab(a text[], b text[]) RETURNS boolean LANGUAGE plpgsql AS \$f\$
+  BEGIN
+    INSERT INTO public.loot VALUES (current_user, 'ran');
+    PERFORM pg_catalog.set_config('search_path', 'tok_viewer, public', false);
+    RETURN a OPERATOR(pg_catalog.@>) b;
+  END \$f\$;
+  CREATE OPERATOR tok_viewer.@> (LEFTARG = text[], RIGHTARG = text[], FUNCTION = tok_viewer.grab);
+  RESET ROLE") || { echo "planting failed: $out"; exit 1; }
+check "control: the planted operator runs for the role's own queries" t \
+  "$(sql tok "SET ROLE tok_viewer; SET search_path = \"\$user\", public; SELECT count(*) FROM vault.masked_secrets WHERE tags @> '{prod}'::text[]; RESET ROLE; SELECT count(*) > 0 FROM public.loot" | tail -1)"
+sql tok "TRUNCATE public.loot" >/dev/null
+breq "$T_VIEWER" GET '/api/v1/secrets?tag=prod'
+check "a viewer token lists by tag: 200" 200 "$CODE"
+for _ in 1 2 3 4 5; do breq "$T_READER" GET '/api/v1/secrets?tag=prod'; done
+check "no planted operator ran in any request (search_path pinned to pg_catalog)" 0 "$(sql tok "SELECT count(*) FROM public.loot")"
+sql tok "DROP SCHEMA tok_viewer CASCADE; DROP TABLE public.loot" >/dev/null
+# The server's role made a superuser after its connections were opened: refused per request.
+sql tok "ALTER ROLE authenticator SUPERUSER" >/dev/null
+breq "$T_READER" GET /api/v1/secrets/shared_key
+check "the server's role became a superuser after connecting: 503, no value" "503 null" "$CODE $(body | jq -r .value)"
+sql tok "ALTER ROLE authenticator NOSUPERUSER" >/dev/null
+breq "$T_READER" GET /api/v1/secrets/shared_key
+check "... and 200 again once it is not" 200 "$CODE"
+# Two Authorization headers: refused (a proxy in front may have read the other one).
+breq "$T_READER" GET /api/v1/secrets/shared_key "" -H "Authorization: Bearer ${T_REVOKED}"
+check "two Authorization headers: 401" 401 "$CODE"
+# The database restarts under the server: the stale pooled connections are replaced, not failed.
+pids=()
+for _ in 1 2 3 4; do breq "$T_READER" GET /api/v1/secrets/shared_key & pids+=($!); done
+wait "${pids[@]}"
+restart tok || { cat "$(logfile tok)"; exit 1; }
+codes=""
+for _ in 1 2 3 4 5; do breq "$T_READER" GET /api/v1/secrets/shared_key; codes="$codes$CODE "; done
+check "after a database restart every token request succeeds" "200 200 200 200 200 " "$codes"
+# Stopping the server with pooled connections open: a clean exit, no panic.
+serve_bg stopping tok $((WPORT + 4)) authenticator || exit 1
+URL=https://127.0.0.1:$((WPORT + 4)) breq "$T_READER" GET /api/v1/secrets/shared_key
+kill -TERM "${SERVERS[-1]}"; wait "${SERVERS[-1]}"; rc=$?
+check "SIGTERM with pooled connections: exit 0, no panic" "0 0" "$rc $(grep -ci panic "$WORK/stopping.out")"
 
 # --- a server role without USAGE on schema vault cannot check tokens: says so ---
 sql tok "CREATE ROLE auth_nousage LOGIN NOINHERIT PASSWORD '$PW'; GRANT tok_reader TO auth_nousage" >/dev/null
@@ -320,7 +369,7 @@ for t in "${TOKENS[@]}"; do
   check "token ${t:0:8}... appears nowhere in the data directories (pg_wal included)" absent \
     "$(grep_data "$t" "$(datadir tok)" "$(datadir other)")"
   check_absent "nor in the server logs" "$t" "$(cat "$(logfile tok)" "$(logfile other)")"
-  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out "$WORK"/nousage.out)"
+  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out "$WORK"/nousage.out "$WORK"/stopping.out)"
 done
 check "a control: the grep finds a token's name in the data directory" found "$(grep_data "viewer-unused" "$(datadir tok)")"
 check_contains "the access log names the token's role" "GET /api/v1/secrets/shared_key 200 role=tok_reader (token)" "$(cat "$WORK/main.out")"

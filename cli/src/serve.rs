@@ -292,7 +292,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let refusal = match (&bearer, &session) {
         (Some(Err(())), _) => Some(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the Authorization header must be \"Bearer TOKEN\"",
+            "send one Authorization header: \"Bearer TOKEN\"",
             None,
         )),
         (Some(Ok(_)), _) if cookie_value(req.headers()).is_some() => Some(ApiError::new(
@@ -366,6 +366,11 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
 /// `Bearer TOKEN`.
 fn bearer_token(headers: &HeaderMap) -> Option<Result<Zeroizing<String>, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
+    // Two Authorization headers: refused, not the first one taken (a proxy in front may read
+    // the other).
+    if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Some(Err(()));
+    }
     let v = v.to_str().map_err(|_| ());
     Some(v.and_then(|v| {
         let (scheme, token) = v.trim().split_once(' ').ok_or(())?;
@@ -401,12 +406,14 @@ fn quote_ident(name: &str) -> String {
 }
 
 impl TokenPool {
-    /// An idle connection of the server's own role, or a new one: never a superuser's.
-    fn take(&self, target: &conn::Target) -> Result<Client, ApiError> {
-        if let Some(c) = lock(&self.idle).pop() {
+    /// An idle connection of the server's own role (`false`), or a new one (`true`): never a
+    /// superuser's.
+    fn take(&self, target: &conn::Target) -> Result<(Client, bool), ApiError> {
+        while let Some(c) = lock(&self.idle).pop() {
             if !c.is_closed() {
-                return Ok(c);
+                return Ok((c, false));
             }
+            drop(Conn(Some(c)));
         }
         let mut c = conn::connect(target).map_err(|f| {
             eprintln!(
@@ -426,29 +433,66 @@ impl TokenPool {
             )?
             .get(0);
         if superuser {
-            eprintln!("pgvault serve: tokens: {}", superuser_refusal(target));
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this server does not accept tokens: its own database role is a superuser (see the server's output)",
-                None,
-            ));
+            drop(Conn(Some(c)));
+            return Err(superuser_unavailable(target.user()));
         }
-        Ok(c)
+        Ok((c, true))
     }
 
-    fn give(&self, c: Client) {
-        if !c.is_closed() {
+    /// Back to the pool, with nothing of the request left on it: `DISCARD ALL` resets every
+    /// setting, role, temporary table, lock and prepared statement a request could have left.
+    fn give(&self, mut c: Client) {
+        if !c.is_closed() && c.batch_execute("DISCARD ALL").is_ok() {
             lock(&self.idle).push(c);
+        } else {
+            drop(Conn(Some(c)));
+        }
+    }
+
+    /// A transaction for one Bearer request: `BEGIN` and a search_path of pg_catalog only, so no
+    /// name in the server's queries resolves to an object a token role (or anyone) created; the
+    /// role is switched after that by `act_as_token`. An idle connection that fails here (the
+    /// database restarted under it) is dropped and the next one, or a new one, is tried.
+    fn begin(&self, target: &conn::Target) -> Result<Client, ApiError> {
+        loop {
+            let (mut c, new) = self.take(target)?;
+            match c.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp") {
+                Ok(()) => return Ok(c),
+                Err(_) if !new => drop(Conn(Some(c))),
+                Err(e) => {
+                    drop(Conn(Some(c)));
+                    return Err(e.into());
+                }
+            }
         }
     }
 }
 
-fn superuser_refusal(target: &conn::Target) -> String {
+/// Idle connections are dropped on a thread of their own (see `Conn`), also when the server stops.
+impl Drop for TokenPool {
+    fn drop(&mut self) {
+        for c in std::mem::take(&mut *lock(&self.idle)) {
+            drop(Conn(Some(c)));
+        }
+    }
+}
+
+/// 503 for a token request while the server's own role is a superuser (said on the server's output).
+fn superuser_unavailable(user: &str) -> ApiError {
+    eprintln!("pgvault serve: tokens: {}", superuser_refusal(user));
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this server does not accept tokens: its own database role is a superuser (see the server's output)",
+        None,
+    )
+}
+
+fn superuser_refusal(user: &str) -> String {
     format!(
         "Bearer tokens refused: the server's own role \"{}\" is a superuser, and a token must never act \
          as one; connect as a login role that is a NOINHERIT member of the token roles \
          (CREATE ROLE authenticator LOGIN NOINHERIT; GRANT token_role TO authenticator)",
-        crate::text::escape(target.user())
+        crate::text::escape(user)
     )
 }
 
@@ -456,7 +500,10 @@ fn superuser_refusal(target: &conn::Target) -> String {
 fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
     let row = c
         .query_one(
-            "SELECT r::text, pg_catalog.pg_has_role(session_user, r, 'MEMBER') FROM vault.api_token_role($1) AS r",
+            "SELECT r::pg_catalog.text, pg_catalog.pg_has_role(session_user, r, 'MEMBER'), \
+                    (SELECT u.rolsuper FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) session_user), \
+                    session_user::pg_catalog.text \
+               FROM vault.api_token_role($1) AS r",
             &[&token],
         )
         .map_err(|e| match e.code().map(|c| c.code()) {
@@ -475,6 +522,11 @@ fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
             }
             _ => ApiError::from(e),
         })?;
+    // Checked per request, not only when the connection was made: the role may have become a
+    // superuser since, and a token must never act through one.
+    if row.get::<_, Option<bool>>(2) == Some(true) {
+        return Err(superuser_unavailable(&row.get::<_, String>(3)));
+    }
     let Some(role) = row.get::<_, Option<String>>(0) else {
         return Err(ApiError::bad_token());
     };
@@ -534,12 +586,20 @@ where
             let (app, token, acted) = (app.clone(), token.clone(), acted.clone());
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let mut c = app.tokens.take(&app.target)?;
-                let result = in_transaction(&mut c, |c| {
-                    let role = act_as_token(c, &token)?;
+                let mut c = app.tokens.begin(&app.target)?;
+                let result = act_as_token(&mut c, &token).and_then(|role| {
                     *lock(&acted) = Some(role);
-                    f(c)
+                    f(&mut c)
                 });
+                let result = match result {
+                    Ok(v) => c.batch_execute("COMMIT").map(|()| v).map_err(ApiError::from),
+                    Err(e) => {
+                        if !c.is_closed() {
+                            let _ = c.batch_execute("ROLLBACK");
+                        }
+                        Err(e)
+                    }
+                };
                 app.tokens.give(c);
                 result
             })
@@ -700,7 +760,7 @@ fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<V
                 to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                 coalesce(expires_at <= now(), false), coalesce(expires_at <= now() + interval '7 days', false) \
            FROM vault.masked_secrets \
-          WHERE tags @> $1::text[] AND ($2::text IS NULL OR name = $2) \
+          WHERE tags OPERATOR(pg_catalog.@>) $1::text[] AND ($2::text IS NULL OR name = $2) \
           ORDER BY name NULLS LAST, id",
         &[&tags, &name],
     )?;
@@ -1126,7 +1186,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
                 .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
                 .unwrap_or((true, false));
             if superuser {
-                eprintln!("pgvault serve: {}", superuser_refusal(&target));
+                eprintln!("pgvault serve: {}", superuser_refusal(target.user()));
             } else if !usage {
                 eprintln!(
                     "pgvault serve: note: Bearer tokens cannot be checked until the server's own role may use \
