@@ -10,6 +10,8 @@
 #
 #   PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config bench/web.sh
 #   ROUNDS=5 SECONDS_EACH=15 N=10000 bench/web.sh
+#   SERVE_ARGS="--session-connections 1" bench/web.sh     # extra options for pgvault serve
+#   PGVAULT=/path/to/pgvault bench/web.sh                   # that binary instead of a build
 set -u
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
@@ -26,9 +28,11 @@ for tool in curl openssl; do
   command -v $tool >/dev/null || { echo "the benchmark needs $tool (scripts/setup.sh installs it)"; exit 1; }
 done
 install_release || { echo "the release build of vault_ext failed"; exit 1; }
-echo "building pgvault (release)"
-(cd "$REPO" && cargo build --release -p pgvault >/dev/null 2>&1) || { echo "the release build of pgvault failed"; exit 1; }
-PGVAULT=$REPO/target/release/pgvault
+if [ -z "${PGVAULT:-}" ]; then
+  echo "building pgvault (release)"
+  (cd "$REPO" && cargo build --release -p pgvault >/dev/null 2>&1) || { echo "the release build of pgvault failed"; exit 1; }
+  PGVAULT=$REPO/target/release/pgvault
+fi
 
 cluster_init
 SERVER=
@@ -54,7 +58,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
 WPORT=$PORT_NEXT
 env -u PGUSER -u PGPASSWORD -u PGSERVICE -u DATABASE_URL "$PGVAULT" --dsn "host=$WORK port=$(port web) dbname=postgres" \
-  serve --listen "127.0.0.1:$WPORT" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" >"$WORK/serve.out" 2>&1 &
+  serve --listen "127.0.0.1:$WPORT" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" ${SERVE_ARGS:-} >"$WORK/serve.out" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do
   curl -sk -o /dev/null "https://127.0.0.1:$WPORT/" && break
@@ -95,17 +99,23 @@ for round in $(seq "$ROUNDS"); do
   DIRECT+=("$tps")
   echo "# round $round: web ${WEB[-1]} req/s, direct $tps TPS"
 done
+# The same HTTPS path without the database (a static file), once: what pgvault serve and wrk
+# themselves cost on this machine.
+w=$(wrk -t2 -c2 -d"${SECONDS_EACH}s" "https://127.0.0.1:$WPORT/app.css" 2>&1)
+STATIC=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$w")
 kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=
 stop web
 
-python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "${WEB[*]}" "${DIRECT[*]}" <<'EOF'
+python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "${WEB[*]}" "${DIRECT[*]}" "${SERVE_ARGS:-}" "${STATIC:-0}" <<'EOF'
 import statistics, sys
-rounds, secs, n, web, direct = sys.argv[1:]
+rounds, secs, n, web, direct, serve_args, static = sys.argv[1:]
 web = [float(x) for x in web.split()]
 direct = [float(x) for x in direct.split()]
 w, d = statistics.median(web), statistics.median(direct)
 print(f"GET /api/v1/secrets/{{name}} vs vault.read_secret(name): {n} secrets, 2 clients, {secs} s each, median of {rounds} rounds")
+print(f"  pgvault serve options: {serve_args or '(defaults)'}")
 print(f"  direct (pgbench -c2 -j2, vault.read_secret)   {d:10.0f} TPS    ({' / '.join(f'{x:.0f}' for x in direct)})")
 print(f"  web (wrk -t2 -c2, HTTPS keep-alive, 1 session) {w:10.0f} req/s  ({' / '.join(f'{x:.0f}' for x in web)})")
 print(f"  ratio web / direct                              {w / d:10.2f}x    target >= 0.5x")
+print(f"  (no database: GET /app.css the same way, once   {float(static):10.0f} req/s)")
 EOF

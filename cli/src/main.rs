@@ -218,6 +218,10 @@ Examples:
         /// Failed logins from one address, within a minute, before it gets 429
         #[arg(long, default_value_t = 5, value_name = "N")]
         max_login_failures: usize,
+        /// Database connections per session, opened at login as that role, so a user's
+        /// parallel requests do not wait for each other (1: one connection per session)
+        #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+        session_connections: u16,
     },
     /// Print a shell completion script
     #[command(
@@ -510,6 +514,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             insecure_http,
             idle_timeout,
             max_login_failures,
+            session_connections,
         } => serve::run(
             target()?,
             serve::Options {
@@ -520,6 +525,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
                 max_login_failures: max_login_failures.max(1),
                 login_window: std::time::Duration::from_secs(60),
+                session_connections: usize::from(session_connections),
             },
         ),
     }
