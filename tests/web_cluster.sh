@@ -212,6 +212,11 @@ check_absent "the refusal carries no value" "$V2" "$(body)"
 req web_reader GET /api/v1/secrets/stripe_key
 check "a value for vault_reader: 200 with the value" "200 $V2" "$CODE $(body | jq -r .value)"
 check "marked Cache-Control: no-store" no-store "$(hdr Cache-Control)"
+fields='{expires_at, updated_at, expired, expiring_soon, masked, version, tags, description, id}'
+meta_list=$(req web_admin GET /api/v1/secrets; body | jq -c ".[] | select(.name == \"soon_key\") | $fields")
+meta_get=$(req web_admin GET /api/v1/secrets/soon_key; body | jq -c "$fields")
+check "GET of one secret has the list's metadata (times, mask, version...)" "$meta_list" "$meta_get"
+check_contains "with its expiry in the list's format" '"expires_at":"2000-01-01T00:00:00Z"' "$meta_get"
 req web_reader GET /api/v1/secrets/no_such_secret
 check "an unknown secret: 404 P0002" "404 P0002" "$CODE $(body | jq -r .sqlstate)"
 grant=$(sql web "SELECT vault.grant_secret(id, 'web_granted') FROM vault.secrets WHERE name = 'stripe_key'")
@@ -298,7 +303,7 @@ check "verify finds the damaged secret, and only it" "200 $n_values $((n_values 
 check_absent "verify carries no value" "dmg-value" "$(body)"
 codes=$(for r in web_reader web_granted web_viewer web_nobody; do req $r GET /api/v1/verify; printf '%s:%s ' "$CODE" "$(body | jq -r .sqlstate)"; done)
 check "verify for every other role: 403 42501" "403:42501 403:42501 403:42501 403:42501 " "$codes"
-req web_admin POST /api/v1/verify '{}'
+req web_admin POST /api/v1/verify
 check "verify changes nothing, so it is a GET only: POST 405" 405 "$CODE"
 sql web "DELETE FROM vault.secrets WHERE name LIKE 'dmg_%'" >/dev/null
 
