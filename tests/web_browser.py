@@ -3,7 +3,7 @@
 
 Run by tests/web_cluster.sh against a running `pgvault serve`; prints "ok - ..." or
 "not ok - ..." per check. Environment: BASE_URL, USER_NAME / USER_PASSWORD (a vault_admin),
-READER_NAME (a vault_viewer with the same password), SHOTS (screenshot directory), CHECK_SQL
+READER_NAME (a vault_viewer with the same password), VAULT_READER (a vault_reader, same password), SHOTS (screenshot directory), CHECK_SQL
 (a psql command line, the SQL appended, to look at the database as the superuser).
 """
 import os
@@ -22,6 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 BASE = os.environ["BASE_URL"]
 USER, PASSWORD = os.environ["USER_NAME"], os.environ["USER_PASSWORD"]
 VIEWER = os.environ["READER_NAME"]
+READER = os.environ["VAULT_READER"]
 SHOTS = os.environ["SHOTS"]
 CHECK_SQL = shlex.split(os.environ["CHECK_SQL"])
 failed = 0
@@ -189,6 +190,34 @@ def run(driver):
     check("the audit log shows the rollback", True, bool(ok))
     driver.find_element(By.ID, "audit-close").click()
 
+    check("the admin is offered Keys and Verify", (True, True),
+          (driver.find_element(By.ID, "show-keys").is_displayed(), driver.find_element(By.ID, "show-verify").is_displayed()))
+    driver.find_element(By.ID, "show-keys").click()
+    ok = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#keys-body tr.default-key"), "keys")
+    check("the keys panel shows every key, the default one marked", (True, sql("SELECT count(*) FROM vault.keys"), "default"),
+          (bool(ok), str(len(driver.find_elements(By.CSS_SELECTOR, "#keys-body tr"))),
+           driver.find_element(By.CSS_SELECTOR, "#keys-body tr.default-key td.key-status").text))
+    driver.find_element(By.ID, "keys-close").click()
+    # A secret damaged past the trigger, as broken storage would leave it.
+    sql("SELECT vault.create_secret('browser-dmg-1-0123456789', 'browser_dmg_one'), "
+        "vault.create_secret('browser-dmg-2-0123456789', 'browser_dmg_two'); "
+        "ALTER TABLE vault.secrets DISABLE TRIGGER secrets_encrypt; "
+        "UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o "
+        "WHERE t.name = 'browser_dmg_two' AND o.name = 'browser_dmg_one'; "
+        "ALTER TABLE vault.secrets ENABLE TRIGGER secrets_encrypt")
+    driver.find_element(By.ID, "show-verify").click()
+    ok = wait(driver, lambda d: "need attention" in d.find_element(By.ID, "verify-summary").text, "verify")
+    check("Verify names the secret that does not decrypt", (True, ["browser_dmg_two tampered"]),
+          (bool(ok), [" ".join(td.text for td in tr.find_elements(By.CSS_SELECTOR, "td.name, td.verify-status"))
+                      for tr in driver.find_elements(By.CSS_SELECTOR, "#verify-body tr")]))
+    check("and shows no value", False, "browser-dmg" in driver.page_source)
+    driver.save_screenshot(os.path.join(SHOTS, "console-verify.png"))
+    sql("DELETE FROM vault.secrets WHERE name LIKE 'browser_dmg_%'")
+    driver.find_element(By.ID, "show-verify").click()
+    ok = wait(driver, lambda d: "all decrypt" in d.find_element(By.ID, "verify-summary").text, "verify again")
+    check("once it is gone, Verify says all decrypt", (True, 0), (bool(ok), len(driver.find_elements(By.CSS_SELECTOR, "#verify-body tr"))))
+    driver.find_element(By.ID, "verify-close").click()
+
     # A form on another origin posting to the console: no cookie goes (SameSite=Strict), no
     # CSRF token either; nothing changes.
     before = sql("SELECT version FROM vault.secrets WHERE name = 'browser_key'")
@@ -218,7 +247,17 @@ def run(driver):
           (row(driver, xss) is not None, len(driver.find_elements(By.CSS_SELECTOR, "button.reveal")),
            len(driver.find_elements(By.CSS_SELECTOR, "button.edit")),
            driver.find_element(By.ID, "new-secret").is_displayed(), driver.find_element(By.ID, "show-audit").is_displayed()))
+    check("nor Keys or Verify", (False, False),
+          (driver.find_element(By.ID, "show-keys").is_displayed(), driver.find_element(By.ID, "show-verify").is_displayed()))
     driver.save_screenshot(os.path.join(SHOTS, "console-viewer.png"))
+
+    driver.find_element(By.ID, "logout").click()
+    wait(driver, lambda d: d.find_element(By.ID, "login-view").is_displayed(), "logged out")
+    check("a vault_reader logs in", True, bool(login(driver, READER)))
+    wait(driver, lambda d: row(d, xss), "reader list")
+    check("the reader gets Reveal, but no Keys or Verify", (True, False, False),
+          (len(driver.find_elements(By.CSS_SELECTOR, "button.reveal")) > 0,
+           driver.find_element(By.ID, "show-keys").is_displayed(), driver.find_element(By.ID, "show-verify").is_displayed()))
 
 
 if __name__ == "__main__":

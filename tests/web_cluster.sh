@@ -130,14 +130,18 @@ check "an unknown role: 401 with the very same body" "401 $wrong_pw" "$CODE $(bo
 check "the 401 body" '{"error":"wrong user or password","sqlstate":"28P01"}' "$wrong_pw"
 login web_admin
 check "the right password: 200" 200 "$CODE"
-check "the answer names the user and the rights" "web_admin true" "$(body | jq -r '.user + " " + (.rights.admin|tostring)')"
+check "the answer names the user and the rights" "web_admin true true true" \
+  "$(body | jq -r '[.user, (.rights.admin, .rights.keys, .rights.verify | tostring)] | join(" ")')"
 cookie=$(hdr Set-Cookie)
 check_contains "the cookie is HttpOnly; Secure; SameSite=Strict; Path=/" "; HttpOnly; Secure; SameSite=Strict; Path=/" "$cookie"
 sid=$(printf '%s' "$cookie" | sed -E 's/^pgvault_session=([^;]*);.*/\1/')
 check "the session id is 256 bits (64 hex digits)" 1 "$(printf '%s' "$sid" | grep -cE '^[0-9a-f]{64}$')"
 check "the CSRF token is 256 bits too" 64 "$(tr -d '\n' <"$WORK/csrf.web_admin" | wc -c)"
-codes=$(for r in web_reader web_granted web_viewer web_nobody; do login $r; printf '%s ' "$CODE"; done)
-check "every role logs in" "200 200 200 200 " "$codes"
+codes=$(for r in web_reader web_granted web_viewer web_nobody; do
+  login $r; printf '%s:%s ' "$CODE" "$(body | jq -r '[.rights.keys, .rights.verify] | map(tostring) | join(",")')"
+done)
+check "every role logs in; none but vault_admin is offered keys and verify" \
+  "200:false,false 200:false,false 200:false,false 200:false,false " "$codes"
 check "the server connects as each role itself, never as a superuser" \
   "web_admin,web_granted,web_nobody,web_reader,web_viewer|0" \
   "$(sql web "SELECT string_agg(DISTINCT usename, ',' ORDER BY usename) FILTER (WHERE usename LIKE 'web_%'),
@@ -208,6 +212,11 @@ check_absent "the refusal carries no value" "$V2" "$(body)"
 req web_reader GET /api/v1/secrets/stripe_key
 check "a value for vault_reader: 200 with the value" "200 $V2" "$CODE $(body | jq -r .value)"
 check "marked Cache-Control: no-store" no-store "$(hdr Cache-Control)"
+fields='{expires_at, updated_at, expired, expiring_soon, masked, version, tags, description, id}'
+meta_list=$(req web_admin GET /api/v1/secrets; body | jq -c ".[] | select(.name == \"soon_key\") | $fields")
+meta_get=$(req web_admin GET /api/v1/secrets/soon_key; body | jq -c "$fields")
+check "GET of one secret has the list's metadata (times, mask, version...)" "$meta_list" "$meta_get"
+check_contains "with its expiry in the list's format" '"expires_at":"2000-01-01T00:00:00Z"' "$meta_get"
 req web_reader GET /api/v1/secrets/no_such_secret
 check "an unknown secret: 404 P0002" "404 P0002" "$CODE $(body | jq -r .sqlstate)"
 grant=$(sql web "SELECT vault.grant_secret(id, 'web_granted') FROM vault.secrets WHERE name = 'stripe_key'")
@@ -261,6 +270,62 @@ check "a bad limit: 400" 400 "$CODE"
 req web_reader GET /api/v1/audit
 check "the audit log for vault_reader: 403" 403 "$CODE"
 
+# --- keys and verify (vault_admin) ---
+sql web "SELECT vault.create_key('web_second', 'aead-ietf', now() + interval '30 days')" >/dev/null
+req web_admin GET /api/v1/keys
+check "the keys for vault_admin: 200" 200 "$CODE"
+check "each with type, status, default flag and its number of secrets, oldest first" \
+  "aead-det:default:true:$(sql web "SELECT count(*) FROM vault.secrets") aead-ietf:valid:false:0" \
+  "$(body | jq -r '[.[] | "\(.type):\(.status):\(.default):\(.secrets)"] | join(" ")')"
+check "with id, name, root key, created and expiry" \
+  "$(sql web "SELECT id FROM vault.keys WHERE name = 'web_second'")|web_second|current|true|true" \
+  "$(body | jq -r '.[1] | [.id, .name, .root_key, (.created_at | test("^20")), (.expires_at | test("^20"))] | map(tostring) | join("|")')"
+codes=$(for r in web_reader web_granted web_viewer web_nobody; do req $r GET /api/v1/keys; printf '%s ' "$CODE"; done)
+check "the keys for every other role: 403" "403 403 403 403 " "$codes"
+req web_reader GET /api/v1/keys
+check "a reader's 403 is the database's 42501, explained" "42501 true" \
+  "$(body | jq -r '[.sqlstate, (.hint | test("keys and verify vault_admin"))] | map(tostring) | join(" ")')"
+req web_admin GET /api/v1/verify
+n_values=$(sql web "SELECT (SELECT count(*) FROM vault.secrets) + (SELECT count(*) FROM vault.secret_versions)")
+check "verify for vault_admin: every current value and kept version checked, none damaged" "200 $n_values $n_values 0" \
+  "$CODE $(body | jq -r '"\(.checked) \(.ok) \(.problems | length)"')"
+# Damage a secret past the trigger (as broken storage would): another row's ciphertext.
+sql web "SELECT vault.create_secret('dmg-value-one-1234', 'dmg_one'), vault.create_secret('dmg-value-two-5678', 'dmg_two');
+         ALTER TABLE vault.secrets DISABLE TRIGGER secrets_encrypt;
+         UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
+          WHERE t.name = 'dmg_two' AND o.name = 'dmg_one';
+         ALTER TABLE vault.secrets ENABLE TRIGGER secrets_encrypt" >/dev/null
+# (the UPDATE kept dmg_two's good value as a version, which verifies)
+n_values=$(sql web "SELECT (SELECT count(*) FROM vault.secrets) + (SELECT count(*) FROM vault.secret_versions)")
+req web_admin GET /api/v1/verify
+check "verify finds the damaged secret, and only it" "200 $n_values $((n_values - 1)) dmg_two:tampered" \
+  "$CODE $(body | jq -r '"\(.checked) \(.ok) \([.problems[] | "\(.name):\(.status)"] | join(","))"')"
+check_absent "verify carries no value" "dmg-value" "$(body)"
+codes=$(for r in web_reader web_granted web_viewer web_nobody; do req $r GET /api/v1/verify; printf '%s:%s ' "$CODE" "$(body | jq -r .sqlstate)"; done)
+check "verify for every other role: 403 42501" "403:42501 403:42501 403:42501 403:42501 " "$codes"
+req web_admin POST /api/v1/verify
+check "verify changes nothing, so it is a GET only: POST 405" 405 "$CODE"
+sql web "DELETE FROM vault.secrets WHERE name LIKE 'dmg_%'" >/dev/null
+
+# --- one session, parallel requests (--session-connections, default 2) ---
+check "a session holds two connections of its role" 2 \
+  "$(sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer'")"
+# The list waits on a lock held for 3 s; another request of the same session meanwhile does not.
+bg_sql web lock_holder "BEGIN; LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT" >/dev/null &
+holder=$!
+wait_for_backend web lock_holder "wait_event = 'PgSleep'" >/dev/null
+curl -s --cacert "$WORK/ca.pem" -b "$WORK/jar.web_viewer" -o /dev/null -w '%{http_code}' "$BASE/api/v1/secrets" >"$WORK/slow_list" &
+lister=$!
+wait_for_backend web pgvault "usename = 'web_viewer' AND wait_event_type = 'Lock'" >/dev/null ||
+  sql web "SELECT usename, application_name, wait_event_type FROM pg_stat_activity" # diagnostics
+t0=$(date +%s%N)
+req web_viewer GET /api/v1/session
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "while one request of a session waits on a lock, the next one is answered at once" "200 fast" \
+  "$CODE $([ "$ms" -lt 1500 ] && echo fast || echo "slow (${ms} ms)")"
+wait "$lister" "$holder"
+check "and the waiting one is answered once the lock is gone" 200 "$(cat "$WORK/slow_list")"
+
 # --- DELETE, logout ---
 req web_admin DELETE /api/v1/secrets/soon_key
 check "DELETE by vault_admin: 204, gone" "204 0" "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'soon_key'")"
@@ -291,6 +356,23 @@ check "three wrong passwords: 401" 401 "$CODE"
 login web_admin
 check "then even the right password: 429" 429 "$CODE"
 check_contains "saying why" "too many failed logins" "$(body)"
+
+# A burst of parallel wrong passwords: each attempt is counted against the limit while the
+# database checks it, so at most the limit reach the database and the rest get 429.
+W5=$((WPORT + 4))
+serve_bg burst $W5 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --max-login-failures 3 || exit 1
+pids=()
+for i in $(seq 20); do
+  curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+    --data-binary "{\"user\": \"web_granted\", \"password\": \"burst-wrong-$i\"}" \
+    "https://127.0.0.1:$W5/api/v1/session" >"$WORK/burst_code.$i" &
+  pids+=($!)
+done
+wait "${pids[@]}"
+check "20 parallel wrong passwords with a limit of 3: three 401, seventeen 429" "3x401 17x429" \
+  "$(cat "$WORK"/burst_code.* | sort | uniq -c | awk '{printf "%s%sx%s", sep, $1, $2; sep=" "}')"
+check "and only three of them reached the database" 3 \
+  "$(grep -c 'password authentication failed for user "web_granted"' "$(logfile web)")"
 unset URL
 
 # --- plain HTTP only when asked, on loopback ---
@@ -305,7 +387,7 @@ if [ "${BROWSER_TESTS:-1}" != 0 ]; then
     W4=$((WPORT + 3))
     serve_bg browser $W4 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" || exit 1
     sql web "DELETE FROM vault.secrets" >/dev/null
-    BASE_URL=https://localhost:$W4 USER_NAME=web_admin USER_PASSWORD=$PW READER_NAME=web_viewer \
+    BASE_URL=https://localhost:$W4 USER_NAME=web_admin USER_PASSWORD=$PW READER_NAME=web_viewer VAULT_READER=web_reader \
       SHOTS=${SCREENSHOTS:-$WORK/shots} CHECK_SQL="$PG_BINDIR/psql -h $WORK -p $(port web) -U postgres -d postgres -XAtq -c" \
       timeout 300 python3 "$REPO/tests/web_browser.py" >"$WORK/browser_test.out" 2>&1
     rc=$?
@@ -320,7 +402,7 @@ if [ "${BROWSER_TESTS:-1}" != 0 ]; then
 fi
 
 # --- nothing secret in the server's output ---
-out=$(cat "$WORK"/main.out "$WORK"/short.out "$WORK"/plain.out "$WORK"/browser.out 2>/dev/null)
+out=$(cat "$WORK"/main.out "$WORK"/short.out "$WORK"/burst.out "$WORK"/plain.out "$WORK"/browser.out 2>/dev/null)
 check_contains "the access log has method, path, status, role" "PUT /api/v1/secrets/stripe_key 201 role=web_admin" "$out"
 for needle in "$V1" "$V2" "$PW" "$sid" "$(cat "$WORK/csrf.web_reader")" "stale-write-value" "csrf-value-1234"; do
   check_absent "the server's output does not contain ${needle:0:6}..." "$needle" "$out"

@@ -226,6 +226,10 @@ Examples:
         /// Connections of the server's own role (the connection options) for Bearer-token requests
         #[arg(long, default_value_t = 4, value_name = "N")]
         token_connections: usize,
+        /// Database connections per session, opened at login as that role, so a user's
+        /// parallel requests do not wait for each other (1: one connection per session)
+        #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+        session_connections: u16,
     },
     /// Service tokens for pgvault serve's API: create (shown once), list, revoke (vault_admin)
     #[command(
@@ -591,6 +595,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             idle_timeout,
             max_login_failures,
             token_connections,
+            session_connections,
         } => serve::run(
             target()?,
             serve::Options {
@@ -602,6 +607,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 max_login_failures: max_login_failures.max(1),
                 login_window: std::time::Duration::from_secs(60),
                 token_connections,
+                session_connections: usize::from(session_connections),
             },
         ),
     }

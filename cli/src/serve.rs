@@ -19,11 +19,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use postgres::Client;
+use postgres::{Client, Statement};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -47,11 +48,24 @@ pub struct Options {
     pub login_window: Duration,
     /// The most connections of the server's own role kept for Bearer-token requests.
     pub token_connections: usize,
+    /// Connections each session opens at login (at least 1), so that a user's parallel
+    /// requests do not wait for each other.
+    pub session_connections: usize,
 }
 
-/// A session's connection. The synchronous client blocks when it closes, which must not happen
-/// on an async worker thread: the last drop hands it to a thread of its own.
-struct Conn(Option<Client>);
+/// A session's connection, with the statements prepared on it (see `db_prepared`). The
+/// synchronous client blocks when it closes, which must not happen on an async worker thread:
+/// the last drop hands it to a thread of its own.
+struct Conn(Option<Client>, Prepared);
+
+/// Statements prepared once on a connection, by their SQL text.
+type Prepared = HashMap<&'static str, Statement>;
+
+impl Conn {
+    fn new(c: Client) -> Arc<Mutex<Conn>> {
+        Arc::new(Mutex::new(Conn(Some(c), HashMap::new())))
+    }
+}
 
 impl Drop for Conn {
     fn drop(&mut self) {
@@ -66,18 +80,63 @@ struct Session {
     user: String,
     csrf: String,
     client: Arc<Mutex<Conn>>,
+    /// More connections of the same role (`--session-connections`), opened at login.
+    more: Vec<Arc<Mutex<Conn>>>,
+    next: AtomicUsize,
     last_used: Mutex<Instant>,
+}
+
+impl Session {
+    /// A connection of this session for one request: one that is free right now if there is
+    /// one, else the next in turn (the request then waits for it).
+    fn pick(&self) -> Arc<Mutex<Conn>> {
+        let all = || std::iter::once(&self.client).chain(self.more.iter());
+        if let Some(free) = all().find(|c| c.try_lock().is_ok()) {
+            return free.clone();
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % (1 + self.more.len());
+        all().nth(n).unwrap_or(&self.client).clone()
+    }
 }
 
 struct App {
     target: conn::Target,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Failed logins per client address, within the window.
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    /// Login attempts per client address: failures within the window and those in flight.
+    failures: Mutex<HashMap<IpAddr, Attempts>>,
     idle_timeout: Duration,
     max_login_failures: usize,
     login_window: Duration,
     tokens: TokenPool,
+    session_connections: usize,
+}
+
+/// One address's logins: when the recent ones failed, and how many are being checked now.
+#[derive(Default)]
+struct Attempts {
+    failed: Vec<Instant>,
+    in_flight: usize,
+}
+
+/// A login attempt counted against its address's limit until it is over (also when the
+/// request is dropped half way); `failed` records the outcome.
+struct Reserved<'a> {
+    app: &'a App,
+    ip: IpAddr,
+    failed: bool,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        let mut all = lock(&self.app.failures);
+        let a = all.entry(self.ip).or_default();
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if self.failed {
+            a.failed.push(Instant::now());
+        } else if a.in_flight == 0 && a.failed.is_empty() {
+            all.remove(&self.ip);
+        }
+    }
 }
 
 /// The connections of the server's own login role (its connection options), for Bearer-token
@@ -176,7 +235,7 @@ impl From<postgres::Error> for ApiError {
                 err.hint = db.hint().map(str::to_string);
                 if code == "42501" && err.hint.is_none() {
                     err.hint = Some(
-                        "listing needs vault_viewer, reading a value vault_reader, changes and the audit log vault_admin"
+                        "listing needs vault_viewer, reading a value vault_reader, changes, the audit log, keys and verify vault_admin"
                             .into(),
                     );
                 }
@@ -256,21 +315,29 @@ impl App {
         let timeout = self.idle_timeout;
         lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout);
         let window = self.login_window;
-        lock(&self.failures).retain(|_, v| {
-            v.retain(|t| t.elapsed() < window);
-            !v.is_empty()
+        lock(&self.failures).retain(|_, a| {
+            a.failed.retain(|t| t.elapsed() < window);
+            !a.failed.is_empty() || a.in_flight > 0
         });
     }
 
-    fn failed_recently(&self, ip: IpAddr) -> usize {
+    /// Checks the address's limit and counts this attempt in it, in one step: failures within
+    /// the window plus attempts still being checked. A burst of parallel logins cannot all pass
+    /// the check before the first of them fails. None: over the limit.
+    fn reserve_login(&self, ip: IpAddr) -> Option<Reserved<'_>> {
         let window = self.login_window;
-        lock(&self.failures)
-            .get_mut(&ip)
-            .map(|v| {
-                v.retain(|t| t.elapsed() < window);
-                v.len()
-            })
-            .unwrap_or(0)
+        let mut all = lock(&self.failures);
+        let a = all.entry(ip).or_default();
+        a.failed.retain(|t| t.elapsed() < window);
+        if a.failed.len() + a.in_flight >= self.max_login_failures {
+            return None;
+        }
+        a.in_flight += 1;
+        Some(Reserved {
+            app: self,
+            ip,
+            failed: false,
+        })
     }
 }
 
@@ -413,7 +480,7 @@ impl TokenPool {
             if !c.is_closed() {
                 return Ok((c, false));
             }
-            drop(Conn(Some(c)));
+            drop(Conn(Some(c), Prepared::new()));
         }
         let mut c = conn::connect(target).map_err(|f| {
             eprintln!(
@@ -433,7 +500,7 @@ impl TokenPool {
             )?
             .get(0);
         if superuser {
-            drop(Conn(Some(c)));
+            drop(Conn(Some(c), Prepared::new()));
             return Err(superuser_unavailable(target.user()));
         }
         Ok((c, true))
@@ -445,7 +512,7 @@ impl TokenPool {
         if !c.is_closed() && c.batch_execute("DISCARD ALL").is_ok() {
             lock(&self.idle).push(c);
         } else {
-            drop(Conn(Some(c)));
+            drop(Conn(Some(c), Prepared::new()));
         }
     }
 
@@ -458,9 +525,9 @@ impl TokenPool {
             let (mut c, new) = self.take(target)?;
             match c.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp") {
                 Ok(()) => return Ok(c),
-                Err(_) if !new => drop(Conn(Some(c))),
+                Err(_) if !new => drop(Conn(Some(c), Prepared::new())),
                 Err(e) => {
-                    drop(Conn(Some(c)));
+                    drop(Conn(Some(c), Prepared::new()));
                     return Err(e.into());
                 }
             }
@@ -472,7 +539,7 @@ impl TokenPool {
 impl Drop for TokenPool {
     fn drop(&mut self) {
         for c in std::mem::take(&mut *lock(&self.idle)) {
-            drop(Conn(Some(c)));
+            drop(Conn(Some(c), Prepared::new()));
         }
     }
 }
@@ -554,13 +621,26 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
 {
+    db_prepared(who, move |c, _| f(c)).await
+}
+
+/// Like `db`, with the connection's prepared statements (`prepared`): a request that runs the
+/// same statement every time skips parsing and planning, and a round trip. A session keeps
+/// them on its connections; a token request's connection is reset (`DISCARD ALL`) after it, so
+/// its statements last for the request only.
+async fn db_prepared<T, F>(who: &Who, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Client, &mut Prepared) -> Result<T, ApiError> + Send + 'static,
+{
     let internal = |_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
     match who {
         Who::Session(s) => {
-            let client = s.client.clone();
+            let client = s.pick();
             tokio::task::spawn_blocking(move || {
                 let mut guard = lock(&client);
-                let Some(c) = guard.0.as_mut() else {
+                let Conn(client, statements) = &mut *guard;
+                let Some(c) = client.as_mut() else {
                     return Err(ApiError::unauthorized());
                 };
                 if c.is_closed() {
@@ -570,7 +650,7 @@ where
                         None,
                     ));
                 }
-                in_transaction(c, f)
+                in_transaction(c, |c| f(c, statements))
             })
             .await
             .map_err(internal)?
@@ -587,10 +667,12 @@ where
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let mut c = app.tokens.begin(&app.target)?;
+                let mut statements = Prepared::new();
                 let result = act_as_token(&mut c, &token).and_then(|role| {
                     *lock(&acted) = Some(role);
-                    f(&mut c)
+                    f(&mut c, &mut statements)
                 });
+                drop(statements);
                 let result = match result {
                     Ok(v) => c.batch_execute("COMMIT").map(|()| v).map_err(ApiError::from),
                     Err(e) => {
@@ -607,6 +689,16 @@ where
             .map_err(internal)?
         }
     }
+}
+
+/// `sql` prepared on this connection, the first time it is asked for.
+fn prepared(c: &mut Client, statements: &mut Prepared, sql: &'static str) -> Result<Statement, ApiError> {
+    if let Some(st) = statements.get(sql) {
+        return Ok(st.clone());
+    }
+    let st = c.prepare(sql)?;
+    statements.insert(sql, st.clone());
+    Ok(st)
 }
 
 fn need(auth: &Auth) -> Result<Who, ApiError> {
@@ -655,13 +747,13 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ip = peer.ip();
-    if app.failed_recently(ip) >= app.max_login_failures {
+    let Some(mut attempt) = app.reserve_login(ip) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins from this address: wait a minute and try again",
             None,
         ));
-    }
+    };
     let m = json_body(&headers, &body)?;
     let user = opt_string(&m, "user")?.unwrap_or_default();
     let password = Zeroizing::new(opt_string(&m, "password")?.unwrap_or_default());
@@ -670,13 +762,14 @@ async fn login(
     }
     let target = app.target.as_login(&user, &password);
     drop(password);
+    let more_target = target.clone();
     let result: Result<Client, Failure> = tokio::task::spawn_blocking(move || conn::connect(&target))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
     let mut client = match result {
         Ok(c) => c,
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
-            lock(&app.failures).entry(ip).or_default().push(Instant::now());
+            attempt.failed = true;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "wrong user or password",
@@ -692,10 +785,27 @@ async fn login(
             ));
         }
     };
-    lock(&app.failures).remove(&ip);
-    let (client, rights) = tokio::task::spawn_blocking(move || {
+    drop(attempt);
+    if let Some(a) = lock(&app.failures).get_mut(&ip) {
+        a.failed.clear();
+    }
+    let extra = app.session_connections.saturating_sub(1);
+    let (client, more, rights) = tokio::task::spawn_blocking(move || {
         let r = rights(&mut client);
-        (Conn(Some(client)), r)
+        let mut more = Vec::new();
+        if r.is_ok() {
+            for _ in 0..extra {
+                match conn::connect(&more_target) {
+                    Ok(c) => more.push(Conn::new(c)),
+                    Err(f) => {
+                        eprintln!("pgvault serve: an extra session connection failed: {}", f.message());
+                        break;
+                    }
+                }
+            }
+        }
+        drop(more_target);
+        (Conn::new(client), more, r)
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
@@ -705,7 +815,9 @@ async fn login(
     let session = Arc::new(Session {
         user: user.clone(),
         csrf: csrf.clone(),
-        client: Arc::new(Mutex::new(client)),
+        client,
+        more,
+        next: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
     });
     lock(&app.sessions).insert(id.clone(), session);
@@ -724,10 +836,17 @@ async fn login(
 fn rights(c: &mut Client) -> Result<Value, ApiError> {
     let r = c.query_one(
         "SELECT pg_has_role('vault_viewer', 'USAGE'), pg_has_role('vault_reader', 'USAGE'), \
-                pg_has_role('vault_admin', 'USAGE')",
+                pg_has_role('vault_admin', 'USAGE'), \
+                CASE WHEN has_schema_privilege('vault', 'USAGE') \
+                     THEN has_table_privilege('vault.key_status', 'SELECT') ELSE false END, \
+                CASE WHEN has_schema_privilege('vault', 'USAGE') \
+                     THEN has_function_privilege('vault.verify_secrets()', 'EXECUTE') ELSE false END",
         &[],
     )?;
-    Ok(json!({"view": r.get::<_, bool>(0), "read": r.get::<_, bool>(1), "admin": r.get::<_, bool>(2)}))
+    Ok(
+        json!({"view": r.get::<_, bool>(0), "read": r.get::<_, bool>(1), "admin": r.get::<_, bool>(2),
+              "keys": r.get::<_, bool>(3), "verify": r.get::<_, bool>(4)}),
+    )
 }
 
 async fn whoami(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
@@ -804,17 +923,25 @@ async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, Str
     Ok(json_response(StatusCode::OK, &Value::Array(items)))
 }
 
+/// The value and metadata of one secret in one statement (one decryption; the mask is made
+/// from the value), for the hot read path. `version` needs vault.secrets (vault_admin).
+const GET_SECRET: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.description, \
+        coalesce(vault.mask(d.decrypted_secret), ''), d.tags, \
+        to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+        to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+        coalesce(d.expires_at <= now(), false), coalesce(d.expires_at <= now() + interval '7 days', false), \
+        has_table_privilege('vault.secrets', 'SELECT') \
+   FROM vault.decrypted_secrets d WHERE d.name = $1";
+const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
+
 async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let s = need(&auth)?;
-    let body = db(&s, move |c| {
-        let row = c.query_opt(
-            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
-            &[&name],
-        )?;
-        let Some(row) = row else {
+    let body = db_prepared(&s, move |c, statements| {
+        let st = prepared(c, statements, GET_SECRET)?;
+        let Some(r) = c.query_opt(&st, &[&name])? else {
             return Err(ApiError::not_found(&name));
         };
-        let Some(value) = row.get::<_, Option<String>>(0).map(Zeroizing::new) else {
+        let Some(value) = r.get::<_, Option<String>>(0).map(Zeroizing::new) else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -823,10 +950,26 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
                 Some("42501"),
             ));
         };
-        let mut meta = metadata(c, &[], Some(&name))?
-            .pop()
-            .ok_or_else(|| ApiError::not_found(&name))?;
-        meta["value"] = Value::String(value.to_string());
+        let id: String = r.get(1);
+        let version: Option<i32> = if r.get::<_, bool>(10) {
+            let st = prepared(c, statements, VERSION_OF)?;
+            c.query_opt(&st, &[&id])?.map(|v| v.get(0))
+        } else {
+            None
+        };
+        let meta = json!({
+            "id": id,
+            "name": r.get::<_, Option<String>>(2),
+            "description": r.get::<_, String>(3),
+            "masked": r.get::<_, String>(4),
+            "tags": r.get::<_, Vec<String>>(5),
+            "expires_at": r.get::<_, Option<String>>(6),
+            "updated_at": r.get::<_, String>(7),
+            "expired": r.get::<_, bool>(8),
+            "expiring_soon": r.get::<_, bool>(9),
+            "version": version,
+            "value": value.as_str(),
+        });
         Ok(meta.to_string())
     })
     .await?;
@@ -1097,6 +1240,63 @@ async fn audit(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, St
     Ok(json_response(StatusCode::OK, &Value::Array(rows)))
 }
 
+/// The keys with their status (vault.key_status: vault_admin), oldest first.
+async fn keys(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let rows = db(&s, move |c| {
+        let rows = c.query(
+            "SELECT id::text, name, key_type, key_id, status, \
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    secrets, root_key \
+               FROM vault.key_status ORDER BY created_at, id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let status: String = r.get(4);
+                json!({"id": r.get::<_, String>(0), "name": r.get::<_, Option<String>>(1),
+                       "type": r.get::<_, String>(2), "key_id": r.get::<_, i64>(3),
+                       "default": status == "default", "status": status,
+                       "created_at": r.get::<_, String>(5), "expires_at": r.get::<_, Option<String>>(6),
+                       "secrets": r.get::<_, i64>(7), "root_key": r.get::<_, String>(8)})
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+/// vault.verify_secrets() (vault_admin): how many values (current and kept versions) were
+/// checked, and those that need attention: not decrypting, or decrypting but with a note (under
+/// the previous root key); a kept version's bare "version N" is no note. Never a value. It only
+/// reads, so it is a GET.
+async fn verify(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
+    let s = need(&auth)?;
+    let body = db(&s, move |c| {
+        let r = c.query_one(
+            "SELECT count(*), count(*) FILTER (WHERE NOT bad), \
+                    coalesce(json_agg(json_build_object('id', id, 'name', name, 'key_id', key_id, \
+                                                        'status', status, 'detail', detail)) \
+                               FILTER (WHERE bad), '[]')::text \
+               FROM (SELECT v.*, v.status <> 'ok' OR coalesce(v.detail !~ '^version [0-9]+$', false) AS bad \
+                       FROM vault.verify_secrets() v) v",
+            &[],
+        )?;
+        let problems: Value = serde_json::from_str(&r.get::<_, String>(2)).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad answer from verify_secrets",
+                None,
+            )
+        })?;
+        Ok(json!({"checked": r.get::<_, i64>(0), "ok": r.get::<_, i64>(1), "problems": problems}))
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = Response::new(Body::from(body));
     r.headers_mut()
@@ -1132,6 +1332,8 @@ fn router(app: Arc<App>) -> Router {
             axum::routing::put(grant).delete(revoke),
         )
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/keys", get(keys))
+        .route("/api/v1/verify", get(verify))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
@@ -1173,6 +1375,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
             idle: Mutex::new(Vec::new()),
         },
+        session_connections: opts.session_connections.max(1),
     });
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {

@@ -60,6 +60,7 @@ function explain(status, data) {
 function loggedOut() {
   state.csrf = null; state.user = null; state.rights = {};
   $("main-view").hidden = true; $("editor").hidden = true; $("versions").hidden = true; $("audit").hidden = true; $("grants").hidden = true;
+  $("keys").hidden = true; $("verify").hidden = true;
   $("logout").hidden = true; $("whoami").textContent = "";
   $("login-view").hidden = false;
 }
@@ -70,6 +71,8 @@ function loggedIn(s) {
   $("login-view").hidden = true; $("main-view").hidden = false; $("logout").hidden = false;
   $("new-secret").hidden = !state.rights.admin;
   $("show-audit").hidden = !state.rights.admin;
+  $("show-keys").hidden = !state.rights.keys;
+  $("show-verify").hidden = !state.rights.verify;
   load();
 }
 
@@ -241,6 +244,38 @@ async function audit() {
   } catch (e) { show(e.message); }
 }
 
+async function keys() {
+  try {
+    const rows = await api("GET", "/api/v1/keys");
+    const body = $("keys-body");
+    body.replaceChildren();
+    for (const k of rows) {
+      body.append(el("tr", { "data-key": k.id, class: k.default ? "default-key" : k.status === "invalid" ? "expired" : "" },
+        el("td", {}, k.name || ""), el("td", {}, k.type), el("td", { class: "key-status" }, k.status),
+        el("td", {}, String(k.secrets)), el("td", {}, k.root_key), el("td", {}, fmt(k.created_at)),
+        el("td", {}, k.expires_at ? fmt(k.expires_at) : "never"), el("td", { class: "id" }, k.id)));
+    }
+    $("keys").hidden = false;
+  } catch (e) { show(e.message); }
+}
+
+async function verify() {
+  $("verify-summary").textContent = "Checking every secret and kept version...";
+  $("verify-body").replaceChildren();
+  $("verify").hidden = false;
+  try {
+    const r = await api("GET", "/api/v1/verify");
+    $("verify-summary").textContent = r.problems.length
+      ? r.checked + " values checked: " + r.problems.length + " need attention"
+      : r.checked + " values checked: all decrypt";
+    for (const p of r.problems) {
+      $("verify-body").append(el("tr", { class: p.status === "ok" ? "" : "expired" },
+        el("td", { class: "name" }, p.name === null ? "(unnamed " + p.id + ")" : p.name),
+        el("td", { class: "verify-status" }, p.status), el("td", {}, p.detail || ""), el("td", { class: "id" }, p.key_id || "default key (id unset)")));
+    }
+  } catch (e) { $("verify-summary").textContent = ""; show(e.message); }
+}
+
 async function login(ev) {
   ev.preventDefault();
   show("");
@@ -268,6 +303,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("edit-cancel").addEventListener("click", () => { $("edit-value").value = ""; $("editor").hidden = true; });
   $("versions-close").addEventListener("click", () => { $("versions").hidden = true; });
   $("audit-close").addEventListener("click", () => { $("audit").hidden = true; });
+  $("show-keys").addEventListener("click", keys);
+  $("keys-close").addEventListener("click", () => { $("keys").hidden = true; });
+  $("show-verify").addEventListener("click", verify);
+  $("verify-close").addEventListener("click", () => { $("verify").hidden = true; });
   $("grant-form").addEventListener("submit", addGrant);
   $("grants-close").addEventListener("click", () => { $("grants").hidden = true; });
   try { loggedIn(await api("GET", "/api/v1/session")); } catch (_) { loggedOut(); }
