@@ -274,6 +274,18 @@ restart tok || { cat "$(logfile tok)"; exit 1; }
 codes=""
 for _ in 1 2 3 4 5; do breq "$T_READER" GET /api/v1/secrets/shared_key; codes="$codes$CODE "; done
 check "after a database restart every token request succeeds" "200 200 200 200 200 " "$codes"
+# New pooled connections check the server's role before the per-request pin: a search_path
+# set for the database (ALTER DATABASE ... SET, by its owner) must not reach that check either.
+out=$(sql tok "CREATE TABLE public.loot2 (who text); GRANT INSERT ON public.loot2 TO PUBLIC;
+  CREATE FUNCTION public.name_eq(a name, b name) RETURNS boolean LANGUAGE plpgsql AS \$f\$
+  BEGIN INSERT INTO public.loot2 VALUES (session_user); RETURN a::text OPERATOR(pg_catalog.=) b::text; END \$f\$;
+  CREATE OPERATOR public.= (LEFTARG = name, RIGHTARG = name, FUNCTION = public.name_eq);
+  ALTER DATABASE postgres SET search_path = public, pg_catalog") || { echo "planting failed: $out"; exit 1; }
+serve_bg pinned tok $((WPORT + 5)) authenticator || exit 1
+URL=https://127.0.0.1:$((WPORT + 5)) breq "$T_READER" GET /api/v1/secrets/shared_key
+check "with a database search_path of public first: the token request works" 200 "$CODE"
+check "... and no planted operator ran in the server's connection checks" 0 "$(sql tok "SELECT count(*) FROM public.loot2")"
+sql tok "ALTER DATABASE postgres RESET search_path; DROP OPERATOR public.= (name, name); DROP FUNCTION public.name_eq(name, name); DROP TABLE public.loot2" >/dev/null
 # Stopping the server with pooled connections open: a clean exit, no panic.
 serve_bg stopping tok $((WPORT + 4)) authenticator || exit 1
 URL=https://127.0.0.1:$((WPORT + 4)) breq "$T_READER" GET /api/v1/secrets/shared_key
@@ -369,7 +381,7 @@ for t in "${TOKENS[@]}"; do
   check "token ${t:0:8}... appears nowhere in the data directories (pg_wal included)" absent \
     "$(grep_data "$t" "$(datadir tok)" "$(datadir other)")"
   check_absent "nor in the server logs" "$t" "$(cat "$(logfile tok)" "$(logfile other)")"
-  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out "$WORK"/nousage.out "$WORK"/stopping.out)"
+  check_absent "nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/super.out "$WORK"/second.out "$WORK"/nousage.out "$WORK"/stopping.out "$WORK"/pinned.out)"
 done
 check "a control: the grep finds a token's name in the data directory" found "$(grep_data "viewer-unused" "$(datadir tok)")"
 check_contains "the access log names the token's role" "GET /api/v1/secrets/shared_key 200 role=tok_reader (token)" "$(cat "$WORK/main.out")"

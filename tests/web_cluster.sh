@@ -375,6 +375,49 @@ check "and only three of them reached the database" 3 \
   "$(grep -c 'password authentication failed for user "web_granted"' "$(logfile web)")"
 unset URL
 
+# A success does not reset the address's failures (one valid account would otherwise unlock
+# guessing the others' passwords).
+W6=$((WPORT + 5))
+serve_bg reset $W6 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --max-login-failures 3 || exit 1
+URL=https://127.0.0.1:$W6
+login web_admin wrong-a; login web_admin wrong-b
+login web_reader
+check "two wrong passwords, then a right one for another role: 200" 200 "$CODE"
+login web_admin wrong-c
+c3=$CODE
+login web_admin wrong-d
+check "the failures before it still count: the third wrong one 401, the fourth 429" "401 429" "$c3 $CODE"
+# At most --max-sessions-per-role sessions per role: each holds connections, and one account
+# must not use up max_connections. The oldest session goes.
+W7=$((WPORT + 6))
+serve_bg capped $W7 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --max-sessions-per-role 2 || exit 1
+URL=https://127.0.0.1:$W7
+login web_viewer; cp "$WORK/jar.web_viewer" "$WORK/jar.first"
+for _ in 1 2 3 4 5; do login web_viewer; done
+check "six logins of one role with a cap of 2: the last works" 200 "$CODE"
+CODE=$(curl -s --cacert "$WORK/ca.pem" -b "$WORK/jar.first" -o /dev/null -w '%{http_code}' "$URL/api/v1/secrets")
+check "... the first session has ended: 401" 401 "$CODE"
+check "... and the role holds the connections of two sessions (2 each)" 4 \
+  "$(sleep 0.5; sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer'")"
+unset URL
+# Nothing the server runs for a session resolves to an object another role created: a
+# pg_has_role(text, text) in schema public (CREATE there for everyone, as before PostgreSQL 15)
+# would run at every login, as the user logging in.
+sql web "CREATE TABLE public.loot (who text); GRANT INSERT, SELECT ON public.loot TO PUBLIC;
+  GRANT CREATE ON SCHEMA public TO web_nobody" >/dev/null
+out=$(sql web "SET ROLE web_nobody;
+  CREATE FUNCTION public.pg_has_role(a text, b text) RETURNS boolean LANGUAGE plpgsql AS \$f\$
+  BEGIN INSERT INTO public.loot VALUES (current_user); RETURN false; END \$f\$;
+  GRANT EXECUTE ON FUNCTION public.pg_has_role(text, text) TO PUBLIC") || echo "planting failed: $out"
+check "control: the planted function wins for untyped literals on the default search_path" "t" \
+  "$(sql web "SET ROLE web_reader; SELECT pg_has_role('vault_viewer', 'USAGE') IS NOT NULL; RESET ROLE; SELECT count(*) > 0 FROM public.loot" | tail -1)"
+sql web "TRUNCATE public.loot" >/dev/null
+login web_admin
+check "a vault_admin logs in: 200, with its rights" "200 true" "$CODE $(body | jq -r .rights.admin)"
+req web_admin GET /api/v1/secrets
+check "no planted function ran in the login or the request" 0 "$(sql web "SELECT count(*) FROM public.loot")"
+sql web "DROP FUNCTION public.pg_has_role(text, text); DROP TABLE public.loot; REVOKE CREATE ON SCHEMA public FROM web_nobody" >/dev/null
+
 # --- plain HTTP only when asked, on loopback ---
 W3=$((WPORT + 2))
 serve_bg plain $W3 --insecure-http || exit 1

@@ -947,9 +947,16 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
         ))
         .with_sqlstate(sqlstate));
     };
+    // pgvault's queries name everything they use (vault.*, pg_catalog): with search_path pinned
+    // to pg_catalog, none of them can resolve to a function or operator someone else created
+    // in a schema on the user's path (public with CREATE for everyone, a schema named after the
+    // user, a path set by ALTER DATABASE / ALTER ROLE ... SET).
+    client
+        .batch_execute("SET search_path = pg_catalog, pg_temp")
+        .map_err(Failure::from)?;
     let installed = client
         .query_opt(
-            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vault_ext'",
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'vault_ext'",
             &[],
         )
         .map_err(Failure::from)?;

@@ -230,6 +230,9 @@ Examples:
         /// parallel requests do not wait for each other (1: one connection per session)
         #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
         session_connections: u16,
+        /// Console sessions one role may hold at once; a new login past that ends its oldest
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        max_sessions_per_role: usize,
     },
     /// Service tokens for pgvault serve's API: create (shown once), list, revoke (vault_admin)
     #[command(
@@ -596,6 +599,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             max_login_failures,
             token_connections,
             session_connections,
+            max_sessions_per_role,
         } => serve::run(
             target()?,
             serve::Options {
@@ -608,6 +612,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 login_window: std::time::Duration::from_secs(60),
                 token_connections,
                 session_connections: usize::from(session_connections),
+                max_sessions_per_role,
             },
         ),
     }

@@ -51,6 +51,8 @@ pub struct Options {
     /// Connections each session opens at login (at least 1), so that a user's parallel
     /// requests do not wait for each other.
     pub session_connections: usize,
+    /// Sessions one role may hold at once; a new login past that ends its oldest.
+    pub max_sessions_per_role: usize,
 }
 
 /// A session's connection, with the statements prepared on it (see `db_prepared`). The
@@ -109,6 +111,7 @@ struct App {
     login_window: Duration,
     tokens: TokenPool,
     session_connections: usize,
+    max_sessions_per_role: usize,
 }
 
 /// One address's logins: when the recent ones failed, and how many are being checked now.
@@ -495,7 +498,7 @@ impl TokenPool {
         })?;
         let superuser: bool = c
             .query_one(
-                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user",
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
                 &[],
             )?
             .get(0);
@@ -777,6 +780,9 @@ async fn login(
             ));
         }
         Err(f) => {
+            // Counted too: with the database full, a right password gets this answer and a
+            // wrong one 401, so these attempts must not be free.
+            attempt.failed = true;
             eprintln!("pgvault serve: login failed: {}", f.message());
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -785,10 +791,9 @@ async fn login(
             ));
         }
     };
+    // A success does not wipe the address's failures: one valid account would otherwise
+    // reset the limit for guessing others' passwords.
     drop(attempt);
-    if let Some(a) = lock(&app.failures).get_mut(&ip) {
-        a.failed.clear();
-    }
     let extra = app.session_connections.saturating_sub(1);
     let (client, more, rights) = tokio::task::spawn_blocking(move || {
         let r = rights(&mut client);
@@ -820,7 +825,23 @@ async fn login(
         next: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
     });
-    lock(&app.sessions).insert(id.clone(), session);
+    {
+        // At most max_sessions_per_role sessions per role (the oldest in use goes): each holds
+        // database connections, and one account must not use up max_connections.
+        let mut sessions = lock(&app.sessions);
+        let mut mine: Vec<(String, Instant)> = sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .map(|(k, s)| (k.clone(), *lock(&s.last_used)))
+            .collect();
+        if mine.len() >= app.max_sessions_per_role {
+            mine.sort_by_key(|(_, used)| *used);
+            for (k, _) in mine.iter().take(mine.len() + 1 - app.max_sessions_per_role) {
+                sessions.remove(k);
+            }
+        }
+        sessions.insert(id.clone(), session);
+    }
     let mut r = json_response(
         StatusCode::OK,
         &json!({"user": user, "csrf_token": csrf, "rights": rights}),
@@ -1376,6 +1397,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             idle: Mutex::new(Vec::new()),
         },
         session_connections: opts.session_connections.max(1),
+        max_sessions_per_role: opts.max_sessions_per_role.max(1),
     });
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {
@@ -1383,7 +1405,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             let (superuser, usage) = c
                 .query_one(
                     "SELECT rolsuper, pg_catalog.has_schema_privilege('vault', 'USAGE') \
-                       FROM pg_catalog.pg_roles WHERE rolname = session_user",
+                       FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
                     &[],
                 )
                 .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
