@@ -387,6 +387,22 @@ login web_admin wrong-c
 c3=$CODE
 login web_admin wrong-d
 check "the failures before it still count: the third wrong one 401, the fourth 429" "401 429" "$c3 $CODE"
+# Guessing at one user's password does not lock out the others at that address.
+for i in 1 2 3; do login nosuch_user "wrong-$i"; done
+check "three failures for a made-up user, then the next try for it: 429" 429 "$(login nosuch_user wrong-4; echo "$CODE")"
+login web_granted
+check "... while another user at the same address logs in: 200" 200 "$CODE"
+# Over-long names and passwords are refused before the database is asked: a long password's
+# SCRAM proof costs the client time in proportion to its length (a megabyte took minutes).
+start_ns=$(date +%s%N)
+login web_admin "$(head -c 100000 /dev/zero | tr '\0' a)"
+ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+check "a 100 kB password: 400 at once (under 2 s), not a SCRAM computation" "400 yes" "$CODE $([ $ms -lt 2000 ] && echo yes || echo "no: ${ms} ms")"
+check_contains "... saying the limit" "a password at most 1024" "$(body)"
+login web_admin "$(head -c 1025 /dev/zero | tr '\0' a)"
+check "a password of 1,025 bytes: 400 too" 400 "$CODE"
+login "$(printf 'u%.0s' $(seq 64))"
+check "a 64-byte user name (PostgreSQL would cut it to 63): 400" 400 "$CODE"
 # At most --max-sessions-per-role sessions per role: each holds connections, and one account
 # must not use up max_connections. The oldest session goes.
 W7=$((WPORT + 6))

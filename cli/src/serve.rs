@@ -30,6 +30,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+/// PostgreSQL's longest role name (NAMEDATALEN - 1).
+const MAX_USER_BYTES: usize = 63;
+/// Longer passwords are refused at login (see `login`).
+const MAX_PASSWORD_BYTES: usize = 1024;
+/// Logins checked by the database at the same time.
+const LOGINS_AT_ONCE: usize = 4;
 const COOKIE: &str = "pgvault_session";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
@@ -105,13 +111,15 @@ struct App {
     target: conn::Target,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Login attempts per client address: failures within the window and those in flight.
-    failures: Mutex<HashMap<IpAddr, Attempts>>,
+    failures: Mutex<HashMap<(IpAddr, Option<String>), Attempts>>,
     idle_timeout: Duration,
     max_login_failures: usize,
     login_window: Duration,
     tokens: TokenPool,
     session_connections: usize,
     max_sessions_per_role: usize,
+    /// Logins being checked at once (see `login`).
+    login_slots: Arc<Semaphore>,
 }
 
 /// One address's logins: when the recent ones failed, and how many are being checked now.
@@ -121,23 +129,26 @@ struct Attempts {
     in_flight: usize,
 }
 
-/// A login attempt counted against its address's limit until it is over (also when the
-/// request is dropped half way); `failed` records the outcome.
+/// A login attempt counted against its limits until it is over (also when the request is
+/// dropped half way): the address and user's, and the address's over all users; `failed`
+/// records the outcome.
 struct Reserved<'a> {
     app: &'a App,
-    ip: IpAddr,
+    keys: [(IpAddr, Option<String>); 2],
     failed: bool,
 }
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
         let mut all = lock(&self.app.failures);
-        let a = all.entry(self.ip).or_default();
-        a.in_flight = a.in_flight.saturating_sub(1);
-        if self.failed {
-            a.failed.push(Instant::now());
-        } else if a.in_flight == 0 && a.failed.is_empty() {
-            all.remove(&self.ip);
+        for key in &self.keys {
+            let a = all.entry(key.clone()).or_default();
+            a.in_flight = a.in_flight.saturating_sub(1);
+            if self.failed {
+                a.failed.push(Instant::now());
+            } else if a.in_flight == 0 && a.failed.is_empty() {
+                all.remove(key);
+            }
         }
     }
 }
@@ -324,21 +335,29 @@ impl App {
         });
     }
 
-    /// Checks the address's limit and counts this attempt in it, in one step: failures within
-    /// the window plus attempts still being checked. A burst of parallel logins cannot all pass
-    /// the check before the first of them fails. None: over the limit.
-    fn reserve_login(&self, ip: IpAddr) -> Option<Reserved<'_>> {
+    /// Checks the limits and counts this attempt in them, in one step: failures within the
+    /// window plus attempts still being checked, per address and user (`max_login_failures`)
+    /// and per address over all users (four times that). A burst of parallel logins cannot all
+    /// pass the check before the first of them fails, and someone guessing at one user's
+    /// password from an address does not lock the other users there out. None: over a limit.
+    fn reserve_login(&self, ip: IpAddr, user: &str) -> Option<Reserved<'_>> {
         let window = self.login_window;
+        let keys = [(ip, Some(user.to_string())), (ip, None)];
+        let limits = [self.max_login_failures, self.max_login_failures.saturating_mul(4)];
         let mut all = lock(&self.failures);
-        let a = all.entry(ip).or_default();
-        a.failed.retain(|t| t.elapsed() < window);
-        if a.failed.len() + a.in_flight >= self.max_login_failures {
-            return None;
+        for (key, limit) in keys.iter().zip(limits) {
+            let a = all.entry(key.clone()).or_default();
+            a.failed.retain(|t| t.elapsed() < window);
+            if a.failed.len() + a.in_flight >= limit {
+                return None;
+            }
         }
-        a.in_flight += 1;
+        for key in &keys {
+            all.entry(key.clone()).or_default().in_flight += 1;
+        }
         Some(Reserved {
             app: self,
-            ip,
+            keys,
             failed: false,
         })
     }
@@ -750,19 +769,35 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let ip = peer.ip();
-    let Some(mut attempt) = app.reserve_login(ip) else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins from this address: wait a minute and try again",
-            None,
-        ));
-    };
     let m = json_body(&headers, &body)?;
     let user = opt_string(&m, "user")?.unwrap_or_default();
     let password = Zeroizing::new(opt_string(&m, "password")?.unwrap_or_default());
     if user.is_empty() || password.is_empty() {
         return Err(ApiError::bad("give \"user\" and \"password\""));
     }
+    // Longer names are cut by PostgreSQL (so the typed name would not be the role's), and the
+    // client's SCRAM proof costs time in proportion to the password's length: a megabyte took
+    // minutes of CPU. Refused before anything is counted or connected.
+    if user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad(format!(
+            "a user name has at most {MAX_USER_BYTES} bytes and a password at most {MAX_PASSWORD_BYTES}"
+        )));
+    }
+    let Some(mut attempt) = app.reserve_login(ip, &user) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address: wait a minute and try again",
+            None,
+        ));
+    };
+    // A few logins at a time: each opens its connections before older sessions of the role are
+    // ended, so a flood of parallel logins could otherwise fill the database for a while.
+    let _slot = app
+        .login_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None))?;
     let target = app.target.as_login(&user, &password);
     drop(password);
     let more_target = target.clone();
@@ -1398,6 +1433,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         },
         session_connections: opts.session_connections.max(1),
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
+        login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
     });
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {
