@@ -21,7 +21,7 @@ trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; cluster_
 trap 'exit 1' INT TERM HUP PIPE
 
 new_cluster b "password_encryption = 'scram-sha-256'"
-printf 'local all postgres trust\nlocal all all scram-sha-256\n' >"$(datadir b)/pg_hba.conf"
+scram_only b
 start b || { cat "$(logfile b)"; exit 1; }
 PW=Pw-$RANDOM-$RANDOM-x
 sql b "CREATE EXTENSION vault_ext;

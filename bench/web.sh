@@ -43,10 +43,7 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 
 new_cluster web "password_encryption = 'scram-sha-256'"
-cat >"$(datadir web)/pg_hba.conf" <<'EOF'
-local all postgres trust
-local all all scram-sha-256
-EOF
+scram_only web
 start web || { cat "$(logfile web)"; exit 1; }
 PW=Bench-$RANDOM-$RANDOM
 out=$(sql web "CREATE EXTENSION vault_ext;

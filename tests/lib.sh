@@ -27,6 +27,34 @@ cluster_cleanup() {
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
 
+# Background servers a test starts (pgvault serve): servers_cleanup kills and waits for them,
+# then stops the clusters; tests that start any use `trap servers_cleanup EXIT`.
+SERVERS=()
+servers_cleanup() {
+  local p
+  for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${SERVERS[@]}"; do wait "$p" 2>/dev/null; done
+  cluster_cleanup
+}
+
+# scram_only NAME: logins are checked by the database: scram-sha-256 for every role but the
+# superuser on its socket. Before the cluster starts.
+scram_only() {
+  printf 'local all postgres trust\nlocal all all scram-sha-256\n' >"$(datadir "$1")/pg_hba.conf"
+}
+
+# test_certificate: a test CA ($WORK/ca.pem) and a server certificate for localhost and
+# 127.0.0.1 signed by it ($WORK/server.pem, $WORK/server.key).
+test_certificate() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgvault-test-ca \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$WORK/server.key" -out "$WORK/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/san.ext"
+  openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+    -extfile "$WORK/san.ext" -out "$WORK/server.pem" >/dev/null 2>&1
+  [ -s "$WORK/server.pem" ] || { echo "could not make the test certificate"; return 1; }
+}
+
 # Servers run without RUST_BACKTRACE: with it set, pgrx puts a Rust backtrace in the DETAIL of
 # every error that passes through a Rust frame (expected output would depend on the caller's
 # environment).

@@ -14,14 +14,7 @@ for tool in curl jq openssl; do
   command -v $tool >/dev/null || { echo "token tests need $tool (scripts/setup.sh installs it)"; exit 1; }
 done
 cluster_init
-SERVERS=()
-token_cleanup() {
-  local p
-  for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${SERVERS[@]}"; do wait "$p" 2>/dev/null; done
-  cluster_cleanup
-}
-trap token_cleanup EXIT
+trap servers_cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
 PW=Pw-$RANDOM-$RANDOM-x
@@ -30,10 +23,7 @@ new_tok_cluster() {
   new_cluster "$1" "password_encryption = 'scram-sha-256'" "log_statement = 'all'" \
     "log_min_duration_statement = 0" "log_parameter_max_length = -1" "log_parameter_max_length_on_error = -1" \
     "log_min_error_statement = error"
-  cat >"$(datadir "$1")/pg_hba.conf" <<'EOF'
-local all postgres trust
-local all all scram-sha-256
-EOF
+  scram_only "$1"
   start "$1" || { cat "$(logfile "$1")"; exit 1; }
   # authenticator: the server's own login role, no rights of its own (NOINHERIT), a member of
   # the roles its tokens act as. It needs USAGE on schema vault to call vault.api_token_role.
@@ -53,14 +43,7 @@ EOF
 new_tok_cluster tok
 new_tok_cluster other
 
-# A test CA and a server certificate for 127.0.0.1 / localhost signed by it.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgvault-test-ca \
-  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" >/dev/null 2>&1
-openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$WORK/server.key" -out "$WORK/server.csr" >/dev/null 2>&1
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/san.ext"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
-  -extfile "$WORK/san.ext" -out "$WORK/server.pem" >/dev/null 2>&1
-[ -s "$WORK/server.pem" ] || { echo "could not make the test certificate"; exit 1; }
+test_certificate || exit 1
 
 unset PGUSER PGPASSWORD PGHOST PGPORT DATABASE_URL PGSERVICE PGVAULT_URL PGVAULT_TOKEN PGVAULT_CACERT
 dsn() { echo "host=$WORK port=$(port "$1") dbname=postgres user=${2:-postgres}"; }

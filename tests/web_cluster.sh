@@ -12,21 +12,11 @@ for tool in curl jq openssl; do
   command -v $tool >/dev/null || { echo "web tests need $tool (scripts/setup.sh installs it)"; exit 1; }
 done
 cluster_init
-SERVERS=()
-web_cleanup() {
-  local p
-  for p in "${SERVERS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${SERVERS[@]}"; do wait "$p" 2>/dev/null; done
-  cluster_cleanup
-}
-trap web_cleanup EXIT
+trap servers_cleanup EXIT
 
 # Logins are checked by the database: scram-sha-256 for everyone but the superuser's socket.
 new_cluster web "password_encryption = 'scram-sha-256'"
-cat >"$(datadir web)/pg_hba.conf" <<'EOF'
-local all postgres trust
-local all all scram-sha-256
-EOF
+scram_only web
 start web || { cat "$(logfile web)"; exit 1; }
 PW=Pw-$RANDOM-$RANDOM-x
 setup=$(sql web "CREATE EXTENSION vault_ext;
@@ -36,14 +26,7 @@ setup=$(sql web "CREATE EXTENSION vault_ext;
   CREATE ROLE web_viewer LOGIN PASSWORD '$PW' IN ROLE vault_viewer;
   CREATE ROLE web_nobody LOGIN PASSWORD '$PW'") || { echo "setup failed: $setup"; exit 1; }
 
-# A test CA and a server certificate for 127.0.0.1 / localhost signed by it.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pgvault-test-ca \
-  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" >/dev/null 2>&1
-openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$WORK/server.key" -out "$WORK/server.csr" >/dev/null 2>&1
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$WORK/san.ext"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
-  -extfile "$WORK/san.ext" -out "$WORK/server.pem" >/dev/null 2>&1
-[ -s "$WORK/server.pem" ] || { echo "could not make the test certificate"; exit 1; }
+test_certificate || exit 1
 
 DSN="host=$WORK port=$(port web) dbname=postgres"
 unset PGUSER PGPASSWORD PGHOST PGPORT DATABASE_URL PGSERVICE
