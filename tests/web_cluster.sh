@@ -200,6 +200,39 @@ meta_list=$(req web_admin GET /api/v1/secrets; body | jq -c ".[] | select(.name 
 meta_get=$(req web_admin GET /api/v1/secrets/soon_key; body | jq -c "$fields")
 check "GET of one secret has the list's metadata (times, mask, version...)" "$meta_list" "$meta_get"
 check_contains "with its expiry in the list's format" '"expires_at":"2000-01-01T00:00:00Z"' "$meta_get"
+SOON_VERSION=$(jq -r .version <<<"$meta_get")
+req web_reader GET /api/v1/secrets/soon_key
+check "a reader's GET has no version (vault.secrets is admin-only)" "200 null" "$CODE $(body | jq -r .version)"
+# A session's GET of a value is one statement (no BEGIN/COMMIT round trips), for vault_admin
+# with the version from the same statement: seen in the database log of the role's session.
+sql web "ALTER ROLE web_reader SET log_statement = 'all'; ALTER ROLE web_admin SET log_statement = 'all'" >/dev/null
+login web_reader && login web_admin
+mark=$(stat -c %s "$(logfile web)")
+req web_reader GET /api/v1/secrets/soon_key
+sleep 0.3
+since() { tail -c +"$((mark + 1))" "$(logfile web)"; }
+check "a reader's GET: one statement on its connection, no BEGIN or COMMIT" "1 0" \
+  "$(since | grep -c 'execute .*FROM vault.decrypted_secrets') $(since | grep -cE 'statement: (BEGIN|COMMIT)')"
+mark=$(stat -c %s "$(logfile web)")
+req web_admin GET /api/v1/secrets/soon_key
+sleep 0.3
+check "an admin's GET: one statement with the version, no BEGIN or COMMIT" "200 $SOON_VERSION 1 0" \
+  "$CODE $(body | jq -r .version) $(since | grep -c 'execute .*SELECT s.version FROM vault.secrets') $(since | grep -cE 'statement: (BEGIN|COMMIT)')"
+sql web "ALTER ROLE web_reader RESET log_statement; ALTER ROLE web_admin RESET log_statement" >/dev/null
+# Rights that change after login: vault_admin revoked, the read still answers (as a reader,
+# without the version); granted again, the version is back from the next read on.
+sql web "CREATE ROLE web_demoted LOGIN PASSWORD '$PW' IN ROLE vault_reader, vault_admin" >/dev/null
+login web_demoted
+req web_demoted GET /api/v1/secrets/soon_key
+check "a GET by a vault_admin: the version" "200 $SOON_VERSION" "$CODE $(body | jq -r .version)"
+sql web "REVOKE vault_admin FROM web_demoted" >/dev/null
+req web_demoted GET /api/v1/secrets/soon_key
+check "vault_admin revoked after login: the value still, no version" "200 soon-value-abcdefgh null" \
+  "$CODE $(body | jq -r '.value, .version' | tr '\n' ' ' | sed 's/ $//')"
+sql web "GRANT vault_admin TO web_demoted" >/dev/null
+req web_demoted GET /api/v1/secrets/soon_key
+req web_demoted GET /api/v1/secrets/soon_key
+check "granted again: the version is back (from the next read on)" "200 $SOON_VERSION" "$CODE $(body | jq -r .version)"
 req web_reader GET /api/v1/secrets/no_such_secret
 check "an unknown secret: 404 P0002" "404 P0002" "$CODE $(body | jq -r .sqlstate)"
 grant=$(sql web "SELECT vault.grant_secret(id, 'web_granted') FROM vault.secrets WHERE name = 'stripe_key'")

@@ -19,12 +19,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use postgres::error::SqlState;
 use postgres::{Client, Statement};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -92,6 +94,9 @@ struct Session {
     more: Vec<Arc<Mutex<Conn>>>,
     next: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// Whether the role could read vault.secrets at login (vault_admin): its reads of a value
+    /// then take the version in the same statement (see `get_secret`).
+    versions: AtomicBool,
 }
 
 impl Session {
@@ -441,13 +446,16 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     if path.starts_with("/api/") {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    eprintln!(
-        "pgvault serve: {method} {} {} role={} {}ms",
+    // Formatted first and written at once: the standard error stream is unbuffered, so
+    // eprintln! would make a write(2) of every piece (a dozen per request).
+    let line = format!(
+        "pgvault serve: {method} {} {} role={} {}ms\n",
         crate::text::escape(&path),
         response.status().as_u16(),
         role.as_deref().map(crate::text::escape).unwrap_or_else(|| "-".into()),
         started.elapsed().as_millis()
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     response
 }
 
@@ -470,6 +478,17 @@ fn bearer_token(headers: &HeaderMap) -> Option<Result<Zeroizing<String>, ()>> {
             Err(())
         }
     }))
+}
+
+/// How a request's statements run on a session's connection (a token's request is always
+/// one transaction: its role is set with SET LOCAL ROLE).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tx {
+    /// BEGIN ... COMMIT around them: several statements see one snapshot and change together.
+    Wrapped,
+    /// `f` runs exactly one statement, which is a transaction of its own: two round trips
+    /// fewer, for the hot read path.
+    OneStatement,
 }
 
 /// `f` in one transaction: committed when it succeeds, rolled back when it fails.
@@ -643,14 +662,14 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
 {
-    db_prepared(who, move |c, _| f(c)).await
+    db_prepared(who, Tx::Wrapped, move |c, _| f(c)).await
 }
 
-/// Like `db`, with the connection's prepared statements (`prepared`): a request that runs the
+/// Like `db`, with the connection's prepared statements (`query_one_row`): a request that runs the
 /// same statement every time skips parsing and planning, and a round trip. A session keeps
 /// them on its connections; a token request's connection is reset (`DISCARD ALL`) after it, so
 /// its statements last for the request only.
-async fn db_prepared<T, F>(who: &Who, f: F) -> Result<T, ApiError>
+async fn db_prepared<T, F>(who: &Who, tx: Tx, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Client, &mut Prepared) -> Result<T, ApiError> + Send + 'static,
@@ -672,7 +691,10 @@ where
                         None,
                     ));
                 }
-                in_transaction(c, |c| f(c, statements))
+                match tx {
+                    Tx::Wrapped => in_transaction(c, |c| f(c, statements)),
+                    Tx::OneStatement => f(c, statements),
+                }
             })
             .await
             .map_err(internal)?
@@ -711,16 +733,6 @@ where
             .map_err(internal)?
         }
     }
-}
-
-/// `sql` prepared on this connection, the first time it is asked for.
-fn prepared(c: &mut Client, statements: &mut Prepared, sql: &'static str) -> Result<Statement, ApiError> {
-    if let Some(st) = statements.get(sql) {
-        return Ok(st.clone());
-    }
-    let st = c.prepare(sql)?;
-    statements.insert(sql, st.clone());
-    Ok(st)
 }
 
 fn need(auth: &Auth) -> Result<Who, ApiError> {
@@ -849,7 +861,7 @@ async fn login(
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
-    let rights = rights?;
+    let (rights, versions) = rights?;
     let id = random_hex()?;
     let csrf = random_hex()?;
     let session = Arc::new(Session {
@@ -859,6 +871,7 @@ async fn login(
         more,
         next: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
+        versions: AtomicBool::new(versions),
     });
     {
         // At most max_sessions_per_role sessions per role (the oldest in use goes): each holds
@@ -888,28 +901,34 @@ async fn login(
     Ok(r)
 }
 
-/// What the role may do, so the page offers only that.
-fn rights(c: &mut Client) -> Result<Value, ApiError> {
+/// What the role may do, so the page offers only that, and whether it may read vault.secrets.
+fn rights(c: &mut Client) -> Result<(Value, bool), ApiError> {
     let r = c.query_one(
         "SELECT pg_has_role('vault_viewer', 'USAGE'), pg_has_role('vault_reader', 'USAGE'), \
                 pg_has_role('vault_admin', 'USAGE'), \
                 CASE WHEN has_schema_privilege('vault', 'USAGE') \
                      THEN has_table_privilege('vault.key_status', 'SELECT') ELSE false END, \
                 CASE WHEN has_schema_privilege('vault', 'USAGE') \
-                     THEN has_function_privilege('vault.verify_secrets()', 'EXECUTE') ELSE false END",
+                     THEN has_function_privilege('vault.verify_secrets()', 'EXECUTE') ELSE false END, \
+                CASE WHEN has_schema_privilege('vault', 'USAGE') \
+                     THEN has_table_privilege('vault.secrets', 'SELECT') ELSE false END",
         &[],
     )?;
-    Ok(
+    Ok((
         json!({"view": r.get::<_, bool>(0), "read": r.get::<_, bool>(1), "admin": r.get::<_, bool>(2),
               "keys": r.get::<_, bool>(3), "verify": r.get::<_, bool>(4)}),
-    )
+        r.get::<_, bool>(5),
+    ))
 }
 
 async fn whoami(Extension(auth): Extension<Auth>) -> Result<Response, ApiError> {
     let who = need(&auth)?;
-    let rights = db(&who, rights).await?;
+    let (rights, versions) = db(&who, rights).await?;
     let body = match &who {
-        Who::Session(s) => json!({"user": s.user, "csrf_token": s.csrf, "rights": rights}),
+        Who::Session(s) => {
+            s.versions.store(versions, Ordering::Relaxed);
+            json!({"user": s.user, "csrf_token": s.csrf, "rights": rights})
+        }
         Who::Token { acted, .. } => json!({"user": lock(acted).clone(), "token": true, "rights": rights}),
     };
     Ok(json_response(StatusCode::OK, &body))
@@ -980,7 +999,8 @@ async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, Str
 }
 
 /// The value and metadata of one secret in one statement (one decryption; the mask is made
-/// from the value), for the hot read path. `version` needs vault.secrets (vault_admin).
+/// from the value), for the hot read path. Column 10 says whether the role may read
+/// vault.secrets, where the version is (vault_admin).
 const GET_SECRET: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.description, \
         coalesce(vault.mask(d.decrypted_secret), ''), d.tags, \
         to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
@@ -988,13 +1008,67 @@ const GET_SECRET: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.descr
         coalesce(d.expires_at <= now(), false), coalesce(d.expires_at <= now() + interval '7 days', false), \
         has_table_privilege('vault.secrets', 'SELECT') \
    FROM vault.decrypted_secrets d WHERE d.name = $1";
+/// The same with the version (column 11) from the same snapshot: only for a role that may read
+/// vault.secrets (others get 42501 from it).
+const GET_SECRET_VERSIONED: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.description, \
+        coalesce(vault.mask(d.decrypted_secret), ''), d.tags, \
+        to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+        to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+        coalesce(d.expires_at <= now(), false), coalesce(d.expires_at <= now() + interval '7 days', false), \
+        true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id) \
+   FROM vault.decrypted_secrets d WHERE d.name = $1";
 const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
+
+/// `sql` with one parameter, prepared on this connection the first time it runs there.
+fn query_one_row(
+    c: &mut Client,
+    statements: &mut Prepared,
+    sql: &'static str,
+    param: &str,
+) -> Result<Option<postgres::Row>, postgres::Error> {
+    let st = match statements.get(sql) {
+        Some(st) => st.clone(),
+        None => {
+            let st = c.prepare(sql)?;
+            statements.insert(sql, st.clone());
+            st
+        }
+    };
+    c.query_opt(&st, &[&param])
+}
 
 async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let s = need(&auth)?;
-    let body = db_prepared(&s, move |c, statements| {
-        let st = prepared(c, statements, GET_SECRET)?;
-        let Some(r) = c.query_opt(&st, &[&name])? else {
+    // A session reads with one statement outside BEGIN/COMMIT (two round trips fewer); a role
+    // that could read vault.secrets at login (or at its last GET /api/v1/session) gets the
+    // version in that statement. A token's request is one transaction anyway (SET LOCAL ROLE),
+    // so it asks for the version with a second statement when the role may read it.
+    let session = match &s {
+        Who::Session(sess) => Some(sess.clone()),
+        Who::Token { .. } => None,
+    };
+    let tx = if session.is_some() {
+        Tx::OneStatement
+    } else {
+        Tx::Wrapped
+    };
+    let body = db_prepared(&s, tx, move |c, statements| {
+        let versioned = session.as_ref().is_some_and(|s| s.versions.load(Ordering::Relaxed));
+        let row = if versioned {
+            match query_one_row(c, statements, GET_SECRET_VERSIONED, &name) {
+                Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    // vault_admin was revoked since login: read as the role is now.
+                    if let Some(s) = &session {
+                        s.versions.store(false, Ordering::Relaxed);
+                    }
+                    query_one_row(c, statements, GET_SECRET, &name)?
+                }
+                other => other?,
+            }
+        } else {
+            query_one_row(c, statements, GET_SECRET, &name)?
+        };
+        let Some(r) = row else {
             return Err(ApiError::not_found(&name));
         };
         let Some(value) = r.get::<_, Option<String>>(0).map(Zeroizing::new) else {
@@ -1007,10 +1081,17 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
             ));
         };
         let id: String = r.get(1);
-        let version: Option<i32> = if r.get::<_, bool>(10) {
-            let st = prepared(c, statements, VERSION_OF)?;
-            c.query_opt(&st, &[&id])?.map(|v| v.get(0))
+        let may_read_versions = r.get::<_, bool>(10);
+        let version: Option<i32> = if r.len() > 11 {
+            r.get(11)
+        } else if session.is_none() && may_read_versions {
+            query_one_row(c, statements, VERSION_OF, &id)?.map(|v| v.get(0))
         } else {
+            // A session whose role became able to read versions after login: from its next
+            // read on (one statement, one snapshot).
+            if let Some(s) = &session {
+                s.versions.store(may_read_versions, Ordering::Relaxed);
+            }
             None
         };
         let meta = json!({
