@@ -5,24 +5,36 @@
 # connections (pgbench, 2 clients), both as the same vault_reader role, with random names from
 # the same N secrets, for the same time, alternately in one run on one cluster. Each figure is
 # the median of ROUNDS (default 3); the ratio is web / direct (target >= 0.5x). Not part of the
-# tests. Needs root; installs wrk (apt) when missing, release builds of vault_ext (into the
-# server of PG_CONFIG; skip with NO_INSTALL=1) and of pgvault.
+# tests. Needs root; installs wrk and pgbouncer (apt) when missing, release builds of vault_ext
+# (into the server of PG_CONFIG; skip with NO_INSTALL=1) and of pgvault.
+#
+# Two references, for what any program between the client and the database costs on this
+# machine: the same pgbench lookups through pgbouncer (transaction pooling, a C proxy that only
+# forwards: no TLS, no HTTP, no JSON), in every round; and GET /app.css (no database), once.
+# CLIENTS (default 2) sets the clients on every side (wrk -c, pgbench -c).
 #
 #   PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config bench/web.sh
 #   ROUNDS=5 SECONDS_EACH=15 N=10000 bench/web.sh
 #   SERVE_ARGS="--session-connections 1" bench/web.sh     # extra options for pgvault serve
 #   PGVAULT=/path/to/pgvault bench/web.sh                   # that binary instead of a build
+#   CLIENTS=8 SERVE_ARGS="--session-connections 8" bench/web.sh
 set -u
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-10}
 N=${N:-10000}
+CLIENTS=${CLIENTS:-2}
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (apt)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null 2>&1 ||
     { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null 2>&1; } ||
     { echo "cannot install wrk"; exit 1; }
+fi
+if ! command -v pgbouncer >/dev/null; then
+  echo "installing pgbouncer (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >/dev/null 2>&1 ||
+    { echo "cannot install pgbouncer"; exit 1; }
 fi
 for tool in curl openssl; do
   command -v $tool >/dev/null || { echo "the benchmark needs $tool (scripts/setup.sh installs it)"; exit 1; }
@@ -38,6 +50,7 @@ cluster_init
 SERVER=
 bench_cleanup() {
   [ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; }
+  [ -f "$WORK/pgbouncer/pid" ] && kill "$(cat "$WORK/pgbouncer/pid")" 2>/dev/null
   cluster_cleanup
 }
 trap bench_cleanup EXIT
@@ -79,40 +92,75 @@ request = function()
   return wrk.format("GET", "/api/v1/secrets/secret_" .. math.random(1, $N))
 end
 EOF
+# pgbouncer in front of the same database: SCRAM both ways, the server's connections pooled
+# per transaction, on a socket in the work directory.
+mkdir -p "$WORK/pgbouncer"
+cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+postgres = host=$WORK port=$(port web) dbname=postgres
+[pgbouncer]
+listen_addr =
+unix_socket_dir = $WORK/pgbouncer
+listen_port = $(port web)
+auth_type = scram-sha-256
+auth_file = $WORK/pgbouncer/users.txt
+pool_mode = transaction
+default_pool_size = $CLIENTS
+logfile = $WORK/pgbouncer/pgbouncer.log
+pidfile = $WORK/pgbouncer/pid
+EOF
+printf '"bench_reader" "%s"\n' "$PW" >"$WORK/pgbouncer/users.txt"
+chown -R postgres "$WORK/pgbouncer"
+chmod 600 "$WORK/pgbouncer/users.txt"
+as_pg pgbouncer -d "$WORK/pgbouncer/pgbouncer.ini" >/dev/null 2>&1 ||
+  { echo "pgbouncer did not start"; cat "$WORK/pgbouncer/pgbouncer.log"; exit 1; }
+
 printf '\\set i random(1, %s)\nSELECT vault.read_secret('"'"'secret_'"'"' || :i);\n' "$N" >"$WORK/read.sql"
 chmod 644 "$WORK/read.sql"
 
-declare -a WEB DIRECT
+# pgbench through $1 (a socket directory), CLIENTS clients: TPS, or a failure message.
+pgbench_tps() {
+  local d tps
+  d=$(as_pg env PGPASSWORD="$PW" "$PG_BINDIR/pgbench" -h "$1" -p "$(port web)" -U bench_reader -n -c "$CLIENTS" -j 2 \
+    -T "$SECONDS_EACH" -f "$WORK/read.sql" postgres 2>&1)
+  tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$d" | head -1)
+  [ -n "$tps" ] && ! grep -q 'number of failed transactions: [1-9]' <<<"$d" || { echo "pgbench through $1 failed:"; echo "$d"; return 1; }
+  echo "$tps"
+}
+
+declare -a WEB DIRECT BOUNCER
 for round in $(seq "$ROUNDS"); do
-  w=$(wrk -t2 -c2 -d"${SECONDS_EACH}s" -s "$WORK/get.lua" "https://127.0.0.1:$WPORT/" 2>&1)
+  w=$(wrk -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" -s "$WORK/get.lua" "https://127.0.0.1:$WPORT/" 2>&1)
   if grep -qE 'Non-2xx|Socket errors' <<<"$w"; then
     echo "wrk saw errors:"; echo "$w"; tail -5 "$WORK/serve.out"; exit 1
   fi
   WEB+=("$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$w")")
-  d=$(as_pg env PGPASSWORD="$PW" "$PG_BINDIR/pgbench" -h "$WORK" -p "$(port web)" -U bench_reader -n -c 2 -j 2 \
-    -T "$SECONDS_EACH" -f "$WORK/read.sql" postgres 2>&1)
-  tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$d" | head -1)
-  [ -n "$tps" ] && ! grep -q 'number of failed transactions: [1-9]' <<<"$d" || { echo "pgbench failed:"; echo "$d"; exit 1; }
+  tps=$(pgbench_tps "$WORK") || { echo "$tps"; exit 1; }
   DIRECT+=("$tps")
-  echo "# round $round: web ${WEB[-1]} req/s, direct $tps TPS"
+  b=$(pgbench_tps "$WORK/pgbouncer") || { echo "$b"; exit 1; }
+  BOUNCER+=("$b")
+  echo "# round $round: web ${WEB[-1]} req/s, direct $tps TPS, through pgbouncer $b TPS"
 done
 # The same HTTPS path without the database (a static file), once: what pgvault serve and wrk
 # themselves cost on this machine.
-w=$(wrk -t2 -c2 -d"${SECONDS_EACH}s" "https://127.0.0.1:$WPORT/app.css" 2>&1)
+w=$(wrk -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" "https://127.0.0.1:$WPORT/app.css" 2>&1)
 STATIC=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$w")
 kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=
 stop web
 
-python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "${WEB[*]}" "${DIRECT[*]}" "${SERVE_ARGS:-}" "${STATIC:-0}" <<'EOF'
+python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "${WEB[*]}" "${DIRECT[*]}" "${SERVE_ARGS:-}" "${STATIC:-0}" "${BOUNCER[*]}" "$CLIENTS" <<'EOF'
 import statistics, sys
-rounds, secs, n, web, direct, serve_args, static = sys.argv[1:]
+rounds, secs, n, web, direct, serve_args, static, bouncer, c = sys.argv[1:]
 web = [float(x) for x in web.split()]
 direct = [float(x) for x in direct.split()]
-w, d = statistics.median(web), statistics.median(direct)
-print(f"GET /api/v1/secrets/{{name}} vs vault.read_secret(name): {n} secrets, 2 clients, {secs} s each, median of {rounds} rounds")
+bouncer = [float(x) for x in bouncer.split()]
+w, d, b = statistics.median(web), statistics.median(direct), statistics.median(bouncer)
+runs = lambda xs: " / ".join(f"{x:.0f}" for x in xs)
+print(f"GET /api/v1/secrets/{{name}} vs vault.read_secret(name): {n} secrets, {c} clients, {secs} s each, median of {rounds} rounds")
 print(f"  pgvault serve options: {serve_args or '(defaults)'}")
-print(f"  direct (pgbench -c2 -j2, vault.read_secret)   {d:10.0f} TPS    ({' / '.join(f'{x:.0f}' for x in direct)})")
-print(f"  web (wrk -t2 -c2, HTTPS keep-alive, 1 session) {w:10.0f} req/s  ({' / '.join(f'{x:.0f}' for x in web)})")
-print(f"  ratio web / direct                              {w / d:10.2f}x    target >= 0.5x")
-print(f"  (no database: GET /app.css the same way, once   {float(static):10.0f} req/s)")
+print(f"  direct (pgbench -c{c} -j2, vault.read_secret)          {d:10.0f} TPS    ({runs(direct)})")
+print(f"  web (wrk -t2 -c{c}, HTTPS keep-alive, 1 session)        {w:10.0f} req/s  ({runs(web)})")
+print(f"  ratio web / direct                                     {w / d:10.2f}x    target >= 0.5x")
+print(f"  reference: pgbench through pgbouncer (forwarding only) {b:10.0f} TPS    ({runs(bouncer)}), {b / d:.2f}x of direct")
+print(f"  reference: GET /app.css (no database), once            {float(static):10.0f} req/s")
 EOF
