@@ -431,6 +431,21 @@ CODE=$(curl -s --cacert "$WORK/ca.pem" -b "$WORK/jar.first" -o /dev/null -w '%{h
 check "... the first session has ended: 401" 401 "$CODE"
 check "... and the role holds the connections of two sessions (2 each)" 4 \
   "$(sleep 0.5; sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer'")"
+# A role with a CONNECTION LIMIT that its sessions here fill: a new login ends its oldest
+# session to make room (PostgreSQL checks the limit only after the password); a wrong password
+# ends nothing.
+sql web "CREATE ROLE web_limited LOGIN PASSWORD '$PW' CONNECTION LIMIT 2 IN ROLE vault_viewer" >/dev/null
+limited_first() { curl -s --cacert "$WORK/ca.pem" -b "$WORK/jar.limited1" -o /dev/null -w '%{http_code}' "$URL/api/v1/secrets"; }
+login web_limited; cp "$WORK/jar.web_limited" "$WORK/jar.limited1"
+check "a role with CONNECTION LIMIT 2 logs in (its session holds 2 connections)" "200 2" \
+  "$CODE $(sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_limited'")"
+login web_limited "wrong-$PW"
+check "... a wrong password for it: 401, and its session still works" "401 200" "$CODE $(limited_first)"
+login web_limited
+check "... a second login at its limit: 200" 200 "$CODE"
+check "... the first session has ended: 401" 401 "$(limited_first)"
+req web_limited GET /api/v1/secrets
+check "... the new one works" 200 "$CODE"
 unset URL
 # Nothing the server runs for a session resolves to an object another role created: a
 # pg_has_role(text, text) in schema public (CREATE there for everyone, as before PostgreSQL 15)

@@ -330,6 +330,17 @@ impl App {
         Some(s)
     }
 
+    /// Ends the role's least recently used session; false when it has none here.
+    fn end_oldest_session(&self, user: &str) -> bool {
+        let mut sessions = lock(&self.sessions);
+        let oldest = sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .min_by_key(|(_, s)| *lock(&s.last_used))
+            .map(|(k, _)| k.clone());
+        oldest.is_some_and(|k| sessions.remove(&k).is_some())
+    }
+
     fn sweep(&self) {
         let timeout = self.idle_timeout;
         lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout);
@@ -813,9 +824,26 @@ async fn login(
     let target = app.target.as_login(&user, &password);
     drop(password);
     let more_target = target.clone();
-    let result: Result<Client, Failure> = tokio::task::spawn_blocking(move || conn::connect(&target))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    let connect = |target: conn::Target| async move {
+        tokio::task::spawn_blocking(move || conn::connect(&target))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))
+    };
+    let mut result: Result<Client, Failure> = connect(target.clone()).await?;
+    // The role is at its CONNECTION LIMIT, partly with this server's sessions: PostgreSQL checks
+    // that limit only after the password was accepted, so this login is the role's own. Its
+    // oldest session here makes room (as past --max-sessions-per-role); its backends take a
+    // moment to exit.
+    if result.as_ref().err().is_some_and(role_limit_reached) && app.end_oldest_session(&user) {
+        for pause in [25, 50, 100, 200, 400, 800, 1600] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            result = connect(target.clone()).await?;
+            if !result.as_ref().err().is_some_and(role_limit_reached) {
+                break;
+            }
+        }
+    }
+    drop(target);
     let mut client = match result {
         Ok(c) => c,
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
@@ -899,6 +927,13 @@ async fn login(
         .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex cookie"));
     r.extensions_mut().insert(LoggedRole(user));
     Ok(r)
+}
+
+/// PostgreSQL refused a connection because the role has as many as its CONNECTION LIMIT
+/// allows (53300 is also "too many clients" for the whole server, checked before the password;
+/// the role's limit is told apart by its message).
+fn role_limit_reached(f: &Failure) -> bool {
+    f.sqlstate() == Some("53300") && f.message().contains("too many connections for role")
 }
 
 /// What the role may do, so the page offers only that, and whether it may read vault.secrets.
