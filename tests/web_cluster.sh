@@ -205,7 +205,8 @@ req web_reader GET /api/v1/secrets/soon_key
 check "a reader's GET has no version (vault.secrets is admin-only)" "200 null" "$CODE $(body | jq -r .version)"
 # A session's GET of a value is one statement (no BEGIN/COMMIT round trips), for vault_admin
 # with the version from the same statement: seen in the database log of the role's session.
-sql web "ALTER ROLE web_reader SET log_statement = 'all'; ALTER ROLE web_admin SET log_statement = 'all'" >/dev/null
+sql web "ALTER ROLE web_reader SET log_statement = 'all'; ALTER ROLE web_admin SET log_statement = 'all';
+  ALTER ROLE web_reader SET vault.audit_reads = on" >/dev/null
 login web_reader && login web_admin
 mark=$(stat -c %s "$(logfile web)")
 req web_reader GET /api/v1/secrets/soon_key
@@ -213,12 +214,28 @@ sleep 0.3
 since() { tail -c +"$((mark + 1))" "$(logfile web)"; }
 check "a reader's GET: one statement on its connection, no BEGIN or COMMIT" "1 0" \
   "$(since | grep -c 'execute .*FROM vault.decrypted_secrets') $(since | grep -cE 'statement: (BEGIN|COMMIT)')"
+check "... which decrypts the value once (one audit line with vault.audit_reads, not one per use)" 1 \
+  "$(since | grep -c 'vault_ext audit: role "web_reader".* secret ')"
 mark=$(stat -c %s "$(logfile web)")
 req web_admin GET /api/v1/secrets/soon_key
 sleep 0.3
 check "an admin's GET: one statement with the version, no BEGIN or COMMIT" "200 $SOON_VERSION 1 0" \
   "$CODE $(body | jq -r .version) $(since | grep -c 'execute .*SELECT s.version FROM vault.secrets') $(since | grep -cE 'statement: (BEGIN|COMMIT)')"
-sql web "ALTER ROLE web_reader RESET log_statement; ALTER ROLE web_admin RESET log_statement" >/dev/null
+sql web "ALTER ROLE web_reader RESET log_statement; ALTER ROLE web_admin RESET log_statement;
+  ALTER ROLE web_reader RESET vault.audit_reads" >/dev/null
+# Tags are any text[] in SQL, NULL elements included: left out, and nothing breaks.
+sql web "SELECT vault.update_secret(vault.create_secret('null-tag-value-1234', 'null_tags'), new_tags => ARRAY['x', NULL])" >/dev/null
+req web_reader GET /api/v1/secrets
+check "a secret with a NULL tag element: the list answers 200, its tags without the NULL" '200 ["x"]' \
+  "$CODE $(body | jq -c '.[] | select(.name == "null_tags") | .tags')"
+req web_reader GET /api/v1/secrets/null_tags
+check "... and so does its GET" '200 ["x"]' "$CODE $(body | jq -c .tags)"
+req web_reader GET /api/v1/secrets/soon_key
+check "... and the session goes on" 200 "$CODE"
+req web_reader GET /api/v1/secrets/soon_key
+check "... with no connection left inside a transaction" 0 \
+  "$(sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_reader' AND state LIKE 'idle in transaction%'")"
+sql web "DELETE FROM vault.secrets WHERE name = 'null_tags'" >/dev/null
 # Rights that change after login: vault_admin revoked, the read still answers (as a reader,
 # without the version); granted again, the version is back from the next read on.
 sql web "CREATE ROLE web_demoted LOGIN PASSWORD '$PW' IN ROLE vault_reader, vault_admin" >/dev/null
@@ -447,6 +464,38 @@ check "... the first session has ended: 401" 401 "$(limited_first)"
 req web_limited GET /api/v1/secrets
 check "... the new one works" 200 "$CODE"
 unset URL
+# What the server prints about a failed login carries the typed name escaped: a role named
+# with a line break (right password, refused by its CONNECTION LIMIT 0) cannot forge a line.
+sql web "DO \$\$ BEGIN EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L CONNECTION LIMIT 0',
+  E'evil\npgvault serve: FORGED 200', '$PW'); END \$\$" >/dev/null
+curl -s --cacert "$WORK/ca.pem" -o /dev/null -H 'Content-Type: application/json' \
+  --data-binary "$(jq -nc --arg u "$(printf 'evil\npgvault serve: FORGED 200')" --arg p "$PW" '{user: $u, password: $p}')" \
+  "https://127.0.0.1:$W7/api/v1/session"
+check "a line break in a refused login's name is escaped in the server's output: no forged line, the escape there" "0 1" \
+  "$(grep -c '^pgvault serve: FORGED' "$WORK/capped.out") $(grep -c 'evil\\npgvault serve: FORGED' "$WORK/capped.out")"
+# At most 4 logins are checked by the database at once: 8 parallel logins while a lock holds
+# every login's first query (the vault_ext check reads pg_extension) reach the database 4 at a
+# time; the rest wait in the server, and all 8 get in once the lock goes.
+W10=$((WPORT + 9))
+serve_bg slots $W10 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --max-login-failures 50 \
+  --max-sessions-per-role 16 || exit 1
+bg_sql web login_lock "BEGIN; LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null &
+lock_pid=$!
+wait_for_backend web login_lock "wait_event = 'PgSleep'" >/dev/null
+pids=()
+for i in $(seq 8); do
+  curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+    --data-binary "{\"user\": \"web_viewer\", \"password\": \"$PW\"}" \
+    "https://127.0.0.1:$W10/api/v1/session" >"$WORK/slot_code.$i" &
+  pids+=($!)
+done
+waiting() { sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer' AND wait_event_type = 'Lock'"; }
+for _ in $(seq 40); do [ "$(waiting)" -ge 4 ] && break; sleep 0.1; done
+sleep 1
+check "8 parallel logins while their first query waits: 4 of them in the database" 4 "$(waiting)"
+wait "${pids[@]}" "$lock_pid"
+check "... and all 8 logged in once the lock was gone" "8x200" \
+  "$(cat "$WORK"/slot_code.* | sort | uniq -c | awk '{printf "%s%sx%s", sep, $1, $2; sep=" "}')"
 # Nothing the server runs for a session resolves to an object another role created: a
 # pg_has_role(text, text) in schema public (CREATE there for everyone, as before PostgreSQL 15)
 # would run at every login, as the user logging in.

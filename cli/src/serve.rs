@@ -11,6 +11,7 @@
 //! server's own login role, which must not be a superuser and switches to the token's role
 //! with `SET LOCAL ROLE` in the request's transaction, as PostgREST's authenticator does.
 
+use crate::text::escape;
 use crate::{conn, Failure};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -27,7 +28,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -63,18 +64,24 @@ pub struct Options {
     pub max_sessions_per_role: usize,
 }
 
-/// A session's connection, with the statements prepared on it (see `db_prepared`). The
+/// A session's connection, with the statements prepared on it (see `db_prepared`) and whether
+/// a request may have left a transaction open on it (it ended half way: a panic). The
 /// synchronous client blocks when it closes, which must not happen on an async worker thread:
 /// the last drop hands it to a thread of its own.
-struct Conn(Option<Client>, Prepared);
+struct Conn(Option<Client>, Prepared, bool);
 
 /// Statements prepared once on a connection, by their SQL text.
 type Prepared = HashMap<&'static str, Statement>;
 
 impl Conn {
     fn new(c: Client) -> Arc<Mutex<Conn>> {
-        Arc::new(Mutex::new(Conn(Some(c), HashMap::new())))
+        Arc::new(Mutex::new(Conn(Some(c), HashMap::new(), false)))
     }
+}
+
+/// Closes `c` without blocking the caller (see `Conn`).
+fn close(c: Client) {
+    drop(Conn(Some(c), Prepared::new(), false));
 }
 
 impl Drop for Conn {
@@ -104,7 +111,9 @@ impl Session {
     /// one, else the next in turn (the request then waits for it).
     fn pick(&self) -> Arc<Mutex<Conn>> {
         let all = || std::iter::once(&self.client).chain(self.more.iter());
-        if let Some(free) = all().find(|c| c.try_lock().is_ok()) {
+        // A connection whose last request panicked is free too (`db_prepared` cleans it up).
+        let free = |c: &&Arc<Mutex<Conn>>| matches!(c.try_lock(), Ok(_) | Err(TryLockError::Poisoned(_)));
+        if let Some(free) = all().find(free) {
             return free.clone();
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed) % (1 + self.more.len());
@@ -249,7 +258,7 @@ impl From<postgres::Error> for ApiError {
                 let code = db.code().code();
                 let mut err = ApiError::new(status_of(code), db.message(), Some(code));
                 if err.status == StatusCode::INTERNAL_SERVER_ERROR {
-                    eprintln!("pgvault serve: database error {code}: {}", db.message());
+                    eprintln!("pgvault serve: database error {code}: {}", escape(db.message()));
                 }
                 err.hint = db.hint().map(str::to_string);
                 if code == "42501" && err.hint.is_none() {
@@ -266,7 +275,7 @@ impl From<postgres::Error> for ApiError {
                 None,
             ),
             None => {
-                eprintln!("pgvault serve: database error: {e}");
+                eprintln!("pgvault serve: database error: {}", escape(&e.to_string()));
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "database error", None)
             }
         }
@@ -461,7 +470,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     // eprintln! would make a write(2) of every piece (a dozen per request).
     let line = format!(
         "pgvault serve: {method} {} {} role={} {}ms\n",
-        crate::text::escape(&path),
+        escape(&path),
         response.status().as_u16(),
         role.as_deref().map(crate::text::escape).unwrap_or_else(|| "-".into()),
         started.elapsed().as_millis()
@@ -532,12 +541,12 @@ impl TokenPool {
             if !c.is_closed() {
                 return Ok((c, false));
             }
-            drop(Conn(Some(c), Prepared::new()));
+            close(c);
         }
         let mut c = conn::connect(target).map_err(|f| {
             eprintln!(
                 "pgvault serve: tokens: cannot connect as the server's own role: {}",
-                f.message()
+                escape(f.message())
             );
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -552,7 +561,7 @@ impl TokenPool {
             )?
             .get(0);
         if superuser {
-            drop(Conn(Some(c), Prepared::new()));
+            close(c);
             return Err(superuser_unavailable(target.user()));
         }
         Ok((c, true))
@@ -564,7 +573,7 @@ impl TokenPool {
         if !c.is_closed() && c.batch_execute("DISCARD ALL").is_ok() {
             lock(&self.idle).push(c);
         } else {
-            drop(Conn(Some(c), Prepared::new()));
+            close(c);
         }
     }
 
@@ -577,9 +586,9 @@ impl TokenPool {
             let (mut c, new) = self.take(target)?;
             match c.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp") {
                 Ok(()) => return Ok(c),
-                Err(_) if !new => drop(Conn(Some(c), Prepared::new())),
+                Err(_) if !new => close(c),
                 Err(e) => {
-                    drop(Conn(Some(c), Prepared::new()));
+                    close(c);
                     return Err(e.into());
                 }
             }
@@ -591,7 +600,7 @@ impl TokenPool {
 impl Drop for TokenPool {
     fn drop(&mut self) {
         for c in std::mem::take(&mut *lock(&self.idle)) {
-            drop(Conn(Some(c), Prepared::new()));
+            close(c);
         }
     }
 }
@@ -611,7 +620,7 @@ fn superuser_refusal(user: &str) -> String {
         "Bearer tokens refused: the server's own role \"{}\" is a superuser, and a token must never act \
          as one; connect as a login role that is a NOINHERIT member of the token roles \
          (CREATE ROLE authenticator LOGIN NOINHERIT; GRANT token_role TO authenticator)",
-        crate::text::escape(user)
+        escape(user)
     )
 }
 
@@ -631,7 +640,7 @@ fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
                 eprintln!(
                     "pgvault serve: tokens: the server's own role cannot call vault.api_token_role ({code}: {}); \
                      it needs vault_ext 0.2 and GRANT USAGE ON SCHEMA vault TO that role",
-                    e.as_db_error().map(|d| d.message()).unwrap_or_default()
+                    escape(e.as_db_error().map(|d| d.message()).unwrap_or_default())
                 );
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -691,21 +700,36 @@ where
             let client = s.pick();
             tokio::task::spawn_blocking(move || {
                 let mut guard = lock(&client);
-                let Conn(client, statements) = &mut *guard;
+                let Conn(client, statements, open) = &mut *guard;
                 let Some(c) = client.as_mut() else {
                     return Err(ApiError::unauthorized());
                 };
-                if c.is_closed() {
-                    return Err(ApiError::new(
+                let lost = || {
+                    ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "the database connection of this session was lost: log in again",
                         None,
-                    ));
+                    )
+                };
+                if c.is_closed() {
+                    return Err(lost());
                 }
-                match tx {
+                // The last request on this connection ended half way (it panicked inside its
+                // transaction): what it did must not be committed by this one.
+                if *open {
+                    if c.batch_execute("ROLLBACK").is_err() {
+                        *client = None;
+                        return Err(lost());
+                    }
+                    *open = false;
+                }
+                *open = true;
+                let result = match tx {
                     Tx::Wrapped => in_transaction(c, |c| f(c, statements)),
                     Tx::OneStatement => f(c, statements),
-                }
+                };
+                *open = false;
+                result
             })
             .await
             .map_err(internal)?
@@ -858,7 +882,7 @@ async fn login(
             // Counted too: with the database full, a right password gets this answer and a
             // wrong one 401, so these attempts must not be free.
             attempt.failed = true;
-            eprintln!("pgvault serve: login failed: {}", f.message());
+            eprintln!("pgvault serve: login failed: {}", escape(f.message()));
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "cannot connect to the database (see the server's output)",
@@ -878,7 +902,10 @@ async fn login(
                 match conn::connect(&more_target) {
                     Ok(c) => more.push(Conn::new(c)),
                     Err(f) => {
-                        eprintln!("pgvault serve: an extra session connection failed: {}", f.message());
+                        eprintln!(
+                            "pgvault serve: an extra session connection failed: {}",
+                            escape(f.message())
+                        );
                         break;
                     }
                 }
@@ -982,6 +1009,15 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 /// Metadata of the secrets with every tag in `tags` (and the name `name`, when given).
+/// A tags column: a NULL element (vault.create_secret takes any text[]) is left out.
+fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
+    r.get::<_, Option<Vec<Option<String>>>>(i)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<Value>, ApiError> {
     let rows = c.query(
         "SELECT id::text, name, description, coalesce(masked_secret, ''), tags, \
@@ -1015,7 +1051,7 @@ fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<V
                 "name": r.get::<_, Option<String>>(1),
                 "description": r.get::<_, String>(2),
                 "masked": r.get::<_, String>(3),
-                "tags": r.get::<_, Vec<String>>(4),
+                "tags": tags_of(r, 4),
                 "expires_at": r.get::<_, Option<String>>(5),
                 "updated_at": r.get::<_, String>(6),
                 "expired": r.get::<_, bool>(7),
@@ -1033,25 +1069,30 @@ async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, Str
     Ok(json_response(StatusCode::OK, &Value::Array(items)))
 }
 
-/// The value and metadata of one secret in one statement (one decryption; the mask is made
-/// from the value), for the hot read path. Column 10 says whether the role may read
+/// The value and metadata of one secret in one statement, for the hot read path. The value is
+/// decrypted once (the mask is made from it): the view's column is read in a subquery that
+/// OFFSET 0 keeps from being merged into the outer query, where it would be computed (and, with
+/// vault.audit_reads, audited) once per use. Column 10 says whether the role may read
 /// vault.secrets, where the version is (vault_admin).
-const GET_SECRET: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.description, \
-        coalesce(vault.mask(d.decrypted_secret), ''), d.tags, \
-        to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-        to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-        coalesce(d.expires_at <= now(), false), coalesce(d.expires_at <= now() + interval '7 days', false), \
-        has_table_privilege('vault.secrets', 'SELECT') \
-   FROM vault.decrypted_secrets d WHERE d.name = $1";
+macro_rules! get_secret_sql {
+    ($last:literal) => {
+        concat!(
+            "SELECT d.v, d.id::text, d.name, d.description, coalesce(vault.mask(d.v), ''), d.tags, \
+                    to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    coalesce(d.expires_at <= now(), false), \
+                    coalesce(d.expires_at <= now() + interval '7 days', false), ",
+            $last,
+            " FROM (SELECT s.decrypted_secret AS v, s.id, s.name, s.description, s.tags, s.expires_at, \
+                           s.updated_at \
+                      FROM vault.decrypted_secrets s WHERE s.name = $1 OFFSET 0) d"
+        )
+    };
+}
+const GET_SECRET: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')");
 /// The same with the version (column 11) from the same snapshot: only for a role that may read
 /// vault.secrets (others get 42501 from it).
-const GET_SECRET_VERSIONED: &str = "SELECT d.decrypted_secret, d.id::text, d.name, d.description, \
-        coalesce(vault.mask(d.decrypted_secret), ''), d.tags, \
-        to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-        to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-        coalesce(d.expires_at <= now(), false), coalesce(d.expires_at <= now() + interval '7 days', false), \
-        true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id) \
-   FROM vault.decrypted_secrets d WHERE d.name = $1";
+const GET_SECRET_VERSIONED: &str = get_secret_sql!("true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id)");
 const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
 
 /// `sql` with one parameter, prepared on this connection the first time it runs there.
@@ -1134,7 +1175,7 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
             "name": r.get::<_, Option<String>>(2),
             "description": r.get::<_, String>(3),
             "masked": r.get::<_, String>(4),
-            "tags": r.get::<_, Vec<String>>(5),
+            "tags": tags_of(&r, 5),
             "expires_at": r.get::<_, Option<String>>(6),
             "updated_at": r.get::<_, String>(7),
             "expired": r.get::<_, bool>(8),
@@ -1573,7 +1614,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             } else {
                 eprintln!(
                     "pgvault serve: Bearer tokens act through role \"{}\" (at most {} connections)",
-                    crate::text::escape(target.user()),
+                    escape(target.user()),
                     opts.token_connections.max(1)
                 );
                 app.tokens.give(c);
@@ -1581,7 +1622,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         }
         Err(f) => eprintln!(
             "pgvault serve: note: Bearer tokens need the server's own connection, which failed for now: {}",
-            f.message()
+            escape(f.message())
         ),
     }
     runtime.block_on(async move {
