@@ -70,6 +70,19 @@ login() {
   [ "$CODE" = 200 ] && body | jq -r .csrf_token >"$WORK/csrf.$1"
 }
 dbval() { sql web "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = '$1'"; }
+# login_burst PORT N USER PASSWORD NAME: N logins at once in the background (pids in $pids;
+# "{i}" in PASSWORD becomes the attempt's number); burst_codes NAME: their statuses, "3x401 17x429".
+login_burst() {
+  local i
+  pids=()
+  for i in $(seq "$2"); do
+    curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
+      --data-binary "$(jq -nc --arg u "$3" --arg p "${4//\{i\}/$i}" '{user: $u, password: $p}')" \
+      "https://127.0.0.1:$1/api/v1/session" >"$WORK/$5_code.$i" &
+    pids+=($!)
+  done
+}
+burst_codes() { cat "$WORK/$1"_code.* | sort | uniq -c | awk '{printf "%s%sx%s", sep, $1, $2; sep=" "}'; }
 
 # --- starting: HTTPS only ---
 timeout 10 "$PGVAULT" --dsn "$DSN" serve --listen 127.0.0.1:$WPORT >"$WORK/out" 2>&1
@@ -394,16 +407,9 @@ check_contains "saying why" "too many failed logins" "$(body)"
 # database checks it, so at most the limit reach the database and the rest get 429.
 W5=$((WPORT + 4))
 serve_bg burst $W5 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" --max-login-failures 3 || exit 1
-pids=()
-for i in $(seq 20); do
-  curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
-    --data-binary "{\"user\": \"web_granted\", \"password\": \"burst-wrong-$i\"}" \
-    "https://127.0.0.1:$W5/api/v1/session" >"$WORK/burst_code.$i" &
-  pids+=($!)
-done
+login_burst $W5 20 web_granted "burst-wrong-{i}" burst
 wait "${pids[@]}"
-check "20 parallel wrong passwords with a limit of 3: three 401, seventeen 429" "3x401 17x429" \
-  "$(cat "$WORK"/burst_code.* | sort | uniq -c | awk '{printf "%s%sx%s", sep, $1, $2; sep=" "}')"
+check "20 parallel wrong passwords with a limit of 3: three 401, seventeen 429" "3x401 17x429" "$(burst_codes burst)"
 check "and only three of them reached the database" 3 \
   "$(grep -c 'password authentication failed for user "web_granted"' "$(logfile web)")"
 unset URL
@@ -482,20 +488,13 @@ serve_bg slots $W10 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" -
 bg_sql web login_lock "BEGIN; LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(6); COMMIT" >/dev/null &
 lock_pid=$!
 wait_for_backend web login_lock "wait_event = 'PgSleep'" >/dev/null
-pids=()
-for i in $(seq 8); do
-  curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}\n' -H 'Content-Type: application/json' \
-    --data-binary "{\"user\": \"web_viewer\", \"password\": \"$PW\"}" \
-    "https://127.0.0.1:$W10/api/v1/session" >"$WORK/slot_code.$i" &
-  pids+=($!)
-done
+login_burst $W10 8 web_viewer "$PW" slot
 waiting() { sql web "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_viewer' AND wait_event_type = 'Lock'"; }
 for _ in $(seq 40); do [ "$(waiting)" -ge 4 ] && break; sleep 0.1; done
 sleep 1
 check "8 parallel logins while their first query waits: 4 of them in the database" 4 "$(waiting)"
 wait "${pids[@]}" "$lock_pid"
-check "... and all 8 logged in once the lock was gone" "8x200" \
-  "$(cat "$WORK"/slot_code.* | sort | uniq -c | awk '{printf "%s%sx%s", sep, $1, $2; sep=" "}')"
+check "... and all 8 logged in once the lock was gone" "8x200" "$(burst_codes slot)"
 # Nothing the server runs for a session resolves to an object another role created: a
 # pg_has_role(text, text) in schema public (CREATE there for everyone, as before PostgreSQL 15)
 # would run at every login, as the user logging in.
