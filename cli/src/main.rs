@@ -6,6 +6,7 @@
 mod conn;
 mod dotenv;
 mod envplan;
+mod limits;
 mod prompt;
 mod remote;
 mod serve;
@@ -104,16 +105,7 @@ Examples:
     Rm { name: String },
     /// Run a command with the secrets in its environment (vault_reader)
     #[command(
-        after_help = "Variables are named after the secrets, upper-cased, other characters as _
-(db.url-prod -> DB_URL_PROD). Variables that change how programs are found or loaded (PATH,
-LD_*, DYLD_*, PYTHONPATH, NODE_OPTIONS, PERL5OPT, BASH_ENV, ENV, IFS, HOME, SHELL, ...) are
-never set from a secret unless named with --allow-var; names that cannot be variables and
-two secrets for one variable are skipped with a warning.
-
-Examples:
-  pgvault run --tag prod -- ./server
-  pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
-  pgvault run --keep-env -- make deploy       # variables already set win"
+        after_help = run_help()
     )]
     Run {
         /// Only secrets having this tag (repeat: every tag)
@@ -233,6 +225,22 @@ Examples:
         /// Console sessions one role may hold at once; a new login past that ends its oldest
         #[arg(long, default_value_t = 4, value_name = "N")]
         max_sessions_per_role: usize,
+        /// A proxy in front of the server (repeatable): its X-Forwarded-For names the client for
+        /// the login limits, and it has no per-address connection share
+        #[arg(long = "trusted-proxy", value_name = "IP")]
+        trusted_proxies: Vec<std::net::IpAddr>,
+        /// Connections open at once (default: half of what the open-file limit leaves after 64)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
+        /// Connections open at once from one address (default: a quarter of --max-connections, at least 8)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections_per_address: Option<u32>,
+        /// Seconds a new connection has for its TLS handshake, and then for its first request's head
+        #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        first_request_timeout: u64,
+        /// Seconds a kept-alive connection may wait for its next request's head before it is closed
+        #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+        keepalive_timeout: u64,
     },
     /// Service tokens for pgvault serve's API: create (shown once), list, revoke (vault_admin)
     #[command(
@@ -600,6 +608,11 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             token_connections,
             session_connections,
             max_sessions_per_role,
+            trusted_proxies,
+            max_connections,
+            max_connections_per_address,
+            first_request_timeout,
+            keepalive_timeout,
         } => serve::run(
             target()?,
             serve::Options {
@@ -613,9 +626,40 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 token_connections,
                 session_connections: usize::from(session_connections),
                 max_sessions_per_role,
+                max_connections_per_address: max_connections_per_address.map(|n| n as usize).unwrap_or_else(|| {
+                    limits::default_max_per_address(
+                        max_connections.map_or_else(limits::default_max_connections, |n| n as usize),
+                    )
+                }),
+                max_connections: max_connections.map_or_else(limits::default_max_connections, |n| n as usize),
+                trusted_proxies,
+                first_request_timeout: std::time::Duration::from_secs(first_request_timeout),
+                keepalive_timeout: std::time::Duration::from_secs(keepalive_timeout),
             },
         ),
     }
+}
+
+/// `pgvault run --help`'s text after the options: the protected variables' rule in full.
+fn run_help() -> String {
+    format!(
+        "Variables are named after the secrets, upper-cased, other characters as _
+(db.url-prod -> DB_URL_PROD). A secret never sets a variable that tells a program where to find
+code, configuration or a helper command (pager, editor, askpass, browser), where to send its
+traffic (proxies), or which database, host or repository to talk to (PG*, GIT_*, SSH_*), unless
+the variable is named with --allow-var: anyone who may write a secret could otherwise run code
+in the child or send its connections elsewhere. The rule is by families (listed below; case does
+not matter); names that cannot be variables and two secrets for one variable are skipped with a
+warning.
+
+{}
+
+Examples:
+  pgvault run --tag prod -- ./server
+  pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
+  pgvault run --keep-env -- make deploy       # variables already set win",
+        envplan::rule_help()
+    )
 }
 
 /// The id of the secret named `name`, or exit 3.
@@ -725,7 +769,7 @@ fn list(client: &mut Client, tags: &[String], json: bool) -> Result<(), Failure>
                     "name": r.get::<_, Option<String>>(0),
                     "id": r.get::<_, String>(1),
                     "masked": r.get::<_, String>(2),
-                    "tags": r.get::<_, Vec<String>>(3),
+                    "tags": serve::tags_of(r, 3),
                     "description": r.get::<_, String>(4),
                     "expires_at": r.get::<_, Option<String>>(5),
                     "expired": r.get::<_, bool>(6),
@@ -743,7 +787,7 @@ fn list(client: &mut Client, tags: &[String], json: bool) -> Result<(), Failure>
             Some(n) => text::escape(&n),
             None => format!("(id {})", r.get::<_, String>(1)),
         };
-        let tags: Vec<String> = r.get(3);
+        let tags = serve::tags_of(r, 3);
         let expires: String = r.get(8);
         let expires = if r.get::<_, bool>(6) {
             format!("{expires} (expired)")
@@ -892,7 +936,7 @@ fn upsert(
                         value = None;
                     }
                 }
-                let same_tags = tags.is_none_or(|t| row.get::<_, Vec<String>>(1) == t);
+                let same_tags = tags.is_none_or(|t| serve::tags_of(&row, 1) == t);
                 let same_desc = description.is_none_or(|d| row.get::<_, String>(2) == d);
                 if value.is_none() && same_tags && same_desc {
                     return Ok(Outcome::Unchanged);
