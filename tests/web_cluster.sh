@@ -237,8 +237,10 @@ check "an admin's GET: one statement with the version, no BEGIN or COMMIT" "200 
   "$CODE $(body | jq -r .version) $(since | grep -c 'execute .*SELECT s.version FROM vault.secrets') $(since | grep -cE 'statement: (BEGIN|COMMIT)')"
 sql web "ALTER ROLE web_reader RESET log_statement; ALTER ROLE web_admin RESET log_statement;
   ALTER ROLE web_reader RESET vault.audit_reads" >/dev/null
-# Tags are any text[] in SQL, NULL elements included: left out, and nothing breaks.
-sql web "SELECT vault.update_secret(vault.create_secret('null-tag-value-1234', 'null_tags'), new_tags => ARRAY['x', NULL])" >/dev/null
+# A NULL element in tags (refused at write, but a restored dump can hold one, and triggers
+# do not run under session_replication_role = replica): left out, and nothing breaks.
+sql web "SELECT vault.create_secret('null-tag-value-1234', 'null_tags');
+  SET session_replication_role = replica; UPDATE vault.secrets SET tags = ARRAY['x', NULL] WHERE name = 'null_tags'" >/dev/null
 req web_reader GET /api/v1/secrets
 check "a secret with a NULL tag element: the list answers 200, its tags without the NULL" '200 ["x"]' \
   "$CODE $(body | jq -c '.[] | select(.name == "null_tags") | .tags')"
