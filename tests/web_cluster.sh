@@ -518,7 +518,7 @@ check "no planted function ran in the login or the request" 0 "$(sql web "SELECT
 sql web "DROP FUNCTION public.pg_has_role(text, text); DROP TABLE public.loot; REVOKE CREATE ON SCHEMA public FROM web_nobody" >/dev/null
 
 # --- logins the database did not check, and superusers, are refused (issue 26) ---
-# pg_hba.conf trusts the superuser's socket (as scripts/demo.sh and Debian's packages do) and,
+# pg_hba.conf trusts the superuser's socket (as Debian's packages do, and demo.sh did) and,
 # here, one vault_admin role: the database lets them in with any password.
 printf 'local all postgres trust\nlocal all web_trusted trust\nlocal all all scram-sha-256\n' >"$(datadir web)/pg_hba.conf"
 sql web "CREATE ROLE web_trusted LOGIN PASSWORD '$PW' IN ROLE vault_admin;
