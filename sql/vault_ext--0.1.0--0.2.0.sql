@@ -856,3 +856,19 @@ GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
                           vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)
   TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.api_token_role(text) TO PUBLIC;
+
+-- NOTIFY vault_ext_changed after changes of secrets and grants (sql/notify.sql, issue 30).
+CREATE FUNCTION vault._notify_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  PERFORM pg_catalog.pg_notify('vault_ext_changed', '');
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION vault._notify_changed() IS 'Trigger: NOTIFY vault_ext_changed (empty payload) when secrets or their grants change.';
+CREATE TRIGGER secrets_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._notify_changed();
+CREATE TRIGGER secret_acl_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secret_acl
+  FOR EACH STATEMENT EXECUTE FUNCTION vault._notify_changed();
+REVOKE ALL ON FUNCTION vault._notify_changed() FROM PUBLIC;

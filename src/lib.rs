@@ -95,6 +95,7 @@ extension_sql_file!(
         api::tokens::api_token_role
     ]
 );
+extension_sql_file!("../sql/notify.sql", name = "notify", requires = ["tokens"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {

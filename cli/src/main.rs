@@ -6,9 +6,11 @@
 mod conn;
 mod dotenv;
 mod envplan;
+mod inject;
 mod limits;
 mod prompt;
 mod remote;
+mod run;
 mod serve;
 mod text;
 
@@ -16,8 +18,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 const EXIT_CODES: &str = "\
@@ -120,9 +121,38 @@ Examples:
         /// Keep the value of a variable already in the environment instead of the secret's
         #[arg(long)]
         keep_env: bool,
+        /// Exec the command directly: its output is not masked (and may be a terminal)
+        #[arg(long)]
+        no_masking: bool,
+        /// Variables from this env file (import's format), values pgvault://NAME or containing
+        /// {{ pgvault://NAME }}; then only --tag/--only secrets are added besides
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<String>,
+        /// Restart the command when its secrets change (LISTEN, or polling over HTTPS)
+        #[arg(long)]
+        watch: bool,
+        /// The signal that asks the command to stop for a restart
+        #[arg(long, value_name = "SIG", default_value = "TERM", requires = "watch")]
+        restart_signal: String,
+        /// Seconds between the restart signal and SIGKILL
+        #[arg(long, value_name = "SECONDS", default_value_t = 10, requires = "watch")]
+        grace: u64,
+        /// Seconds between two polls of pgvault serve (PGVAULT_URL)
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "watch")]
+        interval: u64,
         /// The command and its arguments, after --
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Resolve {{ pgvault://NAME }} references in a text file (vault_reader)
+    #[command(after_help = INJECT_HELP)]
+    Inject {
+        /// The template (- for standard input)
+        #[arg(short = 'i', long = "in", value_name = "TEMPLATE")]
+        input: String,
+        /// Write here (atomically, mode 0600) instead of standard output
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        output: Option<String>,
     },
     /// Create or update one secret per KEY=VALUE line of an env file (vault_admin)
     #[command(
@@ -392,6 +422,8 @@ fn main() -> ExitCode {
     match run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) if f.code == 0 => ExitCode::SUCCESS,
+        // run: the command's own status, nothing to add.
+        Err(f) if f.message.is_empty() => ExitCode::from(f.code),
         Err(f) => {
             let _ = writeln!(io::stderr(), "pgvault: {}", f.message);
             if f.code == 2 {
@@ -515,19 +547,51 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             only,
             allow_var,
             keep_env,
+            no_masking,
+            env_file,
+            watch,
+            restart_signal,
+            grace,
+            interval,
             command,
-        } => {
-            let secrets = match remote()? {
-                Some(r) => select(fetch_remote(&r, &tag, &only)?, &tag, &only)?,
-                None => select(fetch(connect()?, &tag, &only)?, &tag, &only)?,
-            };
-            exec_with(secrets, &command, &allow_var, keep_env)
-        }
+        } => run::main(
+            run::Options {
+                tag,
+                only,
+                allow_var,
+                keep_env,
+                no_masking,
+                env_file,
+                watch,
+                restart_signal,
+                grace,
+                interval,
+                command,
+            },
+            remote()?,
+            &target,
+        ),
+        Cmd::Inject { input, output } => match remote()? {
+            Some(r) => {
+                r.may_read()?;
+                inject::main(&input, output.as_deref(), &mut |n| {
+                    Ok(match r.value(n)? {
+                        remote::Fetched::Value(v) => Some(Some(v)),
+                        remote::Fetched::NotGranted => Some(None),
+                        remote::Fetched::NotFound => None,
+                    })
+                })
+            }
+            None => {
+                let mut client = connect()?;
+                inject::main(&input, output.as_deref(), &mut |n| get(&mut client, n))
+            }
+        },
         Cmd::Import { file, tag } => import(&mut connect()?, &file, &tag),
         Cmd::Export { format, tag, only } => {
             let secrets = match remote()? {
                 Some(r) => select(fetch_remote(&r, &tag, &only)?, &tag, &only)?,
-                None => select(fetch(connect()?, &tag, &only)?, &tag, &only)?,
+                None => select(fetch(&mut connect()?, &tag, &only)?, &tag, &only)?,
             };
             export(&secrets, format)
         }
@@ -654,13 +718,45 @@ warning.
 
 {}
 
+Masking: the command's standard output and error pass through pgvault, which writes
+<concealed by pgvault> for every injected secret value of 6 or more bytes, also when the value
+is split across writes. They are then pipes, not a terminal (programs may stop using colours or
+buffer differently). Masking cannot catch a value the command encodes or transforms (base64,
+hex, URL-encoding, upper case, a part of the value, one character per line) nor what it writes
+elsewhere (files, sockets, /dev/tty). Only the start of a possible value is held back until the
+next bytes show it is not one (or the output ends); everything else is written at once.
+Signals INT, TERM, HUP, QUIT, USR1, USR2 and WINCH are passed to the command, and pgvault exits
+with its status (128 + N after signal N). --no-masking execs the command directly instead.
+
+--watch: pgvault stays the command's parent and listens for NOTIFY vault_ext_changed (over
+PGVAULT_URL: polls every --interval seconds). When the environment it would build differs, it
+sends --restart-signal (TERM), waits --grace seconds, kills the command if it is still there and
+starts it again with the new values. A lost connection is retried while the command runs.
+Reconnecting needs a password from PGPASSWORD, ~/.pgpass or the DSN (no prompt).
+
+--env-file FILE: its variables are added to the environment; a value pgvault://NAME is the
+secret's value, {{{{ pgvault://NAME }}}} inside a value is replaced by it. A variable whose value
+comes from a secret follows the rules above. An unknown or unreadable secret stops run before
+the command starts (exit 3 or 4, as get).
+
 Examples:
   pgvault run --tag prod -- ./server
   pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
-  pgvault run --keep-env -- make deploy       # variables already set win",
+  pgvault run --keep-env -- make deploy       # variables already set win
+  pgvault run --env-file .env.pgvault -- ./server
+  pgvault run --watch --grace 5 --tag prod -- ./server",
         envplan::rule_help()
     )
 }
+
+const INJECT_HELP: &str = "Every {{ pgvault://NAME }} (spaces inside the braces optional) becomes the value of the
+secret NAME; other text is unchanged. An unknown or unreadable secret fails as get does (exit
+3 or 4) and writes nothing. With -o FILE the result is written to a new file with mode 0600
+that replaces FILE at once (also when FILE existed, with another mode).
+
+Examples:
+  pgvault inject -i config.yml.tpl -o config.yml
+  pgvault inject -i - < app.conf.tpl > /dev/null";
 
 /// The id of the secret named `name`, or exit 3.
 fn secret_id(client: &mut Client, name: &str) -> Result<String, Failure> {
@@ -976,7 +1072,7 @@ struct Row {
 
 /// The secrets that have a name, every tag in `tags` and, when `only` is not empty, one of
 /// those names; by name.
-fn fetch(mut client: Client, tags: &[String], only: &[String]) -> Result<Vec<Row>, Failure> {
+fn fetch(client: &mut Client, tags: &[String], only: &[String]) -> Result<Vec<Row>, Failure> {
     let only_filter = (!only.is_empty()).then_some(only);
     let rows = client.query(
         "SELECT name, decrypted_secret, coalesce(expires_at <= now(), false) \
@@ -1053,34 +1149,6 @@ fn select(rows: Vec<Row>, tags: &[String], only: &[String]) -> Result<Secrets, F
         )));
     }
     Ok(secrets)
-}
-
-/// Replaces pgvault with `child`, the secrets in its environment: the exit code and signals
-/// are the child's own, and nothing of pgvault (its connection included) stays around.
-fn exec_with(secrets: Secrets, child: &[String], allow: &[String], keep_env: bool) -> Result<(), Failure> {
-    let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
-    // The service token (get/run/export over HTTPS) is pgvault's, never the child's.
-    let plan = envplan::plan(&names, allow, keep_env, &|v| {
-        v != "PGVAULT_TOKEN" && std::env::var_os(v).is_some()
-    });
-    for w in &plan.warnings {
-        eprintln!("pgvault: warning: {w}");
-    }
-    let mut command = Command::new(&child[0]);
-    command.args(&child[1..]).env_remove("PGVAULT_TOKEN");
-    for (i, var) in &plan.set {
-        command.env(var, secrets[*i].1.as_str());
-    }
-    let err = command.exec();
-    let code = if err.kind() == io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    };
-    Err(Failure::new(
-        code,
-        format!("cannot run {}: {err}", text::escape(&child[0])),
-    ))
 }
 
 fn import(client: &mut Client, file: &str, tags: &[String]) -> Result<(), Failure> {

@@ -1,0 +1,158 @@
+//! The child of `pgvault run` when pgvault stays its parent (masking, `--watch`): started with
+//! its environment, its output pumped through the masker, signals forwarded, its exit status
+//! turned into pgvault's.
+
+use super::mask::Masker;
+use crate::text::escape;
+use crate::Failure;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
+use std::io::{self, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread::JoinHandle;
+use zeroize::Zeroizing;
+
+/// The signals passed on to the child (SPEC §13).
+pub const FORWARDED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
+
+/// The running child's pid, 0 when there is none (between a restart's stop and start).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// From now on, the forwarded signals no longer stop pgvault: each goes to the child.
+///
+/// A signal the kernel sent (Ctrl-C, Ctrl-\ or a window size change at the terminal) went to
+/// the terminal's whole foreground process group, the child included, and is not sent a second
+/// time.
+pub fn forward_signals() -> Result<(), Failure> {
+    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED)
+        .map_err(|e| Failure::new(1, format!("cannot handle signals: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for origin in signals.forever() {
+                if matches!(origin.cause, Cause::Kernel) {
+                    continue;
+                }
+                let _ = send(origin.signal);
+            }
+        })
+        .map_err(|e| Failure::new(1, format!("cannot start a thread: {e}")))?;
+    Ok(())
+}
+
+/// Sends `sig` to the running child, if any.
+pub fn send(sig: i32) -> io::Result<()> {
+    let pid = CHILD.load(Ordering::SeqCst);
+    let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) else {
+        return Ok(());
+    };
+    rustix::process::kill_process(pid, sig).map_err(io::Error::from)
+}
+
+/// A started child and the threads pumping its output.
+pub struct Running {
+    child: Child,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+/// Starts `command` with `env` added to pgvault's environment (less PGVAULT_TOKEN). With
+/// `mask`, its standard output and error are pipes read by pgvault, which writes them with
+/// those values concealed; without, they are pgvault's own.
+pub fn start(
+    command: &[String],
+    env: &[(String, Zeroizing<String>)],
+    mask: Option<&[Zeroizing<String>]>,
+) -> Result<Running, Failure> {
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]).env_remove("PGVAULT_TOKEN");
+    for (var, value) in env {
+        cmd.env(var, value.as_str());
+    }
+    if mask.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|err| {
+        let code = if err.kind() == io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        };
+        Failure::new(code, format!("cannot run {}: {err}", escape(&command[0])))
+    })?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    let mut pumps = Vec::new();
+    if let Some(values) = mask {
+        let new = || Masker::new(values.iter().map(|v| v.as_bytes()));
+        if let Some(out) = child.stdout.take() {
+            let m = new();
+            pumps.push(std::thread::spawn(move || pump(out, io::stdout(), m)));
+        }
+        if let Some(err) = child.stderr.take() {
+            let m = new();
+            pumps.push(std::thread::spawn(move || pump(err, io::stderr(), m)));
+        }
+    }
+    Ok(Running { child, pumps })
+}
+
+impl Running {
+    /// Waits for the child to end and for its output to be written.
+    pub fn wait(mut self) -> ExitStatus {
+        let status = loop {
+            match self.child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Only when the child was already reaped: as if it had failed.
+                Err(_) => break ExitStatus::from_raw(1 << 8),
+            }
+        };
+        let _ = CHILD.compare_exchange(self.child.id() as i32, 0, Ordering::SeqCst, Ordering::SeqCst);
+        // A grandchild that keeps the pipes open keeps these threads reading until it ends.
+        for p in self.pumps.drain(..) {
+            let _ = p.join();
+        }
+        status
+    }
+}
+
+/// pgvault's exit code for the child's status: its own code, 128 + N after signal N.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        _ => 1,
+    }
+}
+
+/// Copies `from` to `to` through the masker, each read written (and flushed) before the
+/// next: only the start of a possible value ever waits. When `to` is closed (pgvault run ...
+/// | head), reading stops and the pipe closes: the child's next write fails (SIGPIPE), as it
+/// would without pgvault.
+fn pump(mut from: impl Read, to: impl Write, mut masker: Masker) {
+    let mut to = to;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(buf.len() + 1024);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        masker.push(&buf[..n], &mut out);
+        if !out.is_empty() && (to.write_all(&out).is_err() || to.flush().is_err()) {
+            return;
+        }
+        out.clear();
+    }
+    masker.finish(&mut out);
+    let _ = to.write_all(&out);
+    let _ = to.flush();
+}
