@@ -153,9 +153,10 @@ check "list --tag filters" "2" "$(out | wc -l)"
 pv nobody list
 check "list by a role without vault roles exits 4" 4 "$RC"
 
-# run: the secrets only in the child's environment; its exit code is ours.
+# run: the secrets only in the child's environment; its exit code is ours. The checks that
+# print values use --no-masking (the exec path); masking has its own checks below.
 sql cli "SELECT vault.create_secret('postgres://u:p@h/db', 'db.url-prod', '', NULL, '{prod}')" >/dev/null
-pv app_reader run -- sh -c 'echo "$STRIPE_KEY|$DB_URL_PROD"'
+pv app_reader run --no-masking -- sh -c 'echo "$STRIPE_KEY|$DB_URL_PROD"'
 check "run -- sh -c 'echo \$NAME' sees the secrets" "0 $V1|postgres://u:p@h/db" "$RC $(out)"
 check_contains "run skips a secret granted to other roles, and says so" "skipping secret expired_one" "$(err)"
 pv app_admin run -- sh -c 'echo "$EXPIRED_ONE"'
@@ -163,9 +164,9 @@ check "the grantee's run has it" "old" "$(out)"
 check_contains "run warns about an expired secret" "expired_one has expired" "$(err)"
 pv app_reader run --only expired_one -- true
 check "run --only a secret granted to other roles exits 4" 4 "$RC"
-pv app_reader run --tag payments -- sh -c 'echo "${STRIPE_KEY:-unset}|${DB_PASSWORD:-unset}"'
+pv app_reader run --no-masking --tag payments -- sh -c 'echo "${STRIPE_KEY:-unset}|${DB_PASSWORD:-unset}"'
 check "run --tag passes only secrets with that tag" "$V1|unset" "$(out)"
-pv app_reader run --only db_password -- sh -c 'echo "${STRIPE_KEY:-unset}|$DB_PASSWORD"'
+pv app_reader run --no-masking --only db_password -- sh -c 'echo "${STRIPE_KEY:-unset}|$DB_PASSWORD"'
 check "run --only passes only the named secret" "unset|db-password-2" "$(out)"
 pv app_reader run --only db_password -- sh -c 'exit 7'
 check "run returns the child's exit code" 7 "$RC"
@@ -181,7 +182,7 @@ sql cli "SELECT vault.create_secret('/nonexistent', 'path'); SELECT vault.create
   SELECT vault.create_secret('--require=$WORK/evil.js', 'node_options'); SELECT vault.create_secret('/tmp', 'Home');
   SELECT vault.create_secret('x', 'a-b'); SELECT vault.create_secret('y', 'a_b');
   SELECT vault.create_secret('cat', '9lives')" >/dev/null
-pv app_reader run -- sh -c 'echo "$PATH|${LD_PRELOAD:-unset}|${NODE_OPTIONS:-unset}|$HOME|$STRIPE_KEY|${A_B:-unset}"'
+pv app_reader run --no-masking -- sh -c 'echo "$PATH|${LD_PRELOAD:-unset}|${NODE_OPTIONS:-unset}|$HOME|$STRIPE_KEY|${A_B:-unset}"'
 check "run with secrets named path, ld_preload, node_options, Home, 9lives, a-b/a_b exits 0" 0 "$RC"
 check "PATH, HOME kept; LD_PRELOAD, NODE_OPTIONS, A_B not set; the rest passed" \
   "$PATH|unset|unset|$HOME|$V1|unset" "$(out)"
@@ -189,7 +190,7 @@ check_contains "run warns about PATH" "it would set PATH" "$(err)"
 check_contains "run warns about LD_PRELOAD, naming the way to allow it" "--allow-var LD_PRELOAD" "$(err)"
 check_contains "run warns about a name that cannot be a variable" "9LIVES cannot be an environment variable name" "$(err)"
 check_contains "run warns about two secrets for one variable" "a-b, a_b all become the variable A_B" "$(err)"
-pv app_reader run --allow-var NODE_OPTIONS -- sh -c 'echo "${NODE_OPTIONS:-unset}|${LD_PRELOAD:-unset}"'
+pv app_reader run --no-masking --allow-var NODE_OPTIONS -- sh -c 'echo "${NODE_OPTIONS:-unset}|${LD_PRELOAD:-unset}"'
 check "--allow-var lets exactly that variable through" "--require=$WORK/evil.js|unset" "$(out)"
 pv app_reader run --only a-b -- sh -c 'echo "$A_B"'
 check "--only picks one of two colliding secrets" "x" "$(out)"
@@ -201,7 +202,7 @@ sql cli "SELECT vault.create_secret('1', 'git_config_count'); SELECT vault.creat
   SELECT vault.create_secret('|touch $WORK/pwned-less %s', 'lessopen');
   SELECT vault.create_secret('evil.example', 'pghost'); SELECT vault.create_secret('disable', 'pgsslmode');
   SELECT vault.create_secret('http://127.0.0.1:9', 'https_proxy')" >/dev/null
-pv app_reader run -- sh -c 'echo "${GIT_CONFIG_COUNT:-unset}|${LESSOPEN:-unset}|${PGHOST:-unset}|${PGSSLMODE:-unset}|${HTTPS_PROXY:-unset}|$STRIPE_KEY"'
+pv app_reader run --no-masking -- sh -c 'echo "${GIT_CONFIG_COUNT:-unset}|${LESSOPEN:-unset}|${PGHOST:-unset}|${PGSSLMODE:-unset}|${HTTPS_PROXY:-unset}|$STRIPE_KEY"'
 check "git_config_*, lessopen, pghost (the test's own is kept), pgsslmode, https_proxy are not set; the rest is" \
   "unset|unset|${PGHOST:-unset}|unset|unset|$V1" "$(out)"
 check_contains "... each with a warning naming --allow-var" "--allow-var GIT_CONFIG_KEY_0" "$(err)"
@@ -209,10 +210,142 @@ pv app_reader run --help
 check_contains "run --help states the families" "GIT_*, LESS*" "$(out)"
 sql cli "DELETE FROM vault.secrets WHERE name IN ('git_config_count', 'git_config_key_0', 'git_config_value_0',
   'lessopen', 'pghost', 'pgsslmode', 'https_proxy')" >/dev/null
-STRIPE_KEY=mine pv app_reader run --keep-env --only stripe_key --only db_password -- sh -c 'echo "$STRIPE_KEY|$DB_PASSWORD"'
+STRIPE_KEY=mine pv app_reader run --no-masking --keep-env --only stripe_key --only db_password -- sh -c 'echo "$STRIPE_KEY|$DB_PASSWORD"'
 check "--keep-env keeps a variable already set, sets the others" "mine|db-password-2" "$(out)"
-STRIPE_KEY=mine pv app_reader run --only stripe_key -- sh -c 'echo "$STRIPE_KEY"'
+STRIPE_KEY=mine pv app_reader run --no-masking --only stripe_key -- sh -c 'echo "$STRIPE_KEY"'
 check "without --keep-env the secret wins" "$V1" "$(out)"
+
+# run masks by default (issue 30): every injected value of 6+ bytes is concealed in the
+# child's standard output and error, also when written in two writes with a pause between.
+MASKED='<concealed by pgvault>'
+pv app_reader run --only stripe_key --only db_password -- sh -c 'echo "key=$STRIPE_KEY pw=$DB_PASSWORD"; echo "err=$STRIPE_KEY" >&2'
+check "masked run exits 0 and conceals both values on stdout" "0 key=$MASKED pw=$MASKED" "$RC $(out)"
+check_contains "... and on stderr" "err=$MASKED" "$(err)"
+check_absent "... no value on stderr" "$V1" "$(err)"
+pv app_reader run --only stripe_key -- sh -c 'printf "a=%s" "${STRIPE_KEY%????????????}"; sleep 1; printf "%s|\n" "${STRIPE_KEY#${STRIPE_KEY%????????????}}"'
+check "a value written in two writes with a pause between is concealed" "a=$MASKED|" "$(out)"
+# Nothing but the start of a possible value waits: a line is out while the child sleeps.
+PGUSER=app_reader "$PGVAULT" run --only stripe_key -- sh -c 'echo first line; printf "sk-"; sleep 3; echo x' >"$WORK/prompt.out" 2>&1 &
+pvpid=$!
+sleep 1.5
+check "a line is written at once; only a value's possible start (sk-) waits" "first line" "$(cat "$WORK/prompt.out")"
+wait $pvpid
+check "... and comes out when the next byte shows it is not the value" "first line
+sk-x" "$(cat "$WORK/prompt.out")"
+# Binary output passes byte for byte, the value concealed.
+head -c 3000 /dev/urandom >"$WORK/bin.a"; head -c 3000 /dev/urandom >"$WORK/bin.b"
+{ cat "$WORK/bin.a"; printf %s "$V1"; printf '\0\377'; cat "$WORK/bin.b"; } >"$WORK/bin.in"
+{ cat "$WORK/bin.a"; printf %s "$MASKED"; printf '\0\377'; cat "$WORK/bin.b"; } >"$WORK/bin.want"
+PGUSER=app_reader "$PGVAULT" run --only stripe_key -- cat "$WORK/bin.in" >"$WORK/bin.out" 2>"$ERR"
+check "binary output is unchanged but for the concealed value" "same" "$(cmp -s "$WORK/bin.want" "$WORK/bin.out" && echo same || echo differs)"
+pv app_reader run --only db_password -- sh -c 'exit 7'
+check "masked run exits with the child's code" 7 "$RC"
+pv app_reader run --only db_password -- sh -c 'kill -KILL $$'
+check "a child killed by signal 9: exit 128 + 9" 137 "$RC"
+pv app_reader run --only db_password -- "$WORK/not-there"
+check "masked run of a missing command exits 127" 127 "$RC"
+# Each forwarded signal reaches the child (which says so and exits 3); one it does not catch
+# ends it, and pgvault exits 128 + N.
+for sig in INT TERM HUP QUIT USR1 USR2 WINCH; do
+  rm -f "$WORK/sig.out"
+  PGUSER=app_reader "$PGVAULT" run --only db_password -- sh -c "trap 'echo got $sig; exit 3' $sig; echo ready; while :; do sleep 0.1; done" >"$WORK/sig.out" 2>&1 &
+  pvpid=$!
+  for _ in $(seq 100); do grep -q ready "$WORK/sig.out" 2>/dev/null && break; sleep 0.1; done
+  kill -"$sig" $pvpid
+  wait $pvpid; rc=$?
+  check "SIG$sig is forwarded to the child; pgvault exits with its code" "3 got $sig" "$rc $(tail -1 "$WORK/sig.out")"
+done
+PGUSER=app_reader "$PGVAULT" run --only db_password -- sh -c 'echo ready; exec sleep 30' >"$WORK/sig.out" 2>&1 &
+pvpid=$!
+for _ in $(seq 100); do grep -q ready "$WORK/sig.out" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $pvpid
+wait $pvpid
+check "a child ended by a forwarded SIGUSR1: pgvault exits 128 + 10" 138 "$?"
+pv app_reader run --help
+check_contains "run --help says what masking cannot catch" "cannot catch a value the command encodes or transforms" "$(out)"
+check_contains "run --help says the output is a pipe" "pipes, not a terminal" "$(out)"
+
+# pgvault's memory stays flat for 100 MB of output (values' prefixes in every line).
+/usr/bin/time -f %M -o "$WORK/rss.small" env PGUSER=app_reader "$PGVAULT" run --only stripe_key -- \
+  sh -c 'yes "sk-live-0123 sk-live-0123456789abcdeX sk-" | head -c 1000000' >/dev/null 2>&1
+/usr/bin/time -f %M -o "$WORK/rss.big" env PGUSER=app_reader "$PGVAULT" run --only stripe_key -- \
+  sh -c 'yes "sk-live-0123 sk-live-0123456789abcdeX sk-" | head -c 100000000' >"$WORK/big.out" 2>&1
+small=$(tail -1 "$WORK/rss.small"); big=$(tail -1 "$WORK/rss.big")
+check "100 MB through masking: every byte out" 100000000 "$(wc -c <"$WORK/big.out")"
+rm -f "$WORK/big.out"
+check "peak RSS for 100 MB is within 8 MB of that for 1 MB ($small kB -> $big kB)" yes \
+  "$([ -n "$big" ] && [ "$big" -lt $((small + 8192)) ] && echo yes || echo no)"
+
+# NOTIFY vault_ext_changed: delivered at COMMIT only (none while the transaction is open, none
+# after a rollback), with an empty payload (never a name or value).
+sql cli "SELECT vault.create_secret('notify-value-0', 'notify_target')" >/dev/null
+mkfifo "$WORK/listen.in" "$WORK/writer.in"
+"$PG_BINDIR/psql" -h "$WORK" -p "$(port cli)" -U postgres -XAt <"$WORK/listen.in" >"$WORK/listen.out" 2>&1 &
+lpid=$!
+"$PG_BINDIR/psql" -h "$WORK" -p "$(port cli)" -U postgres -XAt <"$WORK/writer.in" >"$WORK/writer.out" 2>&1 &
+wpid=$!
+exec 7>"$WORK/listen.in" 8>"$WORK/writer.in"
+# tick N: have the listener run a query, so psql shows what arrived; wait for its answer.
+tick() { echo "SELECT 'tick$1';" >&7; for _ in $(seq 100); do grep -q "tick$1" "$WORK/listen.out" && return; sleep 0.1; done; }
+echo "LISTEN vault_ext_changed;" >&7
+tick 1
+echo "BEGIN; SELECT vault.update_secret(id, 'notify-secret-value') FROM vault.secrets WHERE name = 'notify_target'; SELECT 'updated';" >&8
+for _ in $(seq 100); do grep -q updated "$WORK/writer.out" && break; sleep 0.1; done
+tick 2
+check "no notification while the transaction is open" 0 "$(grep -c 'Asynchronous notification' "$WORK/listen.out")"
+echo "ROLLBACK; BEGIN; SELECT vault.update_secret(id, 'notify-secret-value') FROM vault.secrets WHERE name = 'notify_target'; COMMIT; SELECT 'committed';" >&8
+for _ in $(seq 100); do grep -q committed "$WORK/writer.out" && break; sleep 0.1; done
+tick 3
+check "one notification after COMMIT (none for the rollback)" 1 "$(grep -c 'Asynchronous notification "vault_ext_changed"' "$WORK/listen.out")"
+check_absent "the notification has no payload (no name)" "payload" "$(cat "$WORK/listen.out")"
+check_absent "... and no value" "notify-secret-value" "$(cat "$WORK/listen.out")"
+echo "SELECT vault.grant_secret(id, 'app_admin'::regrole) FROM vault.secrets WHERE name = 'notify_target'; SELECT vault.revoke_secret(id, 'app_admin'::regrole) FROM vault.secrets WHERE name = 'notify_target'; SELECT 'granted';" >&8
+for _ in $(seq 100); do grep -q granted "$WORK/writer.out" && break; sleep 0.1; done
+tick 4
+check "grant and revoke notify too (one each)" 3 "$(grep -c 'Asynchronous notification "vault_ext_changed"' "$WORK/listen.out")"
+exec 7>&- 8>&-
+wait $lpid $wpid
+sql cli "DELETE FROM vault.secrets WHERE name = 'notify_target'" >/dev/null
+
+# --env-file: only the file's variables, references whole or embedded; values from secrets
+# follow the protected-variable rules; a missing secret stops run before the command.
+cat >"$WORK/.env.pgvault" <<'EOF'
+# committed to the repository: names, not values
+API_KEY=pgvault://stripe_key
+DSN="postgres://app:{{ pgvault://db_password }}@db/x"
+PLAIN=hello
+PATH=pgvault://db_password
+EOF
+pv app_reader run --no-masking --env-file "$WORK/.env.pgvault" -- sh -c 'echo "$API_KEY|$DSN|$PLAIN|${DB_PASSWORD:-unset}"; echo "$PATH"'
+check "--env-file: whole and embedded references, plain values, nothing else" \
+  "0 $V1|postgres://app:db-password-2@db/x|hello|unset
+$PATH" "$RC $(out)"
+check_contains "... a protected variable from a secret is skipped, naming --allow-var" "--allow-var PATH" "$(err)"
+pv app_reader run --env-file "$WORK/.env.pgvault" -- sh -c 'echo "$DSN"'
+check "masking conceals only the secret's part of a composed value" "postgres://app:$MASKED@db/x" "$(out)"
+pv app_reader run --no-masking --env-file "$WORK/.env.pgvault" --only stripe_key -- sh -c 'echo "${STRIPE_KEY:-unset}|$PLAIN"'
+check "--env-file with --only adds that secret too" "$V1|hello" "$(out)"
+printf 'A=pgvault://stripe_key\nB=pgvault://no_such_secret\n' >"$WORK/missing.env"
+pv app_reader run --env-file "$WORK/missing.env" -- touch "$WORK/started"
+check "a reference to a missing secret exits 3 before the command starts" "3 absent" \
+  "$RC $([ -e "$WORK/started" ] && echo started || echo absent)"
+check_contains "... naming the reference" "pgvault://no_such_secret" "$(err)"
+printf 'A=pgvault://expired_one\n' >"$WORK/hidden.env"
+pv app_reader run --env-file "$WORK/hidden.env" -- touch "$WORK/started"
+check "a reference to a secret granted to other roles exits 4 before the command" "4 absent" \
+  "$RC $([ -e "$WORK/started" ] && echo started || echo absent)"
+
+# inject: references in any text file; -o writes it 0600 (also over a 0644 file).
+printf 'user: app\npassword: "{{ pgvault://db_password }}"\nliteral: {{ x }}\n' >"$WORK/app.yml.tpl"
+printf 'old\n' >"$WORK/app.yml"; chmod 644 "$WORK/app.yml"
+pv app_reader inject -i "$WORK/app.yml.tpl" -o "$WORK/app.yml"
+check "inject -o exits 0 and writes the resolved file" "0 user: app
+password: \"db-password-2\"
+literal: {{ x }}" "$RC $(cat "$WORK/app.yml")"
+check "inject -o leaves the file with mode 600" 600 "$(stat -c %a "$WORK/app.yml")"
+printf 'x: {{ pgvault://no_such_secret }}\n' >"$WORK/bad.tpl"
+pv app_reader inject -i "$WORK/bad.tpl" -o "$WORK/bad.out"
+check "inject of a missing secret exits 3 and writes nothing" "3 0" "$RC $(ls -a "$WORK" | grep -c 'bad.out')"
 pv app_reader export --format env
 check "export with a secret named 9lives still exits 0" 0 "$RC"
 check_contains "and skips it with a warning" "skipping secret 9lives" "$(err)"
@@ -650,6 +783,46 @@ check_contains "a missing socket: says so" "no server at socket \"$WORK/nowhere/
 pt --dsn "host=no-such-host.invalid port=5432 user=x dbname=x connect_timeout=5" get x
 check "an unknown host exits 5" 5 "$RC"
 check_contains "and says the host is unknown" "unknown host \"no-such-host.invalid\"" "$(err)"
+
+# run --watch (issue 30): an update of a selected secret restarts the command within seconds
+# with the new value; an unrelated update does nothing; a server restart is survived.
+sql cli "SELECT vault.create_secret('watch-value-1', 'watched'); SELECT vault.create_secret('other-value-1', 'unwatched')" >/dev/null
+rm -f "$WORK/watch.log"
+PGUSER=app_reader "$PGVAULT" run --watch --grace 3 --only watched -- \
+  sh -c 'echo "start $WATCHED" >>"$0"; trap "exit 0" TERM; while :; do sleep 0.1; done' "$WORK/watch.log" \
+  >"$WORK/watch.out" 2>"$WORK/watch.err" &
+wpid=$!
+# watch_lines N SECONDS: wait until the command has started N times.
+watch_lines() {
+  local _
+  for _ in $(seq $(($2 * 10))); do
+    [ "$(cat "$WORK/watch.log" 2>/dev/null | wc -l)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+watch_lines 1 10
+check "--watch starts the command with the secret" "start watch-value-1" "$(cat "$WORK/watch.log")"
+sleep 1
+sql cli "SELECT vault.update_secret(id, 'other-value-2') FROM vault.secrets WHERE name = 'unwatched'" >/dev/null
+sleep 2
+check "an update of a secret outside the selection does not restart it" 1 "$(wc -l <"$WORK/watch.log")"
+t0=$(date +%s)
+sql cli "SELECT vault.update_secret(id, 'watch-value-2') FROM vault.secrets WHERE name = 'watched'" >/dev/null
+watch_lines 2 10
+check "an update of the selected secret restarts it with the new value (within $(($(date +%s) - t0)) s)" \
+  "start watch-value-1
+start watch-value-2" "$(cat "$WORK/watch.log")"
+restart cli
+sql cli "SELECT vault.update_secret(id, 'watch-value-3') FROM vault.secrets WHERE name = 'watched'" >/dev/null
+watch_lines 3 40
+check "after a server restart, the next update restarts it again" "start watch-value-3" "$(tail -1 "$WORK/watch.log")"
+check "the command kept running while the server was down (no extra start)" 3 "$(wc -l <"$WORK/watch.log")"
+check_contains "pgvault said it lost the connection" "lost the connection" "$(cat "$WORK/watch.err")"
+kill -TERM $wpid
+wait $wpid
+check "TERM to pgvault --watch reaches the command, which exits 0: so does pgvault" 0 "$?"
+check_absent "no value on pgvault's standard error" "watch-value" "$(cat "$WORK/watch.err")"
 
 # The server logs every statement and its parameters (log_statement = all): the controls show
 # that statement text, pgvault's included, reaches the log, so a value's absence means something.

@@ -315,8 +315,8 @@ httprun() {
 }
 # The variables each way needs for itself are not the secrets': drop them before comparing.
 envof() { grep -vE '^(PGPASSWORD|PGVAULT_URL|PGVAULT_CACERT)=' | sort; }
-sqlrun run --tag prod -- env >"$WORK/env.sql" 2>"$WORK/err.sql"; rc_sql=$?
-httprun run --tag prod -- env >"$WORK/env.http" 2>"$WORK/err.http"; rc_http=$?
+sqlrun run --no-masking --tag prod -- env >"$WORK/env.sql" 2>"$WORK/err.sql"; rc_sql=$?
+httprun run --no-masking --tag prod -- env >"$WORK/env.http" 2>"$WORK/err.http"; rc_http=$?
 check "run --tag prod over SQL and over HTTPS: exit 0 both" "0 0" "$rc_sql $rc_http"
 check "the child's environment is the same" "" "$(diff <(envof <"$WORK/env.sql") <(envof <"$WORK/env.http"))"
 check "with the secrets it may read" "DB_URL_PROD=postgres://db.internal/app SHARED_KEY=sk-shared-0123456789abcdef" \
@@ -326,8 +326,8 @@ check "and not the one granted to another role, nor PATH from a secret" "0 $PATH
 check "the same warnings (grant, protected variable, expiry)" "" "$(diff "$WORK/err.sql" "$WORK/err.http")"
 check_contains "... which there are" "skipping secret billing_key" "$(cat "$WORK/err.http")"
 check "the token is not in the child's environment" 0 "$(grep -c "$T_READER" "$WORK/env.http")"
-httprun run --tag prod --allow-var PATH -- /usr/bin/env >"$WORK/env.http2" 2>/dev/null
-sqlrun run --tag prod --allow-var PATH -- /usr/bin/env >"$WORK/env.sql2" 2>/dev/null
+httprun run --no-masking --tag prod --allow-var PATH -- /usr/bin/env >"$WORK/env.http2" 2>/dev/null
+sqlrun run --no-masking --tag prod --allow-var PATH -- /usr/bin/env >"$WORK/env.sql2" 2>/dev/null
 check "--allow-var PATH: the same environment both ways" "" "$(diff <(envof <"$WORK/env.sql2") <(envof <"$WORK/env.http2"))"
 check "... PATH from the secret" "PATH=/evil/bin" "$(grep '^PATH=' "$WORK/env.http2")"
 check "get over HTTPS: the value" "sk-shared-0123456789abcdef" "$(httprun get shared_key 2>&1)"
@@ -355,6 +355,31 @@ env -i PATH="$PATH" PGVAULT_URL="http://127.0.0.1:$WPORT" PGVAULT_TOKEN="$T_READ
 check "plain http: exit 2, nothing sent" "2 1" "$? $(grep -c 'https://' "$WORK/err")"
 env -i PATH="$PATH" PGVAULT_URL="https://127.0.0.1:$WPORT" "$PGVAULT" get shared_key >/dev/null 2>"$WORK/err"
 check "PGVAULT_URL without PGVAULT_TOKEN: exit 2" 2 $?
+
+# --- run's masking, references and --watch over HTTPS (issue 30) ---
+httprun run --only shared_key -- sh -c 'echo "k=$SHARED_KEY"' >"$WORK/masked.http" 2>/dev/null
+check "run over HTTPS masks the value" "k=<concealed by pgvault>" "$(cat "$WORK/masked.http")"
+printf 'K=pgvault://shared_key\nM="x{{ pgvault://db.url-prod }}"\n' >"$WORK/ref.env"
+check "--env-file references over HTTPS" "sk-shared-0123456789abcdef|xpostgres://db.internal/app" \
+  "$(httprun run --no-masking --env-file "$WORK/ref.env" -- sh -c 'echo "$K|$M"' 2>&1)"
+check "inject over HTTPS" "key: sk-shared-0123456789abcdef" \
+  "$(printf 'key: {{pgvault://shared_key}}' | httprun inject -i - 2>&1)"
+printf 'B=pgvault://billing_key\n' >"$WORK/hidden.env"
+httprun run --env-file "$WORK/hidden.env" -- true 2>/dev/null
+check "a reference to a secret granted to another role: exit 4 over HTTPS" 4 "$?"
+rm -f "$WORK/watch.log"
+httprun run --watch --interval 1 --grace 2 --only shared_key -- \
+  sh -c 'echo "start $SHARED_KEY" >>"$0"; trap "exit 0" TERM; while :; do sleep 0.1; done' "$WORK/watch.log" \
+  >/dev/null 2>"$WORK/watch.err" &
+wpid=$!
+for _ in $(seq 100); do [ -s "$WORK/watch.log" ] && break; sleep 0.1; done
+sql tok "SELECT vault.update_secret(id, 'sk-shared-rotated-0000000') FROM vault.secrets WHERE name = 'shared_key'" >/dev/null
+for _ in $(seq 100); do [ "$(wc -l <"$WORK/watch.log")" -ge 2 ] && break; sleep 0.1; done
+check "run --watch over HTTPS (--interval 1): restarted with the new value" "start sk-shared-0123456789abcdef
+start sk-shared-rotated-0000000" "$(cat "$WORK/watch.log")"
+kill -TERM $wpid; wait $wpid
+check "... and TERM ends it with the command's status" 0 "$?"
+sql tok "SELECT vault.update_secret(id, 'sk-shared-0123456789abcdef') FROM vault.secrets WHERE name = 'shared_key'" >/dev/null
 
 # --- the token never lands on disk or in a log ---
 sql tok "CHECKPOINT" >/dev/null
