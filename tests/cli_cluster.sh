@@ -303,6 +303,14 @@ echo "SELECT vault.grant_secret(id, 'app_admin'::regrole) FROM vault.secrets WHE
 for _ in $(seq 100); do grep -q granted "$WORK/writer.out" && break; sleep 0.1; done
 tick 4
 check "grant and revoke notify too (one each)" 3 "$(grep -c 'Asynchronous notification "vault_ext_changed"' "$WORK/listen.out")"
+# A batched re-encryption commits per batch: one notification per batch (here 5 secrets each).
+nsecrets=$(sql cli "SELECT count(*) FROM vault.secrets")
+echo "SELECT vault.rotate_key(reencrypt => false) IS NOT NULL; CALL vault.reencrypt_in_batches(NULL, 5); SELECT 'batched';" >&8
+for _ in $(seq 300); do grep -q batched "$WORK/writer.out" && break; sleep 0.1; done
+tick 5
+nnotes=$(grep -c 'Asynchronous notification "vault_ext_changed"' "$WORK/listen.out")
+check "each batch of reencrypt_in_batches notifies ($nsecrets secrets: at least $(((nsecrets + 4) / 5)) more)" yes \
+  "$([ "$nnotes" -ge $((3 + (nsecrets + 4) / 5)) ] && echo yes || echo "no: $nnotes in all")"
 exec 7>&- 8>&-
 wait $lpid $wpid
 sql cli "DELETE FROM vault.secrets WHERE name = 'notify_target'" >/dev/null
@@ -789,7 +797,7 @@ check_contains "and says the host is unknown" "unknown host \"no-such-host.inval
 sql cli "SELECT vault.create_secret('watch-value-1', 'watched'); SELECT vault.create_secret('other-value-1', 'unwatched')" >/dev/null
 rm -f "$WORK/watch.log"
 PGUSER=app_reader "$PGVAULT" run --watch --grace 3 --only watched -- \
-  sh -c 'echo "start $WATCHED" >>"$0"; trap "exit 0" TERM; while :; do sleep 0.1; done' "$WORK/watch.log" \
+  sh -c 'trap "exit 0" TERM; echo "start $WATCHED" >>"$0"; while :; do sleep 0.1; done' "$WORK/watch.log" \
   >"$WORK/watch.out" 2>"$WORK/watch.err" &
 wpid=$!
 # watch_lines N SECONDS: wait until the command has started N times.
@@ -823,6 +831,23 @@ kill -TERM $wpid
 wait $wpid
 check "TERM to pgvault --watch reaches the command, which exits 0: so does pgvault" 0 "$?"
 check_absent "no value on pgvault's standard error" "watch-value" "$(cat "$WORK/watch.err")"
+# A command that ignores the restart signal is killed after --grace and started again.
+rm -f "$WORK/watch2.log" "$WORK/stop2"
+PGUSER=app_reader "$PGVAULT" run --watch --grace 1 --restart-signal USR1 --only watched -- \
+  sh -c 'trap "" USR1; echo "start $WATCHED" >>"$0"; while [ ! -e "$0.stop" ]; do sleep 0.1; done' "$WORK/watch2.log" \
+  >/dev/null 2>"$WORK/watch2.err" &
+wpid=$!
+watch_lines_in() { local _; for _ in $(seq $(($3 * 10))); do [ "$(cat "$1" 2>/dev/null | wc -l)" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+watch_lines_in "$WORK/watch2.log" 1 10
+sleep 1
+sql cli "SELECT vault.update_secret(id, 'watch-value-4') FROM vault.secrets WHERE name = 'watched'" >/dev/null
+watch_lines_in "$WORK/watch2.log" 2 15
+check "a command ignoring --restart-signal USR1 is killed after --grace 1 and started again" "start watch-value-4" \
+  "$(tail -1 "$WORK/watch2.log")"
+check_contains "... saying so" "did not stop within 1 s: killing it" "$(cat "$WORK/watch2.err")"
+touch "$WORK/watch2.log.stop"
+wait $wpid
+check "a command that ends by itself ends pgvault --watch with its status" 0 "$?"
 
 # The server logs every statement and its parameters (log_statement = all): the controls show
 # that statement text, pgvault's included, reaches the log, so a value's absence means something.

@@ -369,7 +369,7 @@ httprun run --env-file "$WORK/hidden.env" -- true 2>/dev/null
 check "a reference to a secret granted to another role: exit 4 over HTTPS" 4 "$?"
 rm -f "$WORK/watch.log"
 httprun run --watch --interval 1 --grace 2 --only shared_key -- \
-  sh -c 'echo "start $SHARED_KEY" >>"$0"; trap "exit 0" TERM; while :; do sleep 0.1; done' "$WORK/watch.log" \
+  sh -c 'trap "exit 0" TERM; echo "start $SHARED_KEY" >>"$0"; while :; do sleep 0.1; done' "$WORK/watch.log" \
   >/dev/null 2>"$WORK/watch.err" &
 wpid=$!
 for _ in $(seq 100); do [ -s "$WORK/watch.log" ] && break; sleep 0.1; done
