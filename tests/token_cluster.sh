@@ -368,10 +368,13 @@ printf 'B=pgvault://billing_key\n' >"$WORK/hidden.env"
 httprun run --env-file "$WORK/hidden.env" -- true 2>/dev/null
 check "a reference to a secret granted to another role: exit 4 over HTTPS" 4 "$?"
 rm -f "$WORK/watch.log"
-httprun run --watch --interval 1 --grace 2 --only shared_key -- \
+# Not through the function: $! must be pgvault's own pid (env execs it).
+env -i PATH="$PATH" HOME=/nonexistent PGVAULT_URL="https://127.0.0.1:$WPORT" PGVAULT_TOKEN="$T_READER" \
+  PGVAULT_CACERT="$WORK/ca.pem" "$PGVAULT" run --watch --interval 1 --grace 2 --only shared_key -- \
   sh -c 'trap "exit 0" TERM; echo "start $SHARED_KEY" >>"$0"; while :; do sleep 0.1; done' "$WORK/watch.log" \
   >/dev/null 2>"$WORK/watch.err" &
 wpid=$!
+SERVERS+=($wpid)
 for _ in $(seq 100); do [ -s "$WORK/watch.log" ] && break; sleep 0.1; done
 sql tok "SELECT vault.update_secret(id, 'sk-shared-rotated-0000000') FROM vault.secrets WHERE name = 'shared_key'" >/dev/null
 for _ in $(seq 100); do [ "$(wc -l <"$WORK/watch.log")" -ge 2 ] && break; sleep 0.1; done
