@@ -9,12 +9,17 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SI
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::JoinHandle;
 use zeroize::Zeroizing;
+
+/// The size asked for the output pipes, and of each read from them.
+const PIPE_SIZE: usize = 256 * 1024;
 
 /// The signals passed on to the child (SPEC §13).
 pub const FORWARDED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];
@@ -91,12 +96,12 @@ pub fn start(
     if let Some(values) = mask {
         let new = || Masker::new(values.iter().map(|v| v.as_bytes()));
         if let Some(out) = child.stdout.take() {
-            let m = new();
-            pumps.push(std::thread::spawn(move || pump(out, io::stdout(), m)));
+            let (m, to) = (new(), raw(io::stdout().as_fd())?);
+            pumps.push(std::thread::spawn(move || pump(out, to, m)));
         }
         if let Some(err) = child.stderr.take() {
-            let m = new();
-            pumps.push(std::thread::spawn(move || pump(err, io::stderr(), m)));
+            let (m, to) = (new(), raw(io::stderr().as_fd())?);
+            pumps.push(std::thread::spawn(move || pump(err, to, m)));
         }
     }
     Ok(Running { child, pumps })
@@ -122,6 +127,14 @@ impl Running {
     }
 }
 
+/// pgvault's standard output or error without Rust's line buffering: each pumped read is
+/// one write, at once.
+fn raw(fd: BorrowedFd<'_>) -> Result<File, Failure> {
+    fd.try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| Failure::new(1, format!("cannot duplicate an output: {e}")))
+}
+
 /// pgvault's exit code for the child's status: its own code, 128 + N after signal N.
 pub fn exit_code(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
@@ -131,13 +144,13 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
-/// Copies `from` to `to` through the masker, each read written (and flushed) before the
-/// next: only the start of a possible value ever waits. When `to` is closed (pgvault run ...
+/// Copies `from` to `to` through the masker, each read written before the next: only the start of a possible value ever waits. When `to` is closed (pgvault run ...
 /// | head), reading stops and the pipe closes: the child's next write fails (SIGPIPE), as it
 /// would without pgvault.
-fn pump(mut from: impl Read, to: impl Write, mut masker: Masker) {
-    let mut to = to;
-    let mut buf = vec![0u8; 64 * 1024];
+fn pump<R: Read + AsFd>(mut from: R, mut to: File, mut masker: Masker) {
+    // A larger pipe: fewer wake-ups of pgvault and the child per megabyte (best effort).
+    let _ = rustix::pipe::fcntl_setpipe_size(from.as_fd(), PIPE_SIZE);
+    let mut buf = vec![0u8; PIPE_SIZE];
     let mut out = Vec::with_capacity(buf.len() + 1024);
     loop {
         let n = match from.read(&mut buf) {
@@ -146,11 +159,18 @@ fn pump(mut from: impl Read, to: impl Write, mut masker: Masker) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        masker.push(&buf[..n], &mut out);
-        if !out.is_empty() && (to.write_all(&out).is_err() || to.flush().is_err()) {
+        // Most reads hold no value and do not end with the start of one: written as read.
+        let written = if masker.passes(&buf[..n]) {
+            to.write_all(&buf[..n])
+        } else {
+            masker.push(&buf[..n], &mut out);
+            let w = to.write_all(&out);
+            out.clear();
+            w
+        };
+        if written.is_err() {
             return;
         }
-        out.clear();
     }
     masker.finish(&mut out);
     let _ = to.write_all(&out);
