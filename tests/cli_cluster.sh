@@ -255,6 +255,9 @@ for sig in INT TERM HUP QUIT USR1 USR2 WINCH; do
   wait $pvpid; rc=$?
   check "SIG$sig is forwarded to the child; pgvault exits with its code" "3 got $sig" "$rc $(tail -1 "$WORK/sig.out")"
 done
+# (The file is removed first: a "ready" left from above would have the signal sent before
+# pgvault runs, to a subshell of this script, whose EXIT trap would remove $WORK.)
+rm -f "$WORK/sig.out"
 PGUSER=app_reader "$PGVAULT" run --only db_password -- sh -c 'echo ready; exec sleep 30' >"$WORK/sig.out" 2>&1 &
 pvpid=$!
 for _ in $(seq 100); do grep -q ready "$WORK/sig.out" 2>/dev/null && break; sleep 0.1; done
