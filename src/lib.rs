@@ -113,7 +113,12 @@ pub extern "C-unwind" fn _PG_init() {
     ffi::pg::reserve_guc_prefix();
     cache::epoch::track();
     ffi::pg::install_truncate_hook();
-    ffi::log_hook::install(settings::log_redact, vault::log_names::touches_vault);
+    ffi::log_hook::install(
+        settings::log_redact,
+        vault::log_names::touches_vault,
+        vault::log_names::decrypted,
+    );
+    ffi::pg::on_transaction_end(vault::log_names::transaction_ended);
     ffi::pg::after_parse_analysis(vault::log_names::refresh);
     if sodium::init().is_err() {
         fatal(
@@ -129,7 +134,7 @@ pub extern "C-unwind" fn _PG_init() {
         data_dir: data_dir.clone(),
     };
     match root_key::load(&src) {
-        Ok((origin, fp)) => pgrx::log!("{}", describe("root key", origin, &fp)),
+        Ok((origin, fp)) => error::log_line(describe("root key", origin, &fp)),
         Err(e) => fatal(e.message, &e.hint),
     }
     let (script, file) = (settings::previous_getkey_script(), settings::previous_root_key_file());
@@ -141,10 +146,10 @@ pub extern "C-unwind" fn _PG_init() {
             data_dir,
         };
         match root_key::load_previous(&src) {
-            Ok(Some((origin, fp))) => pgrx::log!(
+            Ok(Some((origin, fp))) => error::log_line(format!(
                 "{}; run SELECT vault.rotate_root_key() in each database, then remove the setting",
                 describe("previous root key", origin, &fp)
-            ),
+            )),
             Ok(None) => pgrx::warning!("vault_ext: the previous root key is the current root key; ignoring it"),
             Err(e) => fatal(e.message, &e.hint),
         }
