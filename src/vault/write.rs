@@ -342,6 +342,7 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
     let Some(secret) = new.secret else {
         return Err(VaultError::NullColumn("secret"));
     };
+    check_tags(&new_tuple, old_tuple.as_ref(), new.nonce.is_some() && old.is_none())?;
 
     let action =
         match (&old, new.nonce) {
@@ -419,6 +420,30 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         values.push((cols.key_id, key_id.into_datum()));
     }
     Ok(pg::with_columns_replaced(trigger, &values))
+}
+
+/// Tags must not hold NULL elements (22004): every client reads them as strings. Refused on every
+/// write that sets them (create_secret, update_secret, INSERT, UPDATE of tags), but not on a row
+/// that arrives as ciphertext (a pg_dump restore, a migration: it is stored as it comes, and
+/// vault_ext's readers take NULL elements), nor on an UPDATE that leaves a row's tags alone.
+fn check_tags(
+    new: &PgHeapTuple<'_, impl pgrx::WhoAllocated>,
+    old: Option<&PgHeapTuple<'_, impl pgrx::WhoAllocated>>,
+    arrives_encrypted: bool,
+) -> VResult<()> {
+    fn tags(row: &PgHeapTuple<'_, impl pgrx::WhoAllocated>) -> Option<Vec<Option<String>>> {
+        let tags = row.get_by_name::<pgrx::Array<'_, &str>>("tags").ok().flatten()?;
+        Some(tags.iter().map(|t| t.map(str::to_string)).collect())
+    }
+    let Some(new_tags) = tags(new) else { return Ok(()) };
+    if arrives_encrypted || !new_tags.contains(&None) || old.is_some_and(|o| tags(o).as_ref() == Some(&new_tags)) {
+        return Ok(());
+    }
+    Err(VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        message: "tags of a secret must not contain NULL elements".into(),
+        hint: "Remove them, e.g. array_remove(tags, NULL).".into(),
+    })
 }
 
 /// What the AFTER INSERT row trigger on vault.secrets does: note the create for the audit log.
