@@ -26,8 +26,10 @@ GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid), vault.read_se
                           vault.root_key_fingerprint()
   TO vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
--- Writers archive the value they replace (trigger runs as the writer); rotation rewrites them.
-GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
+-- Versions are kept and pruned by vault_ext as the owner (versions.sql); key rotation rewrites
+-- their ciphertext (a guard trigger allows nothing else; UPDATE on the table also lets rotation
+-- lock it).
+GRANT SELECT, UPDATE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
 -- Audit rows are written by vault_ext's code as the owner: vault_admin only reads them.
 GRANT SELECT ON vault.audit_log TO vault_admin;

@@ -49,7 +49,9 @@ extension_sql_file!(
         "secrets",
         api::secrets::decrypt_column,
         api::audit::audit_rollback,
-        api::audit::rewrapped
+        api::audit::rewrapped,
+        api::triggers::secrets_archive,
+        api::triggers::secret_versions_guard
     ]
 );
 extension_sql_file!(

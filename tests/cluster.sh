@@ -127,8 +127,13 @@ check "create audit rows: the detail jsonb_build_object would make, for both kin
                count(*) FILTER (WHERE s.key_id IS NULL)
           FROM vault.audit_log a JOIN vault.secrets s ON s.id = a.secret_id WHERE a.action = 'create'" app)"
 sql main "CREATE ROLE app_team NOLOGIN; SELECT vault.grant_secret(id, 'app_team') FROM vault.secrets WHERE name = 'app3'" app >/dev/null
+sql main "SELECT vault.update_secret(id, 'app value 3b') FROM vault.secrets WHERE name = 'app3'" app >/dev/null
 sql main "SELECT vault.rotate_key()" app >/dev/null # the dump then holds a default key of its own
 APP_BEFORE=$(sql main "SELECT string_agg(name || '=' || decrypted_secret || '/' || (key_id IS NULL), ',' ORDER BY name) FROM vault.decrypted_secrets" app)
+HISTORY_SQL="SELECT (SELECT string_agg(name || ':' || version || ':' || decrypted_secret || ':' || created_by || ':' || created_at, ',')
+                       FROM vault.decrypted_secret_versions) || '|' ||
+                    (SELECT string_agg(secret_name || ':' || grantee || ':' || granted_by || ':' || granted_at, ',') FROM vault.secret_grants)"
+HISTORY_BEFORE=$(sql main "$HISTORY_SQL" app)
 new_cluster copy
 write_key "$(datadir copy)/vault_root.key" "$KEY"
 start copy || cat "$(logfile copy)"
@@ -143,6 +148,8 @@ check "restore keeps the keys and their statuses after a rotation" "default:expi
   "$(sql copy "SELECT string_agg(COALESCE(name, '-') || ':' || status, ',' ORDER BY key_id) FROM vault.keys" app)"
 check "restore keeps per-secret grants" "app3:app_team" \
   "$(sql copy "SELECT secret_name || ':' || grantee FROM vault.secret_grants" app)"
+check "restore keeps kept versions and grants with their authors and times" "$HISTORY_BEFORE" "$(sql copy "$HISTORY_SQL" app)"
+check_contains "... (which were there to keep)" "app3:1:app value 3:postgres:" "$HISTORY_BEFORE"
 stop copy
 
 # --- A different root key: decryption fails with XX001 naming both fingerprints ----------------

@@ -20,7 +20,8 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
 use vault_core::text::redact::{
-    is_node_dump_title, redact_context, redact_literals, redact_message, redact_node_dump, redact_sql,
+    is_node_dump_title, is_statement_line, redact_context, redact_literals, redact_message, redact_node_dump,
+    redact_sql,
 };
 
 /// Which records are redacted (vault.log_redact).
@@ -155,7 +156,8 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                 // never carry a value: their message and DETAIL keep ids and quoted names.
                 let own = bytes(e.funcname).is_some_and(|f| f == b"vault_ext");
                 if server_only && !own {
-                    redact_field(&mut e.message, redact_sql);
+                    let sql = bytes(e.message).is_some_and(is_statement_line);
+                    redact_field(&mut e.message, if sql { redact_sql } else { redact_literals });
                 }
                 redact_field(&mut e.internalquery, redact_sql);
                 for field in [&mut e.detail, &mut e.detail_log] {
@@ -169,7 +171,8 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                 // client alike (PostgreSQL sends the client the same fields). Integrity
                 // violations (class 23) quote only constraint, table and column names in their
                 // message; their values are in DETAIL.
-                let integrity = e.sqlerrcode & 0xfff == pgrx::PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION as i32;
+                let integrity =
+                    e.sqlerrcode & 0xfff == pgrx::PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION as i32;
                 if touches && !server_only && !own {
                     let mut fields = vec![&mut e.hint, &mut e.detail, &mut e.detail_log];
                     if !integrity {

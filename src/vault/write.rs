@@ -156,6 +156,36 @@ fn check_ciphertext(
     Ok(None)
 }
 
+/// The check a kept version's ciphertext gets when it is written (vault.secret_versions'
+/// guard): a nonce (a version is never plaintext), well formed, and, when `decrypts` and its root
+/// key is loaded, decrypting for its secret under its key (22023 otherwise).
+pub fn check_version_ciphertext(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_id: Option<Uuid>,
+    decrypts: bool,
+) -> VResult<()> {
+    let id = id.as_bytes();
+    let Some(nonce) = nonce else {
+        return Err(VaultError::BadArgument {
+            message: format!(
+                "a kept version of secret {} must carry ciphertext and its nonce",
+                keys::uuid_string(id)
+            ),
+            hint: Some(
+                "Versions are written by vault_ext when a secret's value changes; they are never plaintext.".into(),
+            ),
+        });
+    };
+    let key = keys::lookup(&key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes()))?;
+    if decrypts {
+        check_ciphertext(id, secret.as_bytes(), nonce, &key).map(|_| ())
+    } else {
+        well_formed(id, secret.as_bytes(), nonce, &key)
+    }
+}
+
 /// Whether ciphertext under `key` can be decrypted here: its root key is loaded (its status
 /// does not matter for checks and rebinding).
 fn can_verify(key: &KeyInfo) -> bool {

@@ -56,6 +56,9 @@ pub const VAULT_NAMES: &[&str] = &[
     "_previous_fingerprint",
     "_loaded_fingerprint",
     "_archive_version",
+    "secrets_archive",
+    "secret_versions_guard",
+    "_stamp_grant",
     "_audit_grants",
     "_audit_secrets",
     "_keys_in_use",
@@ -291,7 +294,10 @@ enum Numbers {
 /// Index just past a numeric constant starting at `i` (a digit, or `.` and a digit): digits,
 /// letters (`0x1F`, `1e5`), `_`, `.`, and a sign after the exponent's `e`.
 fn number_end(text: &[u8], i: usize) -> usize {
-    let hex = text[i] == b'0' && text.get(i + 1).is_some_and(|c| matches!(c, b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
+    let hex = text[i] == b'0'
+        && text
+            .get(i + 1)
+            .is_some_and(|c| matches!(c, b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
     let mut j = i;
     while j < text.len() {
         let c = text[j];
@@ -472,6 +478,16 @@ pub fn redact_message(text: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&text[last + 1..]);
     }
     Some(out)
+}
+
+/// Whether a server-only log message quotes SQL text whose numbers are masked too: the lines
+/// log_statement, log_min_duration_statement and auto_explain write (`statement: ...`,
+/// `execute <unnamed>: ...`, `duration: 0.1 ms  statement: ...`, `duration: ... plan: ...`).
+/// Other messages (a process's PID, an exit code, a row count) keep their numbers.
+pub fn is_statement_line(message: &[u8]) -> bool {
+    [&b"statement: "[..], b"duration: ", b"execute ", b"bind ", b"parse "]
+        .iter()
+        .any(|p| message.starts_with(p))
 }
 
 /// The titles of the records debug_print_parse, debug_print_rewritten and debug_print_plan write.
@@ -661,6 +677,16 @@ mod tests {
         );
         // The string-only redaction keeps numbers.
         assert_eq!(r("SELECT 4111, 'x'"), "SELECT 4111, '***'");
+    }
+
+    #[test]
+    fn statement_lines_are_recognised() {
+        assert!(is_statement_line(b"statement: SELECT 1"));
+        assert!(is_statement_line(b"execute <unnamed>: SELECT $1"));
+        assert!(is_statement_line(b"duration: 0.011 ms  plan:\nQuery Text: SELECT 4111"));
+        assert!(!is_statement_line(
+            b"server process (PID 42) was terminated by signal 9: Killed"
+        ));
     }
 
     #[test]
