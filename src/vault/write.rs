@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use vault_core::crypto::binding::{AssociatedData, Binding};
 use vault_core::crypto::cipher::DataKey;
-use vault_core::crypto::encoding::base64_encode;
+use vault_core::crypto::encoding::{base64_encode, max_base64_input, MAX_TEXT_BYTES};
 use vault_core::crypto::root_key::Root;
 use vault_core::ffi::sodium::{self, SecretVec};
 
@@ -26,12 +26,27 @@ pub fn encrypt(
     dk: &DataKey,
     binding: Binding,
 ) -> VResult<(String, Vec<u8>)> {
+    check_size(plaintext.len(), key)?;
     let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
     sodium::random_nonce(&mut nonce);
     let ad = AssociatedData::new(id, binding);
     let oom = |e: sodium::OutOfMemory| VaultError::NoMemory { bytes: e.bytes };
     let blob = dk.encrypt(plaintext, ad.as_slice(), Some(&nonce)).map_err(oom)?;
     Ok((base64_encode(&blob).map_err(oom)?, nonce))
+}
+
+/// A value whose ciphertext's base64 text would not fit in a text column (1 GB) is refused with
+/// 54000 before anything is allocated for it.
+fn check_size(plaintext_bytes: usize, key: &KeyInfo) -> VResult<()> {
+    let limit = max_base64_input(MAX_TEXT_BYTES).saturating_sub(key.key_type.min_blob_bytes());
+    if plaintext_bytes <= limit {
+        return Ok(());
+    }
+    Err(VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        message: format!("a secret's value may be at most {limit} bytes; this one has {plaintext_bytes}"),
+        hint: "Its ciphertext is stored as base64 text, and a text value holds at most 1 GB.".into(),
+    })
 }
 
 /// How secret `id` must be bound when written now: restricted while it has per-secret grants.
