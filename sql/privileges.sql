@@ -49,6 +49,9 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
                           vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
   TO vault_admin;
+-- Migration from supabase_vault (the caller also needs SELECT on the source table).
+GRANT EXECUTE ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea)
+  TO vault_admin;
 -- API tokens: vault_admin creates, lists and revokes them; the table itself is the owner's.
 GRANT SELECT ON vault.api_tokens TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),

@@ -97,6 +97,11 @@ extension_sql_file!(
         api::tokens::api_token_role
     ]
 );
+extension_sql_file!(
+    "../sql/migrate.sql",
+    name = "migrate",
+    requires = ["tokens", api::secrets::supabase_row_kind]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {

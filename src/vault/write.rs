@@ -467,6 +467,29 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
     Ok(pg::with_columns_replaced(trigger, &values))
 }
 
+/// How a row of supabase_vault's `vault.secrets` holds its value, for vault.migrate_from.
+/// supabase_vault stores a plain `INSERT INTO vault.secrets (secret, name)` as plaintext (with a
+/// nonce from the column default); its own writes are ciphertext under key 0 of the root key.
+/// - `ciphertext`: the text authenticates for this id and nonce under the compatibility key of
+///   the loaded root key (a plaintext does so with probability 2^-256): kept byte for byte;
+/// - `ciphertext_without_nonce`: the same with a NULL nonce (supabase_vault's view reads such
+///   rows; vault_ext stores every ciphertext with its nonce): re-encrypted;
+/// - `plaintext`: not base64, or shorter than the 32-byte tag once decoded: it cannot be
+///   ciphertext under any key, so it is the value itself;
+/// - `ambiguous`: base64 of 32 bytes or more that does not authenticate: a plaintext that looks
+///   like base64 (a 64-character hex token does), a ciphertext under another root key, or a
+///   damaged one. vault.migrate_from decides (see there).
+pub fn supabase_row_kind(id: &Uuid, secret: &str, nonce: Option<&[u8]>) -> VResult<&'static str> {
+    let key = keys::lookup(&keys::COMPAT_KEY_ID)?;
+    match decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key, Binding::Open) {
+        Ok(_) if nonce.is_some() => Ok("ciphertext"),
+        Ok(_) => Ok("ciphertext_without_nonce"),
+        Err(VaultError::Malformed { .. }) => Ok("plaintext"),
+        Err(VaultError::DecryptFailed { .. }) => Ok("ambiguous"),
+        Err(e) => Err(e),
+    }
+}
+
 /// Tags must not hold NULL elements (22004): every client reads them as strings. Refused on every
 /// write that sets them (create_secret, update_secret, INSERT, UPDATE of tags), but not on a row
 /// that arrives as ciphertext (a pg_dump restore, a migration: it is stored as it comes, and

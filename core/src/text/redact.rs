@@ -59,6 +59,8 @@ pub const VAULT_NAMES: &[&str] = &[
     "secrets_archive",
     "secret_versions_guard",
     "_stamp_grant",
+    "migrate_from",
+    "_supabase_row_kind",
     "_audit_grants",
     "_audit_secrets",
     "_keys_in_use",
