@@ -140,12 +140,18 @@ for mode in vault all off; do
     -c "SELECT vault.read_secret('$name')::int" \
     -c "SELECT decrypted_secret::jsonb FROM vault.decrypted_secrets WHERE name = '$name'" \
     -c "SELECT vault.read_secret('$name')::date" \
-    -c "SELECT v::numeric FROM public.creds WHERE n = '$name'" >/dev/null
+    -c "SELECT v::numeric FROM public.creds WHERE n = '$name'" \
+    -c "SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                               THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', false)" \
+    -c "SELECT v::float8 FROM public.creds WHERE n = '$name'" >/dev/null
 done
 check "casts of a decrypted value: no marker in the log" "0" "$(grep -c -- "$M-cast" "$(logfile logs)")"
 check "(control, off) the cast errors quote the value" "yes" "$(in_log "invalid input syntax for type integer: \"$O-cast\"")"
 check "(control, off) ... in a JSON DETAIL and CONTEXT too" "yes" "$(in_log "JSON data, line 1: $O")"
 check "(control, off) ... through a view whose name says nothing" "yes" "$(in_log "type numeric: \"$O-cast\"")"
+check "(control, off) ... in a parallel worker and in its leader" "2" "$(grep -c "type double precision: \"$O-cast\"" "$(logfile logs)")"
+check "a parallel worker's error is masked in the worker and the leader" "4" \
+  "$(grep -c 'invalid input syntax for type double precision: "\*\*\*"' "$(logfile logs)")"
 for what in integer date numeric; do
   check "a cast error stays readable, its value masked ($what)" "2" \
     "$(grep -c "ERROR:  22[0-9P]*: invalid input syntax for type $what: \"\*\*\*\"" "$(logfile logs)")"
