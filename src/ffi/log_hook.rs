@@ -142,9 +142,8 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
             // A record touches the vault when its text or statement does, when it is about a vault
             // table, or when this transaction has decrypted a value (the value may be what the
             // error quotes, reached through a view or function whose name says nothing), here or
-            // in a parallel worker.
-            // An error a parallel worker raised is rethrown in the leader with the CONTEXT line
-            // "parallel worker": the worker may have decrypted the value it quotes.
+            // in a parallel worker: an error a worker raised is rethrown in the leader with the
+            // CONTEXT line "parallel worker", and the worker may have decrypted what it quotes.
             let from_worker =
                 bytes(e.context).is_some_and(|c| c.split(|&b| b == b'\n').any(|l| l == b"parallel worker"));
             let touches = in_vault_table
