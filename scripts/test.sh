@@ -28,7 +28,7 @@ skipped=()
 # (a script that stopped early, a filter that matched nothing, a count that was not found)
 # fails instead of passing with what it ran.
 declare -A MIN=([vault_core]=37 [pgrx]=12 [pgvault]=42 [pg_regress]=12 ["cluster tests"]=101 ["log tests"]=85
-  ["root key rotation tests"]=38 ["upgrade tests"]=9 ["fault tests"]=41 ["cli tests"]=282
+  ["root key rotation tests"]=38 ["upgrade tests"]=9 ["fault tests"]=41 ["cli tests"]=283
   ["leak tests"]=46 ["pool tests"]=51 ["cron tests"]=9 ["ha tests"]=27 ["package tests"]=24
   ["web tests"]=231 ["token tests"]=136)
 
