@@ -30,7 +30,8 @@ with a service token in PGVAULT_TOKEN (and PGVAULT_CACERT, a CA file, if needed)
 
 Exit codes: 0 ok, 1 server error, 2 usage, 3 no such secret (or version), 4 permission denied,
 5 cannot connect, 6 no vault_ext in that database, 7 bad input, 8 verify found damaged secrets;
-run: the command's own exit code (126 not executable, 127 not found).";
+run: the command's own exit code (128 + N after signal N; 126 not executable, 127 not found);
+inject: as get.";
 
 /// The secrets of a vault_ext database: list, read, write, run programs with them.
 #[derive(Parser)]
