@@ -733,7 +733,8 @@ with its status (128 + N after signal N). --no-masking execs the command directl
 PGVAULT_URL: polls every --interval seconds). When the environment it would build differs, it
 sends --restart-signal (TERM), waits --grace seconds, kills the command if it is still there and
 starts it again with the new values. A lost connection is retried while the command runs.
-Reconnecting needs a password from PGPASSWORD, ~/.pgpass or the DSN (no prompt).
+The listening connection is a second one: give the password through PGPASSWORD, ~/.pgpass or
+the DSN (else it is asked again at the terminal, as on each reconnection).
 
 --env-file FILE: its variables are added to the environment; a value pgvault://NAME is the
 secret's value, {{{{ pgvault://NAME }}}} inside a value is replaced by it. A variable whose value
