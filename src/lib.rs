@@ -95,6 +95,32 @@ extension_sql_file!(
         api::tokens::api_token_role
     ]
 );
+extension_sql_file!(
+    "../sql/use.sql",
+    name = "use",
+    requires = [
+        "tokens",
+        api::usage::hmac_bytea,
+        api::usage::hmac_text,
+        api::usage::hmac_verify_bytea,
+        api::usage::hmac_verify_text,
+        api::usage::verify_webhook,
+        api::usage::sign_jwt,
+        api::usage::verify_jwt,
+        api::usage::create_signing_key,
+        api::usage::signing_public_key,
+        api::usage::sign_message,
+        api::usage::verify_signature,
+        api::usage::create_encryption_key,
+        api::usage::rotate_encryption_key,
+        api::usage::encrypt_bytea,
+        api::usage::encrypt_text,
+        api::usage::decrypt_bytea,
+        api::usage::decrypt_text,
+        api::usage::rewrap_ciphertext,
+        api::usage::unexportable_changed
+    ]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {

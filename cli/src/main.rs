@@ -630,8 +630,8 @@ fn secret_id(client: &mut Client, name: &str) -> Result<String, Failure> {
 fn may_write(client: &mut Client) -> Result<(), Failure> {
     let ok: bool = client
         .query_one(
-            "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[])', 'EXECUTE') \
-                AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer)', 'EXECUTE') \
+            "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[], boolean)', 'EXECUTE') \
+                AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean)', 'EXECUTE') \
                 AND has_table_privilege('vault.secrets', 'SELECT')",
             &[],
         )?

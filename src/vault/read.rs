@@ -5,6 +5,7 @@ use crate::cache;
 use crate::error::{shown_name, VResult, VaultError};
 use crate::ffi::pg;
 use crate::settings;
+use crate::vault::exportable;
 use crate::vault::grants::{self, Access};
 use crate::vault::keys::{self, KeyInfo};
 use pgrx::prelude::*;
@@ -30,7 +31,7 @@ pub fn with_key_columns(
     key_fingerprint: Option<&str>,
 ) -> VResult<Option<String>> {
     let access = grants::access(id.as_bytes())?;
-    if access == Access::Denied {
+    if access == Access::Denied || exportable::is_unexportable(id.as_bytes())? {
         return Ok(None);
     }
     let key = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)?;
@@ -71,14 +72,29 @@ pub fn by_name(name: Option<&str>) -> VResult<String> {
     let Some((Some(id), Some(secret), nonce, key_id)) = found else {
         return Err(VaultError::UnknownSecret(shown()));
     };
+    if exportable::is_unexportable(id.as_bytes())? {
+        return Err(not_exportable(&shown()));
+    }
     match for_caller(&id, &secret, nonce.as_deref(), key_id, "read")? {
         Some(plain) => into_text(plain, id.as_bytes()),
         None => Err(VaultError::SecretDenied(shown())),
     }
 }
 
+/// vault.read_secret of a non-exportable secret: 42501, pointing to the functions that use it.
+pub fn not_exportable(name: &str) -> VaultError {
+    VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message: format!("secret \"{name}\" is not exportable: its value is never returned"),
+        hint: "Use it inside the server instead: vault.hmac, vault.hmac_verify, vault.verify_webhook, \
+               vault.sign_jwt, vault.verify_jwt, vault.sign, vault.encrypt and vault.decrypt."
+            .into(),
+    }
+}
+
 /// The read path shared by `_decrypt`, `_mask_secret` and `read_secret`: None when per-secret
-/// grants keep the calling role out; otherwise the audit line (if on) and the plaintext.
+/// grants keep the calling role out or the secret is not exportable; otherwise the audit line
+/// (if on) and the plaintext.
 pub fn for_caller(
     id: &Uuid,
     secret: &str,
@@ -88,7 +104,7 @@ pub fn for_caller(
 ) -> VResult<Option<SecretVec>> {
     let id = id.as_bytes();
     let access = grants::access(id)?;
-    if access == Access::Denied {
+    if access == Access::Denied || exportable::is_unexportable(id)? {
         return Ok(None);
     }
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
@@ -103,7 +119,7 @@ pub fn for_caller(
 /// Decrypt for a caller whose grants say `access` (not Denied). A restricted ciphertext of a
 /// secret that has no grants here (another database, a deleted or renamed secret, a copy from a
 /// backup) is only for superusers and vault_admin: None for anyone else.
-fn decrypt_for(
+pub fn decrypt_for(
     access: Access,
     id: &[u8; 16],
     secret_b64: &[u8],
@@ -123,7 +139,7 @@ fn decrypt_for(
 }
 
 /// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
-fn audit_read(id: &[u8; 16], what: &str) {
+pub fn audit_read(id: &[u8; 16], what: &str) {
     if settings::audit_reads() {
         let (current, session) = pg::role_names();
         pgrx::log!(
