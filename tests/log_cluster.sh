@@ -160,4 +160,33 @@ check_contains "vault.audit_reads is superuser-only" "42501" \
   "$(sql logs "SET ROLE audited_reader; SET vault.audit_reads = off")"
 check "still no plaintext marker in the server log" "0" "$(grep -c "$M-" "$(logfile logs)")"
 
+# Using a secret without reading it (SPEC 11): payloads, plaintexts, claims, tokens and
+# ciphertexts given to these functions are user data, masked like values; errors too.
+U=USEDATA$RANDOM$RANDOM
+sql logs "SELECT vault.create_secret('$U-key', 'use_key'); SELECT vault.create_encryption_key('use_enc');
+          SELECT vault.create_signing_key('use_sig'); CREATE ROLE audited_user IN ROLE vault_user" >/dev/null
+TOKEN=$(sql logs "SELECT vault.sign_jwt('use_key', '{\"sub\":\"$U-claim\"}')")
+CT=$(sql logs "SELECT vault.encrypt('use_enc', '$U-plain', 'user:1')")
+sql logs "SELECT vault.hmac('use_key', '$U-message'), vault.hmac_verify('use_key', '$U-verify', '\\x00');
+          SELECT vault.verify_webhook('github', 'use_key', '$U-payload', '{\"X-Hub-Signature-256\": \"sha256=$U-sig\"}');
+          SELECT vault.verify_jwt('use_key', '$TOKEN'); SELECT vault.decrypt_text('use_enc', '$CT', 'user:1');
+          SELECT vault.rewrap('use_enc', '$CT', 'user:1'); SELECT vault.sign('use_sig', '$U-signed'::bytea)" >/dev/null
+check_contains "a failing use is logged, masked" "22023" "$(sql logs "SELECT vault.decrypt_text('use_enc', '$U-not-a-ciphertext')")"
+check_contains "a wrong context fails" "XX001" "$(sql logs "SELECT vault.decrypt_text('use_enc', '$CT', '$U-context')")"
+PGOPTIONS="-c search_path=public,vault" psql_s -c "SELECT encode(hmac('use_key', '$U-unqualified'), 'hex')" >/dev/null
+bench extended "SELECT vault.hmac('use_key', :m::text);" "m=$U-bind"
+bench extended "SELECT vault.encrypt('use_enc', :m::text);" "m=$U-bind-encrypt"
+sql logs "SELECT 1" >/dev/null # flush
+check "the token was made" "yes" "$([ ${#TOKEN} -gt 40 ] && echo yes || echo no)"
+check "use: no payload, plaintext or claim in the log" "0" "$(grep -c -- "$U-" "$(logfile logs)")"
+check "use: no token in the log" "0" "$(grep -cF -- "${TOKEN##*.}" "$(logfile logs)")"
+check "use: no ciphertext in the log" "0" "$(grep -cF -- "${CT:9:40}" "$(logfile logs)")"
+check_contains "use: the statement stays readable" "statement: SELECT vault.hmac('***', '***')" "$(cat "$(logfile logs)")"
+# vault.audit_reads: a use is logged like a read, with action use.
+UID_=$(sql logs "SELECT id FROM vault.secrets WHERE name = 'use_key'")
+sql logs "SET vault.audit_reads = on; SET ROLE audited_user; SELECT vault.hmac('use_key', 'x')" >/dev/null
+check "audit_reads on: one use line, naming role, session and secret" "1" \
+  "$(grep -c "LOG:  .*vault_ext audit: role \"audited_user\" (session \"postgres\") use secret $UID_" "$(logfile logs)")"
+check "no value of a used secret in the log" "0" "$(grep -c -- "$U-" "$(logfile logs)")"
+
 summary "log tests"

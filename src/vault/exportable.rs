@@ -26,9 +26,21 @@ thread_local! {
 
 const SQL: &str = "SELECT u.secret_id FROM vault.unexportable_secrets u";
 
+/// Whether the table exists: not in 0.1.0's schema, between installing this library and ALTER
+/// EXTENSION UPDATE (no secret is non-exportable there).
+const EXISTS_SQL: &str = "SELECT pg_catalog.to_regclass('vault.unexportable_secrets') IS NOT NULL";
+
 fn load() -> VResult<HashSet<[u8; 16]>> {
     let mut ids = HashSet::new();
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
+        if !client
+            .select(EXISTS_SQL, Some(1), &[])?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
         for row in cache::plans::select(&QUERY, client, SQL, &[], None, &[])? {
             if let Some(id) = row.get::<Uuid>(1)? {
                 ids.insert(*id.as_bytes());

@@ -28,7 +28,12 @@ thread_local! {
     static ACL_QUERY: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
-const ACL_SQL: &str = "SELECT secret_id, grantee::oid, privilege OPERATOR(pg_catalog.=) 'read' FROM vault.secret_acl";
+/// Whether a grant allows reading: `privilege` is not 'use'. Read through to_jsonb so the query
+/// also runs against 0.1.0's table (no such column; every grant reads) between installing this
+/// library and ALTER EXTENSION UPDATE.
+const ACL_SQL: &str = "SELECT a.secret_id, a.grantee::oid, \
+                       (pg_catalog.to_jsonb(a) OPERATOR(pg_catalog.->>) 'privilege') IS DISTINCT FROM 'use' \
+                       FROM vault.secret_acl a";
 
 fn load() -> VResult<Acl> {
     let mut grants: HashMap<[u8; 16], Vec<(pg_sys::Oid, bool)>> = HashMap::new();

@@ -35,7 +35,7 @@ pub fn with_key_columns(
         return Ok(None);
     }
     let key = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)?;
-    match decrypt_for(access, id.as_bytes(), secret.as_bytes(), nonce, &key)? {
+    match decrypt_for(access, id.as_bytes(), secret.as_bytes(), nonce, &key, None)? {
         Some(plain) => into_text(plain, id.as_bytes()).map(Some),
         None => Ok(None),
     }
@@ -109,7 +109,7 @@ pub fn for_caller(
     }
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let key = keys::lookup_for_read(&key_id)?;
-    let plain = decrypt_for(access, id, secret.as_bytes(), nonce, &key)?;
+    let plain = decrypt_for(access, id, secret.as_bytes(), nonce, &key, None)?;
     if plain.is_some() {
         audit_read(id, what);
     }
@@ -118,20 +118,28 @@ pub fn for_caller(
 
 /// Decrypt for a caller whose grants say `access` (not Denied). A restricted ciphertext of a
 /// secret that has no grants here (another database, a deleted or renamed secret, a copy from a
-/// backup) is only for superusers and vault_admin: None for anyone else.
+/// backup) is only for superusers and vault_admin: None for anyone else. A sealed
+/// (non-exportable) ciphertext is None for reads (`use_sealed` None), wherever it turns up; the
+/// use path passes Some(whether it expects it sealed).
 pub fn decrypt_for(
     access: Access,
     id: &[u8; 16],
     secret_b64: &[u8],
     nonce: Option<&[u8]>,
     key: &KeyInfo,
+    use_sealed: Option<bool>,
 ) -> VResult<Option<SecretVec>> {
     let expected = match access {
         Access::Granted => Binding::Restricted,
         _ => Binding::Open,
-    };
+    }
+    .sealed(use_sealed.unwrap_or(false));
     let (plain, binding) = decrypt(id, secret_b64, nonce, key, expected)?;
-    if access == Access::Open && binding == Binding::Restricted && !grants::caller_is_admin()? {
+    if binding.is_sealed() && use_sealed.is_none() {
+        drop(plain); // wiped
+        return Ok(None);
+    }
+    if access == Access::Open && binding.is_restricted() && !grants::caller_is_admin()? {
         drop(plain); // wiped
         return Ok(None);
     }
@@ -176,7 +184,8 @@ pub fn decode_ciphertext(id: &[u8; 16], secret_b64: &[u8]) -> VResult<SecretVec>
 }
 
 /// Decrypt a stored (base64) secret bound to its row id and nonce, trying the `expected`
-/// binding first and then the other; returns the plaintext and the binding that authenticated.
+/// binding first and then the others (`Binding::candidates`); returns the plaintext and the
+/// binding that authenticated.
 pub fn decrypt(
     id: &[u8; 16],
     secret_b64: &[u8],
@@ -198,9 +207,14 @@ pub fn decrypt_with(
 ) -> VResult<(SecretVec, Binding)> {
     let secret = || keys::uuid_string(id);
     let blob = decode_ciphertext(id, secret_b64)?;
-    let candidates = [expected, expected.other()];
+    let candidates = expected.candidates();
     let ads = candidates.map(|b| AssociatedData::new(id, b));
-    let ads = [ads[0].as_slice(), ads[1].as_slice()];
+    let ads = [
+        ads[0].as_slice(),
+        ads[1].as_slice(),
+        ads[2].as_slice(),
+        ads[3].as_slice(),
+    ];
     let (plain, which) = dk.decrypt_any(blob, &ads, nonce).map_err(|e| match e {
         CipherError::Malformed => VaultError::Malformed {
             secret: secret(),

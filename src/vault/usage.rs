@@ -108,7 +108,7 @@ impl InUse {
     }
 }
 
-const LOOKUP_SQL: &str = "SELECT s.id, s.secret, s.nonce, s.key_id, k.kind, k.public_key \
+const LOOKUP_SQL: &str = "SELECT s.id, s.secret, s.nonce, s.key_id, k.kind, k.public_key, s.exportable \
       FROM vault.secrets s LEFT JOIN vault.secret_kinds k ON k.secret_id OPERATOR(pg_catalog.=) s.id \
      WHERE s.name OPERATOR(pg_catalog.=) $1";
 
@@ -137,6 +137,7 @@ type Row = (
     Option<Uuid>,
     Option<String>,
     Option<Vec<u8>>,
+    Option<bool>,
 );
 
 fn lookup(name: &str) -> VResult<Option<Row>> {
@@ -146,7 +147,15 @@ fn lookup(name: &str) -> VResult<Option<Row>> {
             let rows = cache::plans::select(&LOOKUP, client, LOOKUP_SQL, &text, Some(1), &[name.into()])?;
             match rows.into_iter().next() {
                 None => Ok(None),
-                Some(r) => Ok(Some((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))),
+                Some(r) => Ok(Some((
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))),
             }
         })
     })
@@ -185,7 +194,7 @@ pub fn fetch(name: &str) -> VResult<InUse> {
             value: SecretVec::from_vec(value.as_slice().to_vec()),
         });
     }
-    let Some((Some(id), Some(secret), nonce, key_id, kind, public_key)) = lookup(name)? else {
+    let Some((Some(id), Some(secret), nonce, key_id, kind, public_key, exportable)) = lookup(name)? else {
         return Err(VaultError::UnknownSecret(shown()));
     };
     let idb = *id.as_bytes();
@@ -195,7 +204,8 @@ pub fn fetch(name: &str) -> VResult<InUse> {
     }
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let key = keys::lookup_for_read(&key_id)?;
-    let Some(value) = read::decrypt_for(access, &idb, secret.as_bytes(), nonce.as_deref(), &key)? else {
+    let sealed = !exportable.unwrap_or(true);
+    let Some(value) = read::decrypt_for(access, &idb, secret.as_bytes(), nonce.as_deref(), &key, Some(sealed))? else {
         return Err(denied(&shown()));
     };
     read::audit_read(&idb, "use");
@@ -232,7 +242,7 @@ pub fn forget() {
 /// no grant is checked and nothing is decrypted.
 pub fn public_key(name: &str) -> VResult<Vec<u8>> {
     let row = lookup(name)?;
-    let Some((Some(_), _, _, _, kind, pk)) = row else {
+    let Some((Some(_), _, _, _, kind, pk, _)) = row else {
         return Err(VaultError::UnknownSecret(shown_name(name).into_owned()));
     };
     match Kind::parse(kind.as_deref(), pk) {
