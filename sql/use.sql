@@ -36,6 +36,11 @@ COMMENT ON TABLE vault.unexportable_secrets IS 'Ids of non-exportable secrets (k
 CREATE TRIGGER unexportable_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.unexportable_secrets
   FOR EACH STATEMENT EXECUTE FUNCTION vault.unexportable_changed();
 
+-- Every write to vault.secrets makes what the use path keeps (src/vault/usage.rs: decrypted
+-- keys, per role) stale, here at once and in every other backend when it commits.
+CREATE TRIGGER secrets_use_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.unexportable_changed();
+
 -- exportable goes to false once and back by no path: update_secret, UPDATE, a restored or
 -- re-inserted row under the id (22023). Runs as the owner to record the id.
 CREATE FUNCTION vault._keep_unexportable() RETURNS trigger

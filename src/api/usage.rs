@@ -334,7 +334,8 @@ fn rewrap_ciphertext(key_name: &str, ciphertext: &str, context: default!(&str, "
     seal(key_name, plain.as_slice(), context).or_raise()
 }
 
-/// Statement trigger on vault.unexportable_secrets: the read path's cached ids are stale.
+/// Statement trigger on vault.unexportable_secrets and vault.secrets: the read path's cached
+/// ids and the use path's kept keys are stale.
 #[pg_trigger]
 fn unexportable_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,

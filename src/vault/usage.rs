@@ -4,9 +4,10 @@
 //! The row is looked up as the bootstrap superuser (a `vault_user` may not select the table,
 //! only call these functions), then the caller's rights are checked as for a read: per-secret
 //! grants with `use` or `read`, the restricted binding of the ciphertext, vault.audit_reads
-//! (action `use`). The decrypted value is kept for the rest of the transaction for the same
-//! role (a scan that encrypts 100k rows decrypts its key once); every call still checks the
-//! grants and writes its audit line.
+//! (action `use`). The decrypted value is kept for the same role until vault.secrets, the keys
+//! or the grants change anywhere (cache::epoch: a statement trigger on vault.secrets announces
+//! every write), so a scan that encrypts 100k rows, or a stream of webhook checks, decrypts the
+//! key once; every call still checks the grants and writes its audit line.
 
 use crate::cache;
 use crate::error::{shown_name, VResult, VaultError};
@@ -51,7 +52,7 @@ impl Kind {
 pub struct InUse {
     pub name: String,
     pub kind: Kind,
-    pub value: SecretVec,
+    pub value: Rc<SecretVec>,
 }
 
 impl InUse {
@@ -112,7 +113,7 @@ const LOOKUP_SQL: &str = "SELECT s.id, s.secret, s.nonce, s.key_id, k.kind, k.pu
       FROM vault.secrets s LEFT JOIN vault.secret_kinds k ON k.secret_id OPERATOR(pg_catalog.=) s.id \
      WHERE s.name OPERATOR(pg_catalog.=) $1";
 
-/// Decrypted values of this transaction: (name, role, stamp) -> value.
+/// Decrypted values: (name, role) -> value, valid while `stamp` is.
 struct Kept {
     name: String,
     role: pg_sys::Oid,
@@ -191,10 +192,11 @@ pub fn fetch(name: &str) -> VResult<InUse> {
         return Ok(InUse {
             name: name.to_string(),
             kind,
-            value: SecretVec::from_vec(value.as_slice().to_vec()),
+            value,
         });
     }
-    let Some((Some(id), Some(secret), nonce, key_id, kind, public_key, exportable)) = lookup(name)? else {
+    let (row, stamp) = cache::epoch::load(|| lookup(name))?;
+    let Some((Some(id), Some(secret), nonce, key_id, kind, public_key, exportable)) = row else {
         return Err(VaultError::UnknownSecret(shown()));
     };
     let idb = *id.as_bytes();
@@ -210,7 +212,7 @@ pub fn fetch(name: &str) -> VResult<InUse> {
     };
     read::audit_read(&idb, "use");
     let kind = Kind::parse(kind.as_deref(), public_key);
-    let copy = Rc::new(SecretVec::from_vec(value.as_slice().to_vec()));
+    let value = Rc::new(value);
     KEPT.with(|k| {
         let mut k = k.borrow_mut();
         k.retain(|e| e.stamp.is_valid() && !(e.name == name && e.role == role));
@@ -220,10 +222,10 @@ pub fn fetch(name: &str) -> VResult<InUse> {
         k.push(Kept {
             name: name.to_string(),
             role,
-            stamp: cache::Stamp::for_transaction(),
+            stamp,
             id: idb,
             kind: kind.clone(),
-            value: copy,
+            value: value.clone(),
         });
     });
     Ok(InUse {
