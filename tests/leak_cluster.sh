@@ -134,6 +134,14 @@ NEROW=$(as_role r_admin "SELECT format('%L::uuid, %L, %L::bytea, %L::uuid', id, 
 check "... nor by calling _decrypt with its row, in this database" "t" "$(as_role r_admin "SELECT vault._decrypt($NEROW) IS NULL" a)"
 check "... nor in another database of the cluster (its ciphertext is sealed)" "t" \
   "$(as_role r_admin "SELECT vault._decrypt($NEROW) IS NULL" b)"
+# A backend that keeps the decrypted key sees a new value written by another session at once.
+out=$(as_pg "$PG_BINDIR/psql" -h "$WORK" -p "$(port leak)" -U u_app -d a -XAtq \
+  -c "SELECT encode(vault.hmac('ne', 'm'), 'hex')" \
+  -c "\\! '$PG_BINDIR/psql' -h '$WORK' -p $(port leak) -U postgres -d a -Xq -c \"SELECT vault.update_secret(id, 'key') FROM vault.secrets WHERE name = 'ne'\" >/dev/null" \
+  -c "SELECT encode(vault.hmac('ne', 'The quick brown fox jumps over the lazy dog'), 'hex')" 2>&1)
+check "a kept key is dropped when another session writes the secret" \
+  "$MAC f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8" "$(echo $out)"
+MAC=$(as_role u_app "SELECT encode(vault.hmac('ne', 'm'), 'hex')" a)
 sql leak "CHECKPOINT" >/dev/null
 check "after CHECKPOINT no non-exportable value, column plaintext or token is in the data directory" "absent absent absent" \
   "$(grep_data "$NE" "$(datadir leak)") $(grep_data "$PLAIN" "$(datadir leak)") $(grep_data "$JWT" "$(datadir leak)")"

@@ -821,12 +821,13 @@ fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
     Ok(value)
 }
 
-/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out
-/// reads as NULL.
+/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out, or
+/// of a non-exportable secret (never returned, also not to vault_admin), reads as NULL.
 fn not_granted(name: &str) -> Failure {
     Failure::denied(format!(
         "secret {} is not readable by this role: vault.grant_secret narrowed it to other roles \
-         (see vault.secret_grants)",
+         (see vault.secret_grants), or it is not exportable (only used inside the server, by \
+         vault.hmac, vault.sign_jwt, ...)",
         text::escape(name)
     ))
 }
@@ -988,7 +989,7 @@ fn select(rows: Vec<Row>, tags: &[String], only: &[String]) -> Result<Secrets, F
                 return Err(not_granted(&name));
             }
             eprintln!(
-                "pgvault: warning: skipping secret {}: its grants leave this role out",
+                "pgvault: warning: skipping secret {}: its grants leave this role out, or it is not exportable",
                 text::escape(&name)
             );
             continue;

@@ -334,12 +334,16 @@ fn rewrap_ciphertext(key_name: &str, ciphertext: &str, context: default!(&str, "
     seal(key_name, plain.as_slice(), context).or_raise()
 }
 
-/// Statement trigger on vault.unexportable_secrets and vault.secrets: the read path's cached
-/// ids and the use path's kept keys are stale.
+/// Statement trigger on vault.unexportable_secrets (the read path's cached ids are stale) and on
+/// vault.secrets (the use path's kept keys are stale, and nothing else).
 #[pg_trigger]
 fn unexportable_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    crate::cache::epoch::changed_here(trigger.relation()?.oid());
+    if trigger.table_name()? == "secrets" {
+        crate::cache::epoch::use_changed_here();
+    } else {
+        crate::cache::epoch::changed_here(trigger.relation()?.oid());
+    }
     Ok(None)
 }

@@ -70,15 +70,16 @@ pub fn at_process_exit(f: fn()) {
     unsafe { pg_sys::on_proc_exit(Some(trampoline), pg_sys::Datum::from(f as usize)) };
 }
 
-/// Call `f` on every relation cache invalidation this process receives (any relation, or
-/// all of them): other sessions' committed changes to vault.keys / vault.secret_acl arrive
-/// this way (see `announce_change`). Register once, in the postmaster while preloading.
-pub fn on_relcache_invalidation(f: fn()) {
+/// Call `f` with the relation's OID on every relation cache invalidation this process receives
+/// (InvalidOid: all of them): other sessions' committed changes to vault.keys /
+/// vault.secret_acl arrive this way (see `announce_change`). Register once, in the postmaster
+/// while preloading. `f` must not touch the catalogs.
+pub fn on_relcache_invalidation(f: fn(pg_sys::Oid)) {
     #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
-        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
-        f();
+    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, relid: pg_sys::Oid) {
+        // SAFETY: `arg` is the `fn(Oid)` pointer registered below, converted losslessly.
+        let f: fn(pg_sys::Oid) = unsafe { std::mem::transmute::<usize, fn(pg_sys::Oid)>(arg.value()) };
+        f(relid);
     }
     // SAFETY: the callback table is per process and inherited by forked backends; a fn
     // pointer fits in a Datum and lives for the program's lifetime.

@@ -117,7 +117,7 @@ const LOOKUP_SQL: &str = "SELECT s.id, s.secret, s.nonce, s.key_id, k.kind, k.pu
 struct Kept {
     name: String,
     role: pg_sys::Oid,
-    stamp: cache::Stamp,
+    stamp: cache::epoch::UseStamp,
     id: [u8; 16],
     kind: Kind,
     value: Rc<SecretVec>,
@@ -195,7 +195,7 @@ pub fn fetch(name: &str) -> VResult<InUse> {
             value,
         });
     }
-    let (row, stamp) = cache::epoch::load(|| lookup(name))?;
+    let (row, stamp) = cache::epoch::load_for_use(|| lookup(name))?;
     let Some((Some(id), Some(secret), nonce, key_id, kind, public_key, exportable)) = row else {
         return Err(VaultError::UnknownSecret(shown()));
     };

@@ -33,6 +33,15 @@ SELECT vault.hmac('jefe', 'x', 'md5');
 \echo :SQLSTATE
 SELECT vault.hmac(NULL, 'x') IS NULL AS strict;
 RESET ROLE;
+-- A new value is used at once (the kept key is dropped by the write), in this transaction too.
+BEGIN;
+SELECT vault.update_secret(id, 'key') FROM vault.secrets WHERE name = 'jefe';
+SET LOCAL ROLE regress_app;
+SELECT encode(vault.hmac('jefe', 'The quick brown fox jumps over the lazy dog'), 'hex') AS new_value_used;
+ROLLBACK;
+SET ROLE regress_app;
+SELECT encode(vault.hmac('jefe', 'what do ya want for nothing?'), 'hex') = '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843' AS old_value_again;
+RESET ROLE;
 -- No vault role at all: nothing.
 SET ROLE regress_nobody;
 SELECT vault.hmac('jefe', 'x');
