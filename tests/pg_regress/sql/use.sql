@@ -162,6 +162,9 @@ SELECT encode(vault.hmac('jefe_locked', 'what do ya want for nothing?'), 'hex') 
 -- A new value keeps the old one as a version: NULL there too.
 SELECT vault.update_secret(id, 'Jefe2') FROM vault.secrets WHERE name = 'jefe_locked';
 SELECT version, decrypted_secret IS NULL AS hidden FROM vault.decrypted_secret_versions WHERE name = 'jefe_locked';
+-- Rolling back would need the value: refused.
+SELECT vault.rollback_secret('00000000-0000-4000-8000-0000000000c1', 1);
+\echo :SQLSTATE
 -- Back to exportable: by no path.
 SELECT vault.update_secret(id, new_exportable => true) FROM vault.secrets WHERE name = 'jefe_locked';
 \echo :SQLSTATE
