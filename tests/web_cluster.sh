@@ -285,7 +285,7 @@ check "and the reader is out again" 403 "$CODE"
 req web_reader PUT /api/v1/secrets/stripe_key/grants/web_reader
 check "a grant by vault_reader: 403, nothing granted" "403 web_granted" "$CODE $(acl)"
 req web_admin PUT /api/v1/secrets/stripe_key/grants/no_such_role
-check "a grant to an unknown role: 404 42704" "404 42704" "$CODE $(body | jq -r .sqlstate)"
+check "a grant to an unknown role: 400 42704 (bad input, as the CLI's exit 7)" "400 42704" "$CODE $(body | jq -r .sqlstate)"
 req web_reader PUT /api/v1/secrets/reader_try '{"value": "reader-try-value"}'
 check "PUT by vault_reader: 403, nothing created" "403 0" "$CODE $(sql web "SELECT count(*) FROM vault.secrets WHERE name = 'reader_try'")"
 req web_reader DELETE /api/v1/secrets/stripe_key

@@ -11,6 +11,7 @@
 //! server's own login role, which must not be a superuser and switches to the token's role
 //! with `SET LOCAL ROLE` in the request's transaction, as PostgREST's authenticator does.
 
+use crate::error::Kind;
 use crate::text::escape;
 use crate::{conn, Failure};
 use axum::body::{Body, Bytes};
@@ -239,16 +240,9 @@ impl ApiError {
     }
 }
 
-/// The HTTP status for a SQLSTATE.
+/// The HTTP status for a SQLSTATE (the one table in error.rs).
 fn status_of(sqlstate: &str) -> StatusCode {
-    match sqlstate {
-        "42501" => StatusCode::FORBIDDEN,
-        "P0002" | "42704" => StatusCode::NOT_FOUND,
-        "40001" | "23505" => StatusCode::CONFLICT,
-        "28P01" | "28000" => StatusCode::UNAUTHORIZED,
-        s if s.starts_with("22") || s == "23502" || s == "23514" => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(Kind::of_sqlstate(sqlstate).http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl From<postgres::Error> for ApiError {
@@ -1576,7 +1570,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::new(1, format!("cannot start: {e}")))?;
+        .map_err(|e| Failure::failed(format!("cannot start: {e}")))?;
     let app = Arc::new(App {
         target: target.clone(),
         sessions: Mutex::new(HashMap::new()),
@@ -1664,7 +1658,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", opts.listen)))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| Failure::new(1, e.to_string()))?;
+            .map_err(|e| Failure::failed(e.to_string()))?;
         eprintln!(
             "pgvault serve: listening on {scheme}://{} for {}",
             listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -1676,20 +1670,20 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         let served = match config {
             Some(config) => {
                 axum_server::from_tcp_rustls(listener, config)
-                    .map_err(|e| Failure::new(1, e.to_string()))?
+                    .map_err(|e| Failure::failed(e.to_string()))?
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
                 axum_server::from_tcp(listener)
-                    .map_err(|e| Failure::new(1, e.to_string()))?
+                    .map_err(|e| Failure::failed(e.to_string()))?
                     .handle(handle)
                     .serve(service)
                     .await
             }
         };
-        served.map_err(|e| Failure::new(1, format!("server stopped: {e}")))
+        served.map_err(|e| Failure::failed(format!("server stopped: {e}")))
     })
 }
 

@@ -1,0 +1,72 @@
+//! `pgvault serve`: the web console and its JSON API.
+
+use super::Ctx;
+use crate::error::Failure;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The web console and its JSON API over HTTPS, each user logged in as their own role
+#[derive(clap::Args)]
+#[command(
+    after_help = "Users log in with their Postgres role and password (checked by the database, which must
+ask for one: scram-sha-256 in pg_hba.conf); each session uses that role's own connection, made
+with the connection options above. The console is at https://LISTEN/; the API under /api/v1.
+Services send `Authorization: Bearer TOKEN` (pgvault token create) instead: those requests run
+on the connection options' own role (never a superuser), switched to the token's role.
+
+Examples:
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \\
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout key.pem -out cert.pem
+  pgvault --dsn 'host=db.internal dbname=app sslmode=verify-full' serve --tls-cert cert.pem --tls-key key.pem"
+)]
+pub struct Serve {
+    /// Address and port to listen on
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// The server's certificate chain (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (loopback addresses only, e.g. behind a TLS proxy on this host)
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// End a session unused for this many seconds
+    #[arg(long, default_value_t = 900, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Failed logins from one address, within a minute, before it gets 429
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_login_failures: usize,
+    /// Connections of the server's own role (the connection options) for Bearer-token requests
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub token_connections: usize,
+    /// Database connections per session, opened at login as that role, so a user's
+    /// parallel requests do not wait for each other (1: one connection per session)
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub session_connections: u16,
+    /// Console sessions one role may hold at once; a new login past that ends its oldest
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_sessions_per_role: usize,
+}
+
+impl Serve {
+    pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
+        crate::serve::run(
+            ctx.target()?,
+            crate::serve::Options {
+                listen: self.listen,
+                tls_cert: self.tls_cert,
+                tls_key: self.tls_key,
+                insecure_http: self.insecure_http,
+                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+                max_login_failures: self.max_login_failures.max(1),
+                login_window: Duration::from_secs(60),
+                token_connections: self.token_connections,
+                session_connections: usize::from(self.session_connections),
+                max_sessions_per_role: self.max_sessions_per_role,
+            },
+        )
+    }
+}
