@@ -11,7 +11,9 @@
 //! server's own login role, which must not be a superuser and switches to the token's role
 //! with `SET LOCAL ROLE` in the request's transaction, as PostgREST's authenticator does.
 
+use crate::api::types::SecretMeta;
 use crate::error::Kind;
+use crate::store;
 use crate::text::escape;
 use crate::{conn, Failure};
 use axum::body::{Body, Bytes};
@@ -1013,47 +1015,16 @@ fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
 }
 
 fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<Value>, ApiError> {
-    let rows = c.query(
-        "SELECT id::text, name, description, coalesce(masked_secret, ''), tags, \
-                to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                coalesce(expires_at <= now(), false), coalesce(expires_at <= now() + interval '7 days', false) \
-           FROM vault.masked_secrets \
-          WHERE tags OPERATOR(pg_catalog.@>) $1::text[] AND ($2::text IS NULL OR name = $2) \
-          ORDER BY name NULLS LAST, id",
-        &[&tags, &name],
-    )?;
+    let rows = store::secrets::list(c, tags, name)?;
     // Versions are in vault.secrets, which only vault_admin may read.
-    let mut versions: HashMap<String, i32> = HashMap::new();
-    let may: bool = c
-        .query_one("SELECT has_table_privilege('vault.secrets', 'SELECT')", &[])?
-        .get(0);
-    if may {
-        for r in c.query(
-            "SELECT id::text, version FROM vault.secrets WHERE ($1::text IS NULL OR name = $1)",
-            &[&name],
-        )? {
-            versions.insert(r.get(0), r.get(1));
-        }
-    }
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let id: String = r.get(0);
-            json!({
-                "id": id,
-                "name": r.get::<_, Option<String>>(1),
-                "description": r.get::<_, String>(2),
-                "masked": r.get::<_, String>(3),
-                "tags": tags_of(r, 4),
-                "expires_at": r.get::<_, Option<String>>(5),
-                "updated_at": r.get::<_, String>(6),
-                "expired": r.get::<_, bool>(7),
-                "expiring_soon": r.get::<_, bool>(8),
-                "version": versions.get(&id),
-            })
+    let versions = store::secrets::versions(c, name)?;
+    rows.into_iter()
+        .map(|m| {
+            let version = versions.get(&m.id).copied();
+            serde_json::to_value(SecretMeta::of(m, version))
+                .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))
         })
-        .collect())
+        .collect()
 }
 
 async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
@@ -1075,16 +1046,17 @@ macro_rules! get_secret_sql {
                     to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                     to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                     coalesce(d.expires_at <= now(), false), \
-                    coalesce(d.expires_at <= now() + interval '7 days', false), ",
+                    coalesce(d.expires_at <= now() + interval '7 days', false), \
+                    to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ",
             $last,
             " FROM (SELECT s.decrypted_secret AS v, s.id, s.name, s.description, s.tags, s.expires_at, \
-                           s.updated_at \
+                           s.updated_at, s.created_at \
                       FROM vault.decrypted_secrets s WHERE s.name = $1 OFFSET 0) d"
         )
     };
 }
 const GET_SECRET: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')");
-/// The same with the version (column 11) from the same snapshot: only for a role that may read
+/// The same with the version (column 12) from the same snapshot: only for a role that may read
 /// vault.secrets (others get 42501 from it).
 const GET_SECRET_VERSIONED: &str = get_secret_sql!("true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id)");
 const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
@@ -1151,9 +1123,9 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
             ));
         };
         let id: String = r.get(1);
-        let may_read_versions = r.get::<_, bool>(10);
-        let version: Option<i32> = if r.len() > 11 {
-            r.get(11)
+        let may_read_versions = r.get::<_, bool>(11);
+        let version: Option<i32> = if r.len() > 12 {
+            r.get(12)
         } else if session.is_none() && may_read_versions {
             query_one_row(c, statements, VERSION_OF, &id)?.map(|v| v.get(0))
         } else {
@@ -1174,6 +1146,7 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
             "updated_at": r.get::<_, String>(7),
             "expired": r.get::<_, bool>(8),
             "expiring_soon": r.get::<_, bool>(9),
+            "created_at": r.get::<_, String>(10),
             "version": version,
             "value": value.as_str(),
         });
@@ -1546,6 +1519,32 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The server's state for these options.
+fn new_app(target: &conn::Target, opts: &Options) -> Arc<App> {
+    Arc::new(App {
+        target: target.clone(),
+        sessions: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
+        idle_timeout: opts.idle_timeout,
+        max_login_failures: opts.max_login_failures,
+        login_window: opts.login_window,
+        tokens: TokenPool {
+            slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
+            idle: Mutex::new(Vec::new()),
+        },
+        session_connections: opts.session_connections.max(1),
+        max_sessions_per_role: opts.max_sessions_per_role.max(1),
+        login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
+    })
+}
+
+/// The console and API for `target` with `opts`, without a listener: what `run` serves, and
+/// what the in-process API tests (cli/tests/api.rs) send requests to. Requests need a
+/// `ConnectInfo<SocketAddr>` extension (the listener adds it).
+pub fn router_with(target: &conn::Target, opts: &Options) -> Router {
+    router(new_app(target, opts))
+}
+
 /// Checks the options, then serves until SIGINT / SIGTERM.
 pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
     if opts.insecure_http && !opts.listen.ip().is_loopback() {
@@ -1571,21 +1570,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start: {e}")))?;
-    let app = Arc::new(App {
-        target: target.clone(),
-        sessions: Mutex::new(HashMap::new()),
-        failures: Mutex::new(HashMap::new()),
-        idle_timeout: opts.idle_timeout,
-        max_login_failures: opts.max_login_failures,
-        login_window: opts.login_window,
-        tokens: TokenPool {
-            slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
-            idle: Mutex::new(Vec::new()),
-        },
-        session_connections: opts.session_connections.max(1),
-        max_sessions_per_role: opts.max_sessions_per_role.max(1),
-        login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
-    });
+    let app = new_app(&target, &opts);
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {
         Ok(mut c) => {

@@ -12,7 +12,7 @@ mod reading;
 mod rm;
 mod rollback;
 mod run;
-mod serve;
+pub mod serve;
 mod set;
 mod token;
 mod verify;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The web console and its JSON API over HTTPS, each user logged in as their own role
-#[derive(clap::Args)]
+#[derive(clap::Parser)]
 #[command(
+    name = "serve",
     after_help = "Users log in with their Postgres role and password (checked by the database, which must
 ask for one: scram-sha-256 in pg_hba.conf); each session uses that role's own connection, made
 with the connection options above. The console is at https://LISTEN/; the API under /api/v1.
@@ -53,20 +54,22 @@ pub struct Serve {
 
 impl Serve {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        crate::serve::run(
-            ctx.target()?,
-            crate::serve::Options {
-                listen: self.listen,
-                tls_cert: self.tls_cert,
-                tls_key: self.tls_key,
-                insecure_http: self.insecure_http,
-                idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
-                max_login_failures: self.max_login_failures.max(1),
-                login_window: Duration::from_secs(60),
-                token_connections: self.token_connections,
-                session_connections: usize::from(self.session_connections),
-                max_sessions_per_role: self.max_sessions_per_role,
-            },
-        )
+        crate::serve::run(ctx.target()?, self.options())
+    }
+
+    /// What the server runs with.
+    pub fn options(&self) -> crate::serve::Options {
+        crate::serve::Options {
+            listen: self.listen,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_http: self.insecure_http,
+            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+            max_login_failures: self.max_login_failures.max(1),
+            login_window: Duration::from_secs(60),
+            token_connections: self.token_connections,
+            session_connections: usize::from(self.session_connections),
+            max_sessions_per_role: self.max_sessions_per_role,
+        }
     }
 }
