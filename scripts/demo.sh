@@ -17,6 +17,10 @@ if [ -f "$DEMO/data/postmaster.pid" ]; then
 fi
 if [ ! -d "$DEMO/data" ]; then
   runuser -u postgres -- "$BIN/initdb" -D "$DEMO/data" -E UTF8 --locale=C.UTF-8 -A trust -U postgres >/dev/null
+  # The superuser's socket is trusted (this is a demo); every other role gives a password the
+  # database checks, which is what pgvault serve's console requires of pg_hba.conf.
+  printf 'local all postgres trust\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n' \
+    >"$DEMO/data/pg_hba.conf"
   cat >>"$DEMO/data/postgresql.conf" <<CONF
 port = $PORT
 listen_addresses = ''
@@ -43,5 +47,7 @@ SELECT vault.read_secret('demo_api_key');
 SQL
 echo "The demo cluster is running. Connect with:"
 echo "  psql -h $DEMO -p $PORT -U postgres"
+echo "For the web console (pgvault serve), log in as a vault role with a password, e.g.:"
+echo "  psql -h $DEMO -p $PORT -U postgres -c 'CREATE ROLE alice LOGIN IN ROLE vault_admin' -c '\\password alice'"
 echo "Stop it with:"
 echo "  runuser -u postgres -- $BIN/pg_ctl -D $DEMO/data stop"

@@ -193,6 +193,22 @@ pv app_reader run --allow-var NODE_OPTIONS -- sh -c 'echo "${NODE_OPTIONS:-unset
 check "--allow-var lets exactly that variable through" "--require=$WORK/evil.js|unset" "$(out)"
 pv app_reader run --only a-b -- sh -c 'echo "$A_B"'
 check "--only picks one of two colliding secrets" "x" "$(out)"
+# The review's ways into a child (issue 26): git config from the environment runs
+# core.fsmonitor, LESSOPEN runs a command, PGHOST/PGPORT/PGSSLMODE send the child's database
+# connection (with its password) elsewhere. Whole families are protected (see run --help).
+sql cli "SELECT vault.create_secret('1', 'git_config_count'); SELECT vault.create_secret('core.fsmonitor', 'git_config_key_0');
+  SELECT vault.create_secret('touch $WORK/pwned-git', 'git_config_value_0');
+  SELECT vault.create_secret('|touch $WORK/pwned-less %s', 'lessopen');
+  SELECT vault.create_secret('evil.example', 'pghost'); SELECT vault.create_secret('disable', 'pgsslmode');
+  SELECT vault.create_secret('http://127.0.0.1:9', 'https_proxy')" >/dev/null
+pv app_reader run -- sh -c 'echo "${GIT_CONFIG_COUNT:-unset}|${LESSOPEN:-unset}|${PGHOST:-unset}|${PGSSLMODE:-unset}|${HTTPS_PROXY:-unset}|$STRIPE_KEY"'
+check "git_config_*, lessopen, pghost (the test's own is kept), pgsslmode, https_proxy are not set; the rest is" \
+  "unset|unset|${PGHOST:-unset}|unset|unset|$V1" "$(out)"
+check_contains "... each with a warning naming --allow-var" "--allow-var GIT_CONFIG_KEY_0" "$(err)"
+pv app_reader run --help
+check_contains "run --help states the families" "GIT_*, LESS*" "$(out)"
+sql cli "DELETE FROM vault.secrets WHERE name IN ('git_config_count', 'git_config_key_0', 'git_config_value_0',
+  'lessopen', 'pghost', 'pgsslmode', 'https_proxy')" >/dev/null
 STRIPE_KEY=mine pv app_reader run --keep-env --only stripe_key --only db_password -- sh -c 'echo "$STRIPE_KEY|$DB_PASSWORD"'
 check "--keep-env keeps a variable already set, sets the others" "mine|db-password-2" "$(out)"
 STRIPE_KEY=mine pv app_reader run --only stripe_key -- sh -c 'echo "$STRIPE_KEY"'
@@ -216,6 +232,16 @@ check "list --json exits 0" 0 "$RC"
 check "list --json is an array with masked values and tags" "sk-l****cdef|['prod', 'payments']|Stripe" \
   "$(python3 -c 'import json,sys; d={s["name"]: s for s in json.load(sys.stdin)}; s=d["stripe_key"]; print(s["masked"] + "|" + str(s["tags"]) + "|" + s["description"])' <"$OUT")"
 check_absent "list --json never shows a value" "$V1" "$(out)"
+# A NULL element in a secret's tags (a restored dump can hold one) is left out: pgvault list
+# panicked on it for every user (issue 26).
+sql cli "SET session_replication_role = replica;
+  UPDATE vault.secrets SET tags = ARRAY['x', NULL] WHERE name = 'stripe_key'" >/dev/null
+pv app_viewer list
+check "list with a NULL tag element exits 0 and shows the other tags" "0 1" "$RC $(out | grep -c 'stripe_key .* x ')"
+pv app_viewer list --json
+check "list --json leaves the NULL out" "0 ['x']" "$RC $(python3 -c 'import json,sys; print(str([s["tags"] for s in json.load(sys.stdin) if s["name"] == "stripe_key"][0]))' <"$OUT")"
+sql cli "SET session_replication_role = replica;
+  UPDATE vault.secrets SET tags = ARRAY['prod', 'payments'] WHERE name = 'stripe_key'" >/dev/null
 sql cli "SELECT vault.create_secret(E'\\x1b]0;pwned-window-title\\x07', E'esc\\x1b[31mname', E'desc\\x1b[1m\\u202e', NULL, ARRAY[E'tag\\x1b[0m'])" >/dev/null
 pv app_viewer list
 check_absent "list shows no raw ESC byte" $'\e' "$(out)"

@@ -8,8 +8,14 @@ use crate::dotenv;
 use crate::text::escape;
 use std::collections::BTreeMap;
 
-/// Variables a secret may not set (exact names).
+/// The rule (issue 26): a secret never sets a variable that tells a program where to find
+/// code, configuration or a helper command to run, where to send its traffic, or which
+/// database, host or repository to talk to. A list of names keeps missing variables, so the
+/// rule is written as whole families: the exact names below, every name starting with one of
+/// `PROTECTED_PREFIXES` and every name ending with one of `PROTECTED_SUFFIXES`, compared
+/// without regard to case. A user who means it names the variable with --allow-var.
 const PROTECTED: &[&str] = &[
+    // where programs, libraries and shells are found, and what a shell runs at start
     "PATH",
     "HOME",
     "SHELL",
@@ -20,65 +26,178 @@ const PROTECTED: &[&str] = &[
     "GLOBIGNORE",
     "SHELLOPTS",
     "BASHOPTS",
+    "PS1",
+    "PS2",
     "PS4",
     "PROMPT_COMMAND",
-    "PYTHONPATH",
-    "PYTHONHOME",
-    "PYTHONSTARTUP",
-    "PYTHONUSERBASE",
-    "PYTHONINSPECT",
-    "PYTHONBREAKPOINT",
-    "PYTHONEXECUTABLE",
-    "NODE_OPTIONS",
-    "NODE_PATH",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "PERL5DB",
-    "RUBYOPT",
-    "RUBYLIB",
+    "ZDOTDIR",
+    "INPUTRC",
+    "TMPDIR",
+    // interpreters' load paths and start-up code
+    "CLASSPATH",
     "GEM_PATH",
     "GEM_HOME",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-    "JDK_JAVA_OPTIONS",
-    "CLASSPATH",
-    "GCONV_PATH",
-    "LOCPATH",
-    "NLSPATH",
-    "HOSTALIASES",
-    "RESOLV_HOST_CONF",
-    "TMPDIR",
-    "EDITOR",
-    "VISUAL",
-    "PAGER",
-    "GIT_SSH_COMMAND",
-    "GIT_SSH",
-    "GIT_EXEC_PATH",
-    "GIT_CONFIG_GLOBAL",
-    "GIT_CONFIG_SYSTEM",
+    "IRBRC",
     "LUA_PATH",
     "LUA_CPATH",
     "PHPRC",
     "PHP_INI_SCAN_DIR",
     "R_PROFILE",
     "R_PROFILE_USER",
+    "R_ENVIRON",
+    "R_ENVIRON_USER",
+    "EMACSLOADPATH",
+    "VIMINIT",
+    "EXINIT",
+    "MYVIMRC",
+    "GVIMINIT",
+    // C libraries' data and plug-ins
+    "GCONV_PATH",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RESOLV_HOST_CONF",
+    "TERMINFO",
+    "TERMINFO_DIRS",
+    "TERMCAP",
+    "TZDIR",
+    // commands other programs start for the user
+    "BROWSER",
+    "VISUAL",
+    "PSQLRC",
+    "MANOPT",
+    "SUDO_ASKPASS",
+    "DISPLAY",
+    "XAUTHORITY",
+    // trust anchors and configuration files of network clients
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "OPENSSL_CONF",
+    "OPENSSL_MODULES",
+    "OPENSSL_ENGINES",
     "CURL_CA_BUNDLE",
+    "CURL_HOME",
     "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "XDG_CONFIG_HOME",
-    "ZDOTDIR",
-    "TERMINFO",
-    "MALLOC_CONF",
+    "WGETRC",
+    "NETRC",
+    "GNUPGHOME",
+    "KRB5_CONFIG",
+    "KRB5CCNAME",
+    "KUBECONFIG",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    // build tools run these as commands
+    "CC",
+    "CXX",
+    "CPP",
+    "LD",
+    "AR",
+    "MAKEFLAGS",
+    "MAKEFILES",
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "GOFLAGS",
+    "CGO_CFLAGS",
+    "CGO_LDFLAGS",
+    "CFLAGS",
+    "CXXFLAGS",
+    "LDFLAGS",
+    "CPPFLAGS",
+    "GOPATH",
+    "GOROOT",
+    "GOBIN",
+    "GOPROXY",
+    "GONOPROXY",
+    "GOPRIVATE",
+    "GOINSECURE",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOENV",
+    "GOTOOLCHAIN",
+    "GOCACHE",
+    "GOMODCACHE",
+    "GOEXPERIMENT",
+    "GODEBUG",
+    "GOOS",
+    "GOARCH",
+    "LANG",
+    "LANGUAGE",
 ];
-/// Variables a secret may not set (prefixes).
-const PROTECTED_PREFIXES: &[&str] = &["LD_", "DYLD_", "BASH_FUNC_", "MALLOC_", "GLIBC_"];
+/// Families of variables a secret may not set, by the start of their names: the dynamic
+/// loader and libc, git (GIT_CONFIG_COUNT/KEY_n/VALUE_n run code through core.fsmonitor),
+/// less (LESSOPEN runs a command), ssh, libpq and psql (PGHOST, PGPORT, PGSSLMODE... redirect a
+/// child's database connection, with its password, elsewhere), interpreters, package managers,
+/// XDG directories and cargo.
+const PROTECTED_PREFIXES: &[&str] = &[
+    "LD_",
+    "DYLD_",
+    "BASH_FUNC_",
+    "MALLOC_",
+    "GLIBC_",
+    "GIT_",
+    "LESS",
+    "SSH_",
+    "PG",
+    "PSQL_",
+    "PYTHON",
+    "NODE_",
+    "NPM_CONFIG_",
+    "YARN_",
+    "PERL",
+    "RUBY",
+    "BUNDLE_",
+    "JAVA_",
+    "_JAVA_",
+    "JDK_",
+    "MAVEN_",
+    "GRADLE_",
+    "XDG_",
+    "CARGO_",
+    "RUSTUP_",
+    "DOTNET_",
+    "COMPlus_",
+    "CORECLR_",
+    "PIP_",
+    "UV_",
+    "CONDA_",
+    "VIRTUAL_ENV",
+    "LC_",
+    "SYSTEMD_",
+    "DBUS_",
+];
+/// Families by the end of their names: pagers and editors other programs start (PAGER,
+/// MANPAGER, GIT_PAGER, SYSTEMD_EDITOR...), proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY,
+/// NO_PROXY) and option variables that programs read as command-line options.
+const PROTECTED_SUFFIXES: &[&str] = &["PAGER", "EDITOR", "_PROXY", "_OPTIONS", "_OPTS", "_ASKPASS"];
 
 pub fn is_protected(var: &str) -> bool {
-    PROTECTED.contains(&var) || PROTECTED_PREFIXES.iter().any(|p| var.starts_with(p))
+    let var = var.to_ascii_uppercase();
+    PROTECTED.contains(&var.as_str())
+        || PROTECTED_PREFIXES
+            .iter()
+            .any(|p| var.starts_with(&p.to_ascii_uppercase()))
+        || PROTECTED_SUFFIXES.iter().any(|s| var.ends_with(s))
+        || var == "PROXY"
+}
+
+/// The rule in words, for `pgvault run --help`.
+pub fn rule_help() -> String {
+    format!(
+        "Exact names: {}.\nNames starting with: {}.\nNames ending with: {}.",
+        PROTECTED.join(", "),
+        PROTECTED_PREFIXES
+            .iter()
+            .map(|p| format!("{p}*"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        PROTECTED_SUFFIXES
+            .iter()
+            .map(|p| format!("*{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// A name a shell and `env` accept: a letter or `_`, then letters, digits and `_`.
@@ -166,6 +285,76 @@ mod tests {
         assert!(p.warnings.iter().any(|w| w.contains("--allow-var LD_PRELOAD")));
         let p = plan(&names, &["PATH".into()], false, &|_| false);
         assert_eq!(vars(&p), ["PATH", "OK_KEY"]);
+    }
+
+    #[test]
+    fn the_review_s_variables_are_protected() {
+        // Each ran code or redirected a connection in a child (issue 26's fourth finding).
+        for var in [
+            "GIT_CONFIG_COUNT",
+            "GIT_CONFIG_KEY_0",
+            "GIT_CONFIG_VALUE_0",
+            "LESSOPEN",
+            "LESSCLOSE",
+            "PGHOST",
+            "PGPORT",
+            "PGSSLMODE",
+            "PGHOSTADDR",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PSQLRC",
+            "PSQL_PAGER",
+            "PAGER",
+            "MANPAGER",
+            "GIT_PAGER",
+            "EDITOR",
+            "SYSTEMD_EDITOR",
+            "SSH_ASKPASS",
+            "SSH_AUTH_SOCK",
+            "BROWSER",
+            "HTTP_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "NO_PROXY",
+            "JAVA_TOOL_OPTIONS",
+            "MAVEN_OPTS",
+            "PYTHONWARNINGS",
+            "NODE_OPTIONS",
+            "LD_PRELOAD",
+            "GOFLAGS",
+            "CARGO_BUILD_RUSTC_WRAPPER",
+            "XDG_CONFIG_HOME",
+            "VIMINIT",
+        ] {
+            assert!(is_protected(var), "{var} must be protected");
+        }
+        for var in [
+            "STRIPE_SECRET_KEY",
+            "OPENAI_API_KEY",
+            "DATABASE_URL",
+            "API_TOKEN",
+            "SENTRY_DSN",
+            "DB_PASSWORD",
+            "GOOGLE_API_KEY",
+            "GOOD",
+            "LANGFUSE_SECRET_KEY",
+            "GITHUB_TOKEN",
+        ] {
+            assert!(!is_protected(var), "{var} is an ordinary secret's variable");
+        }
+        let names = [
+            "git_config_count",
+            "git_config_key_0",
+            "git_config_value_0",
+            "lessopen",
+            "pghost",
+            "api_token",
+        ];
+        let p = plan(&names, &[], false, &|_| false);
+        assert_eq!(vars(&p), ["API_TOKEN"]);
+        assert_eq!(p.warnings.len(), 5);
+        let help = rule_help();
+        assert!(help.contains("GIT_*") && help.contains("*PAGER") && help.contains("PG*"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod envplan;
 pub mod error;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod limits;
 pub mod prompt;
 pub mod remote;
 pub mod serve;

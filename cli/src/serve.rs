@@ -65,6 +65,15 @@ pub struct Options {
     pub session_connections: usize,
     /// Sessions one role may hold at once; a new login past that ends its oldest.
     pub max_sessions_per_role: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (login limits, connection shares).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Connections open at once, in all and from one address (`limits`).
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Time for the TLS handshake and then the first request's head.
+    pub first_request_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request's head.
+    pub keepalive_timeout: Duration,
 }
 
 /// A session's connection, with the statements prepared on it (see `db_prepared`) and whether
@@ -107,7 +116,22 @@ struct Session {
     /// Whether the role could read vault.secrets at login (vault_admin): its reads of a value
     /// then take the version in the same statement (see `get_secret`).
     versions: AtomicBool,
+    /// The role lost LOGIN, expired, became a superuser or was dropped (see `MAY_LOG_IN`): the
+    /// session is over, and is removed at its next lookup.
+    ended: AtomicBool,
 }
+
+/// Whether the session's role may still log in, as a condition (NULL, so false, for a dropped
+/// role; `session_user` itself then fails with 42704). Every request of a session checks it:
+/// inside the BEGIN of a transaction's round trip, or inside the one statement of a value's GET.
+macro_rules! may_log_in {
+    () => {
+        "COALESCE((SELECT r.rolcanlogin AND NOT r.rolsuper AND \
+          (r.rolvaliduntil IS NULL OR r.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now()) \
+          FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user), false)"
+    };
+}
+const MAY_LOG_IN: &str = may_log_in!();
 
 impl Session {
     /// A connection of this session for one request: one that is free right now if there is
@@ -127,8 +151,10 @@ impl Session {
 struct App {
     target: conn::Target,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Login attempts per client address: failures within the window and those in flight.
-    failures: Mutex<HashMap<(IpAddr, Option<String>), Attempts>>,
+    /// Login attempts (see `reserve_login`): failures within the window and those in flight.
+    failures: Mutex<HashMap<LoginKey, Attempts>>,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    trusted_proxies: Vec<IpAddr>,
     idle_timeout: Duration,
     max_login_failures: usize,
     login_window: Duration,
@@ -139,7 +165,11 @@ struct App {
     login_slots: Arc<Semaphore>,
 }
 
-/// One address's logins: when the recent ones failed, and how many are being checked now.
+/// What login attempts are counted by: an address and a user, an address over all users, or
+/// a user over all addresses.
+type LoginKey = (Option<IpAddr>, Option<String>);
+
+/// One key's logins: when the recent ones failed, and how many are being checked now.
 #[derive(Default)]
 struct Attempts {
     failed: Vec<Instant>,
@@ -151,7 +181,7 @@ struct Attempts {
 /// records the outcome.
 struct Reserved<'a> {
     app: &'a App,
-    keys: [(IpAddr, Option<String>); 2],
+    keys: [LoginKey; 3],
     failed: bool,
 }
 
@@ -212,6 +242,8 @@ struct ApiError {
     message: String,
     sqlstate: Option<String>,
     hint: Option<String>,
+    /// The session's role may no longer log in: the session ends with this answer.
+    ended: bool,
 }
 
 impl ApiError {
@@ -221,6 +253,17 @@ impl ApiError {
             message: message.into(),
             sqlstate: sqlstate.map(str::to_string),
             hint: None,
+            ended: false,
+        }
+    }
+    fn session_ended() -> ApiError {
+        ApiError {
+            ended: true,
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this role may no longer log in (LOGIN removed, expired or dropped): the session has ended",
+                None,
+            )
         }
     }
     fn bad(message: impl Into<String>) -> ApiError {
@@ -325,7 +368,7 @@ impl App {
         let mut sessions = lock(&self.sessions);
         let s = sessions.get(&id)?.clone();
         let mut last = lock(&s.last_used);
-        if last.elapsed() > self.idle_timeout {
+        if last.elapsed() > self.idle_timeout || s.ended.load(Ordering::Relaxed) {
             drop(last);
             sessions.remove(&id);
             return None;
@@ -348,7 +391,7 @@ impl App {
 
     fn sweep(&self) {
         let timeout = self.idle_timeout;
-        lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout);
+        lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout && !s.ended.load(Ordering::Relaxed));
         let window = self.login_window;
         lock(&self.failures).retain(|_, a| {
             a.failed.retain(|t| t.elapsed() < window);
@@ -357,14 +400,21 @@ impl App {
     }
 
     /// Checks the limits and counts this attempt in them, in one step: failures within the
-    /// window plus attempts still being checked, per address and user (`max_login_failures`)
-    /// and per address over all users (four times that). A burst of parallel logins cannot all
-    /// pass the check before the first of them fails, and someone guessing at one user's
-    /// password from an address does not lock the other users there out. None: over a limit.
+    /// window plus attempts still being checked, per address and user (`max_login_failures`),
+    /// per address over all users and per user over all addresses (four times that each). A
+    /// burst of parallel logins cannot all pass the check before the first of them fails;
+    /// someone guessing at one user's password from an address does not lock the other users
+    /// there out; guesses spread over many addresses still meet the user's limit. None: over a
+    /// limit.
     fn reserve_login(&self, ip: IpAddr, user: &str) -> Option<Reserved<'_>> {
         let window = self.login_window;
-        let keys = [(ip, Some(user.to_string())), (ip, None)];
-        let limits = [self.max_login_failures, self.max_login_failures.saturating_mul(4)];
+        let keys = [
+            (Some(ip), Some(user.to_string())),
+            (Some(ip), None),
+            (None, Some(user.to_string())),
+        ];
+        let many = self.max_login_failures.saturating_mul(4);
+        let limits = [self.max_login_failures, many, many];
         let mut all = lock(&self.failures);
         for (key, limit) in keys.iter().zip(limits) {
             let a = all.entry(key.clone()).or_default();
@@ -507,9 +557,21 @@ enum Tx {
     OneStatement,
 }
 
-/// `f` in one transaction: committed when it succeeds, rolled back when it fails.
-fn in_transaction<T>(c: &mut Client, f: impl FnOnce(&mut Client) -> Result<T, ApiError>) -> Result<T, ApiError> {
-    c.batch_execute("BEGIN")?;
+/// A session's request in one transaction, begun in the same round trip as the check that its
+/// role may still log in (`MAY_LOG_IN`).
+fn session_transaction<T>(c: &mut Client, f: impl FnOnce(&mut Client) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let begun = c.simple_query(&format!("BEGIN; SELECT {MAY_LOG_IN}"));
+    let may = matches!(&begun, Ok(m) if m.iter().any(|m| matches!(m,
+        postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))));
+    if !may {
+        if !c.is_closed() {
+            let _ = c.batch_execute("ROLLBACK");
+        }
+        return match begun {
+            Err(e) if e.as_db_error().is_none() => Err(e.into()),
+            _ => Err(ApiError::session_ended()),
+        };
+    }
     match f(c) {
         Ok(v) => {
             c.batch_execute("COMMIT")?;
@@ -521,6 +583,16 @@ fn in_transaction<T>(c: &mut Client, f: impl FnOnce(&mut Client) -> Result<T, Ap
             }
             Err(e)
         }
+    }
+}
+
+/// Ok when the session's role may still log in; the session's end otherwise (also when the
+/// check fails in the database: a dropped role's `session_user`).
+fn role_may_log_in(c: &mut Client) -> Result<(), ApiError> {
+    match c.query_one(&format!("SELECT {MAY_LOG_IN}"), &[]) {
+        Ok(r) if r.get::<_, bool>(0) => Ok(()),
+        Err(e) if e.as_db_error().is_none() => Err(e.into()),
+        _ => Err(ApiError::session_ended()),
     }
 }
 
@@ -694,6 +766,7 @@ where
     match who {
         Who::Session(s) => {
             let client = s.pick();
+            let session = s.clone();
             tokio::task::spawn_blocking(move || {
                 let mut guard = lock(&client);
                 let Conn(client, statements, open) = &mut *guard;
@@ -721,10 +794,23 @@ where
                 }
                 *open = true;
                 let result = match tx {
-                    Tx::Wrapped => in_transaction(c, |c| f(c, statements)),
-                    Tx::OneStatement => f(c, statements),
+                    Tx::Wrapped => session_transaction(c, |c| f(c, statements)),
+                    // The statement holds the check (`GET_SECRET`): it found no row either
+                    // because there is none or because the role may no longer log in; and a
+                    // dropped role fails it (42501, 42704). Any failure is checked once more.
+                    Tx::OneStatement => match f(c, statements) {
+                        Err(e) if !e.ended && !c.is_closed() => match role_may_log_in(c) {
+                            Ok(()) => Err(e),
+                            Err(ended) => Err(ended),
+                        },
+                        other => other,
+                    },
                 };
                 *open = false;
+                if matches!(&result, Err(e) if e.ended) {
+                    session.ended.store(true, Ordering::Relaxed);
+                    *client = None;
+                }
                 result
             })
             .await
@@ -811,7 +897,7 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ip = peer.ip();
+    let ip = client_address(&app.trusted_proxies, peer.ip(), &headers);
     let m = json_body(&headers, &body)?;
     let user = opt_string(&m, "user")?.unwrap_or_default();
     let password = Zeroizing::new(opt_string(&m, "password")?.unwrap_or_default());
@@ -829,7 +915,7 @@ async fn login(
     let Some(mut attempt) = app.reserve_login(ip, &user) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins from this address: wait a minute and try again",
+            "too many failed logins from this address or for this user: wait a minute and try again",
             None,
         ));
     };
@@ -886,12 +972,57 @@ async fn login(
             ));
         }
     };
+    // The database let this role in: but did it check the password? Under trust, peer, ident
+    // or a client certificate of the server's, any password gets in (issue 26). The same login
+    // with a password nobody knows tells: it must be refused for a failed authentication.
+    let probe = app.target.as_login(&user, &random_hex()?);
+    let probed = tokio::task::spawn_blocking(move || {
+        let r = conn::connect(&probe);
+        drop(probe);
+        r
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    match probed {
+        Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {}
+        Ok(c) => {
+            close(c);
+            close(client);
+            attempt.failed = true;
+            eprintln!(
+                "pgvault serve: refused a console login as {}: the database lets this role in without checking \
+                 its password (pg_hba.conf trust, peer, ident or a client certificate); the console needs a \
+                 password method such as scram-sha-256 for it",
+                escape(&user)
+            );
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong user or password",
+                Some("28P01"),
+            ));
+        }
+        Err(f) => {
+            close(client);
+            eprintln!(
+                "pgvault serve: cannot confirm that the database checked the password of {}: {}",
+                escape(&user),
+                escape(f.message())
+            );
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot confirm the login with the database right now: try again",
+                f.sqlstate(),
+            ));
+        }
+    }
     // A success does not wipe the address's failures: one valid account would otherwise
     // reset the limit for guessing others' passwords.
     drop(attempt);
     let extra = app.session_connections.saturating_sub(1);
     let (client, more, rights) = tokio::task::spawn_blocking(move || {
-        let r = rights(&mut client);
+        // The console is for vault roles: a superuser (or a role that may become one) would
+        // hold every secret and the server itself behind a browser cookie.
+        let r = refuse_superuser(&mut client).and_then(|()| rights(&mut client));
         let mut more = Vec::new();
         if r.is_ok() {
             for _ in 0..extra {
@@ -923,6 +1054,7 @@ async fn login(
         next: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
         versions: AtomicBool::new(versions),
+        ended: AtomicBool::new(false),
     });
     {
         // At most max_sessions_per_role sessions per role (the oldest in use goes): each holds
@@ -952,11 +1084,54 @@ async fn login(
     Ok(r)
 }
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (the one the nearest proxy saw; the
+/// entries before it are the client's own claims). A header that does not parse is ignored.
+fn client_address(trusted: &[IpAddr], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(a) if trusted.contains(&a) => continue,
+            Ok(a) => return a,
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
 /// PostgreSQL refused a connection because the role has as many as its CONNECTION LIMIT
 /// allows (53300 is also "too many clients" for the whole server, checked before the password;
 /// the role's limit is told apart by its message).
 fn role_limit_reached(f: &Failure) -> bool {
     f.sqlstate() == Some("53300") && f.message().contains("too many connections for role")
+}
+
+/// 403 for a role that is, or is a member of, a superuser.
+fn refuse_superuser(c: &mut Client) -> Result<(), ApiError> {
+    let superuser: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r \
+                             WHERE r.rolsuper AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER'))",
+            &[],
+        )?
+        .get(0);
+    if superuser {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "superusers cannot log in to the console: use a role with vault_admin (or vault_reader, vault_viewer)",
+            Some("42501"),
+        ));
+    }
+    Ok(())
 }
 
 /// What the role may do, so the page offers only that, and whether it may read vault.secrets.
@@ -1005,8 +1180,9 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 /// Metadata of the secrets with every tag in `tags` (and the name `name`, when given).
-/// A tags column: a NULL element (vault.create_secret takes any text[]) is left out.
-fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
+/// A tags column: a NULL element (a restored dump can hold one) is left out. Every reader of
+/// tags, the CLI's too, goes through this.
+pub fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
     r.get::<_, Option<Vec<Option<String>>>>(i)
         .unwrap_or_default()
         .into_iter()
@@ -1037,10 +1213,12 @@ async fn list(Extension(auth): Extension<Auth>, Query(q): Query<Vec<(String, Str
 /// The value and metadata of one secret in one statement, for the hot read path. The value is
 /// decrypted once (the mask is made from it): the view's column is read in a subquery that
 /// OFFSET 0 keeps from being merged into the outer query, where it would be computed (and, with
-/// vault.audit_reads, audited) once per use. Column 10 says whether the role may read
+/// vault.audit_reads, audited) once per use. A session's statement holds `MAY_LOG_IN` as a
+/// one-time filter (nothing is decrypted for a role that may no longer log in, and no round trip
+/// is added). Column 11 says whether the role may read
 /// vault.secrets, where the version is (vault_admin).
 macro_rules! get_secret_sql {
-    ($last:literal) => {
+    ($last:literal, $gate:expr) => {
         concat!(
             "SELECT d.v, d.id::text, d.name, d.description, coalesce(vault.mask(d.v), ''), d.tags, \
                     to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
@@ -1051,14 +1229,21 @@ macro_rules! get_secret_sql {
             $last,
             " FROM (SELECT s.decrypted_secret AS v, s.id, s.name, s.description, s.tags, s.expires_at, \
                            s.updated_at, s.created_at \
-                      FROM vault.decrypted_secrets s WHERE s.name = $1 OFFSET 0) d"
+                      FROM vault.decrypted_secrets s WHERE s.name = $1 AND ",
+            $gate,
+            " OFFSET 0) d"
         )
     };
 }
-const GET_SECRET: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')");
+const GET_SECRET: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')", may_log_in!());
+/// A token's read: its transaction checks the token, not the server role's login.
+const GET_SECRET_AS_TOKEN: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')", "true");
 /// The same with the version (column 12) from the same snapshot: only for a role that may read
 /// vault.secrets (others get 42501 from it).
-const GET_SECRET_VERSIONED: &str = get_secret_sql!("true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id)");
+const GET_SECRET_VERSIONED: &str = get_secret_sql!(
+    "true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id)",
+    may_log_in!()
+);
 const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
 
 /// `sql` with one parameter, prepared on this connection the first time it runs there.
@@ -1107,8 +1292,10 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
                 }
                 other => other?,
             }
-        } else {
+        } else if session.is_some() {
             query_one_row(c, statements, GET_SECRET, &name)?
+        } else {
+            query_one_row(c, statements, GET_SECRET_AS_TOKEN, &name)?
         };
         let Some(r) = row else {
             return Err(ApiError::not_found(&name));
@@ -1525,6 +1712,7 @@ fn new_app(target: &conn::Target, opts: &Options) -> Arc<App> {
         target: target.clone(),
         sessions: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        trusted_proxies: opts.trusted_proxies.clone(),
         idle_timeout: opts.idle_timeout,
         max_login_failures: opts.max_login_failures,
         login_window: opts.login_window,
@@ -1652,21 +1840,28 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         if scheme == "http" {
             eprintln!("pgvault serve: warning: plain HTTP (--insecure-http): use it only behind a TLS proxy on this host");
         }
+        // Bounds on what a client that connects and sends nothing can hold (issue 26): its
+        // connection counts against --max-connections and its address's share until the
+        // handshake (TLS), the first request's head or, between requests, the next one's head
+        // is late; hyper's header-read timer also runs while a kept-alive connection is idle.
+        let limited = crate::limits::Limited(crate::limits::Limits::new(
+            opts.max_connections,
+            opts.max_connections_per_address,
+            opts.trusted_proxies.clone(),
+        ));
+        let mut server = axum_server::from_tcp(listener)
+            .map_err(|e| Failure::failed(e.to_string()))?
+            .handle(handle)
+            .first_request_timeout(opts.first_request_timeout);
+        server.http_builder().http1().header_read_timeout(opts.keepalive_timeout);
         let served = match config {
             Some(config) => {
-                axum_server::from_tcp_rustls(listener, config)
-                    .map_err(|e| Failure::failed(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .handshake_timeout(opts.first_request_timeout)
+                    .acceptor(limited);
+                server.acceptor(tls).serve(service).await
             }
-            None => {
-                axum_server::from_tcp(listener)
-                    .map_err(|e| Failure::failed(e.to_string()))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
+            None => server.acceptor(limited).serve(service).await,
         };
         served.map_err(|e| Failure::failed(format!("server stopped: {e}")))
     })

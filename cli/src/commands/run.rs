@@ -10,18 +10,7 @@ use std::process::Command;
 
 /// Run a command with the secrets in its environment (vault_reader)
 #[derive(clap::Args)]
-#[command(
-    after_help = "Variables are named after the secrets, upper-cased, other characters as _
-(db.url-prod -> DB_URL_PROD). Variables that change how programs are found or loaded (PATH,
-LD_*, DYLD_*, PYTHONPATH, NODE_OPTIONS, PERL5OPT, BASH_ENV, ENV, IFS, HOME, SHELL, ...) are
-never set from a secret unless named with --allow-var; names that cannot be variables and
-two secrets for one variable are skipped with a warning.
-
-Examples:
-  pgvault run --tag prod -- ./server
-  pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
-  pgvault run --keep-env -- make deploy       # variables already set win"
-)]
+#[command(after_help = run_help())]
 pub struct Run {
     /// Only secrets having this tag (repeat: every tag)
     #[arg(long, value_name = "T")]
@@ -47,6 +36,28 @@ impl Run {
         let secrets = reading::secrets(ctx, &self.via, &self.tag, &self.only)?;
         exec_with(secrets, &self.command, &self.allow_var, self.keep_env)
     }
+}
+
+/// `pgvault run --help`'s text after the options: the protected variables' rule in full.
+fn run_help() -> String {
+    format!(
+        "Variables are named after the secrets, upper-cased, other characters as _
+(db.url-prod -> DB_URL_PROD). A secret never sets a variable that tells a program where to find
+code, configuration or a helper command (pager, editor, askpass, browser), where to send its
+traffic (proxies), or which database, host or repository to talk to (PG*, GIT_*, SSH_*), unless
+the variable is named with --allow-var: anyone who may write a secret could otherwise run code
+in the child or send its connections elsewhere. The rule is by families (listed below; case does
+not matter); names that cannot be variables and two secrets for one variable are skipped with a
+warning.
+
+{}
+
+Examples:
+  pgvault run --tag prod -- ./server
+  pgvault run --only db_url -- sh -c 'psql \"$DB_URL\"'
+  pgvault run --keep-env -- make deploy       # variables already set win",
+        envplan::rule_help()
+    )
 }
 
 /// Replaces pgvault with `child`, the secrets in its environment: the exit code and signals

@@ -2,6 +2,7 @@
 
 use super::Ctx;
 use crate::error::Failure;
+use crate::limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +51,22 @@ pub struct Serve {
     /// Console sessions one role may hold at once; a new login past that ends its oldest
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub max_sessions_per_role: usize,
+    /// A proxy in front of the server (repeatable): its X-Forwarded-For names the client for
+    /// the login limits, and it has no per-address connection share
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections open at once (default: half of what the open-file limit leaves after 64)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Connections open at once from one address (default: a quarter of --max-connections, at least 8)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Seconds a new connection has for its TLS handshake, and then for its first request's head
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_request_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request's head before it is closed
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive_timeout: u64,
 }
 
 impl Serve {
@@ -70,6 +87,18 @@ impl Serve {
             token_connections: self.token_connections,
             session_connections: usize::from(self.session_connections),
             max_sessions_per_role: self.max_sessions_per_role,
+            max_connections_per_address: self.max_connections_per_address.map(|n| n as usize).unwrap_or_else(|| {
+                limits::default_max_per_address(
+                    self.max_connections
+                        .map_or_else(limits::default_max_connections, |n| n as usize),
+                )
+            }),
+            max_connections: self
+                .max_connections
+                .map_or_else(limits::default_max_connections, |n| n as usize),
+            trusted_proxies: self.trusted_proxies.clone(),
+            first_request_timeout: Duration::from_secs(self.first_request_timeout),
+            keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
         }
     }
 }
