@@ -8,7 +8,7 @@ set -u
 . "$(dirname "$0")/lib.sh"
 cluster_init
 
-new_cluster api "password_encryption = 'scram-sha-256'"
+new_cluster api "password_encryption = 'scram-sha-256'" "log_line_prefix = '%m [%p] %u '"
 scram_only api
 start api || { cat "$(logfile api)"; exit 1; }
 PW=Pw-$RANDOM-$RANDOM-x
@@ -25,12 +25,16 @@ setup=$(sql api "CREATE EXTENSION vault_ext;
   CREATE ROLE tok_viewer NOLOGIN IN ROLE vault_viewer;
   CREATE ROLE tok_admin NOLOGIN IN ROLE vault_admin;
   CREATE ROLE tok_outside NOLOGIN IN ROLE vault_reader;
-  GRANT tok_reader, tok_viewer, tok_admin TO authenticator") || { echo "setup failed: $setup"; exit 1; }
+  GRANT tok_reader, tok_viewer, tok_admin TO authenticator;
+  CREATE ROLE authenticator_logged LOGIN NOINHERIT PASSWORD '$PW';
+  GRANT USAGE ON SCHEMA vault TO authenticator_logged;
+  GRANT tok_reader TO authenticator_logged;
+  ALTER ROLE authenticator_logged SET log_statement = 'all'") || { echo "setup failed: $setup"; exit 1; }
 test_certificate || exit 1
 
 unset PGUSER PGPASSWORD PGHOST PGPORT DATABASE_URL PGSERVICE PGVAULT_URL PGVAULT_TOKEN PGVAULT_CACERT
 export PGVAULT_TEST_HOST=$WORK PGVAULT_TEST_PORT=$(port api) PGVAULT_TEST_PASSWORD=$PW \
-  PGVAULT_TEST_CA=$WORK/ca.pem PGVAULT_TEST_CERT=$WORK/server.pem PGVAULT_TEST_KEY=$WORK/server.key
+  PGVAULT_TEST_LOG=$(logfile api) PGVAULT_TEST_CA=$WORK/ca.pem PGVAULT_TEST_CERT=$WORK/server.pem PGVAULT_TEST_KEY=$WORK/server.key
 cd "$REPO" || exit 1
 cargo test -p pgvault --features cluster-tests --test api -- --test-threads 4 2>&1 | tee "$WORK/cargo.log"
 rc=${PIPESTATUS[0]}

@@ -104,10 +104,15 @@ struct Api {
 impl Api {
     /// The router `pgvault serve ARGS` serves, with the server's own role `authenticator`.
     fn new(args: &[&str]) -> Api {
+        Api::as_role("authenticator", args)
+    }
+
+    /// The same with another role as the server's own.
+    fn as_role(role: &str, args: &[&str]) -> Api {
         let argv = std::iter::once("serve").chain(args.iter().copied());
         let serve = Serve::try_parse_from(argv).expect("serve arguments");
         Api {
-            router: pgvault::serve::router_with(&target("authenticator"), &serve.options()),
+            router: pgvault::serve::router_with(&target(role), &serve),
         }
     }
 
@@ -669,4 +674,53 @@ async fn the_https_client_reads_what_the_server_sends() {
     .await;
     handle.shutdown();
     result.expect("remote checks");
+}
+
+/// A token request: the check and the role switch in one statement, and, when it ended with
+/// its transaction, no `DISCARD ALL` before the connection's next request (seen in the log of
+/// a server role whose statements are all logged); the next requests still act as the token's
+/// role and nothing lingers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_request_checks_and_switches_in_one_statement_and_skips_the_reset() {
+    create_secret("rt_secret", "round-trip-value-0123456789");
+    let token = sql_one("SELECT vault.create_api_token('api-rt-reader', 'tok_reader')");
+    let api = Api::as_role("authenticator_logged", &["--token-connections", "1"]);
+    let log = env("PGVAULT_TEST_LOG");
+    let mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    for _ in 0..3 {
+        let r = api.bearer(&token, Method::GET, "/api/v1/secrets/rt_secret", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = api.bearer(&token, Method::GET, "/api/v1/session", None).await;
+        assert_eq!(r.json()["user"], "tok_reader");
+    }
+    // A refused request (a stale expected_version) ends with ROLLBACK: still no reset needed.
+    let r = api
+        .bearer(&token, Method::GET, "/api/v1/secrets/rt_no_such", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api.bearer(&token, Method::GET, "/api/v1/secrets/rt_secret", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read(&log).expect("server log");
+    let text = String::from_utf8_lossy(&text[mark.min(text.len())..]).into_owned();
+    let mine: Vec<&str> = text.lines().filter(|l| l.contains(" authenticator_logged ")).collect();
+    let count = |what: &str| mine.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        count("vault.api_token_role"),
+        8,
+        "one check per request:\n{}",
+        mine.join("\n")
+    );
+    assert_eq!(
+        count("pg_catalog.set_config("),
+        8,
+        "the switch is in the check's statement:\n{}",
+        mine.join("\n")
+    );
+    assert_eq!(count("SET LOCAL ROLE"), 0, "no separate round trip for the switch");
+    assert_eq!(
+        count("DISCARD ALL"),
+        0,
+        "no reset after requests that ended with their transaction"
+    );
 }

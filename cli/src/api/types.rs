@@ -68,6 +68,11 @@ fn conceal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, 
     String::deserialize(d).map(Zeroizing::new)
 }
 
+/// A value or password that may be left out or null, kept in memory that is wiped after use.
+pub fn conceal_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(|v| v.map(Zeroizing::new))
+}
+
 /// What the caller may do, so the console offers only that.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Rights {
@@ -104,4 +109,67 @@ pub struct ErrorBody {
     pub sqlstate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub hint: Option<String>,
+}
+
+/// `GET /api/v1/secrets/{name}/versions`: one version, without its value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Version {
+    pub version: i32,
+    pub current: bool,
+    /// When it became current (current), when it was replaced (kept).
+    pub at: String,
+    pub replaced_by: Option<String>,
+}
+
+/// `POST /api/v1/secrets/{name}/rollback`'s answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RolledBack {
+    /// The new current version, which has the value of `from_version`.
+    pub version: i32,
+    pub from_version: i32,
+}
+
+/// `GET /api/v1/secrets/{name}/grants`: one per-secret grant.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Grant {
+    pub role: String,
+    pub granted_by: String,
+    pub at: String,
+}
+
+/// `GET /api/v1/audit`: one row of the audit log (never a value).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: String,
+    pub role: String,
+    pub action: String,
+    pub secret_name: Option<String>,
+    pub secret_id: Option<String>,
+    pub detail: String,
+}
+
+/// `GET /api/v1/keys`: one key and its status.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Key {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub key_type: String,
+    pub key_id: i64,
+    pub status: String,
+    pub default: bool,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub secrets: i64,
+    pub root_key: String,
+}
+
+/// `GET /api/v1/verify`: how many values were checked, and those that need attention.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub checked: i64,
+    pub ok: i64,
+    /// `[{"id", "name", "key_id", "status", "detail"}]`, as vault.verify_secrets() says.
+    pub problems: serde_json::Value,
 }

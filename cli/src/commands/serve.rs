@@ -71,34 +71,35 @@ pub struct Serve {
 
 impl Serve {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        crate::serve::run(ctx.target()?, self.options())
+        crate::serve::run(ctx.target()?, &self)
     }
 
-    /// What the server runs with.
-    pub fn options(&self) -> crate::serve::Options {
-        crate::serve::Options {
-            listen: self.listen,
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            insecure_http: self.insecure_http,
-            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
-            max_login_failures: self.max_login_failures.max(1),
-            login_window: Duration::from_secs(60),
-            token_connections: self.token_connections,
-            session_connections: usize::from(self.session_connections),
-            max_sessions_per_role: self.max_sessions_per_role,
-            max_connections_per_address: self.max_connections_per_address.map(|n| n as usize).unwrap_or_else(|| {
-                limits::default_max_per_address(
-                    self.max_connections
-                        .map_or_else(limits::default_max_connections, |n| n as usize),
-                )
-            }),
-            max_connections: self
-                .max_connections
-                .map_or_else(limits::default_max_connections, |n| n as usize),
-            trusted_proxies: self.trusted_proxies.clone(),
-            first_request_timeout: Duration::from_secs(self.first_request_timeout),
-            keepalive_timeout: Duration::from_secs(self.keepalive_timeout),
-        }
+    /// How long an unused session lives.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout.max(1))
+    }
+
+    /// Connections open at once, in all.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+            .map_or_else(limits::default_max_connections, |n| n as usize)
+    }
+
+    /// Connections open at once from one address.
+    pub fn max_connections_per_address(&self) -> usize {
+        self.max_connections_per_address.map_or_else(
+            || limits::default_max_per_address(self.max_connections()),
+            |n| n as usize,
+        )
+    }
+
+    /// Time for the TLS handshake and then the first request's head.
+    pub fn first_request_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_request_timeout)
+    }
+
+    /// Time a kept-alive connection may wait for its next request's head.
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout)
     }
 }

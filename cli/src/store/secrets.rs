@@ -26,9 +26,9 @@ pub struct Meta {
     pub expiring_soon: bool,
 }
 
-/// A tags column: a NULL element (vault.create_secret takes any text[]) is left out, and a
-/// NULL array is no tags.
-fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
+/// A tags column: a NULL element (a restored dump can hold one) is left out, and a NULL array
+/// is no tags. Every reader of tags, the CLI's and the server's, goes through this.
+pub fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
     r.get::<_, Option<Vec<Option<String>>>>(i)
         .unwrap_or_default()
         .into_iter()

@@ -1,0 +1,33 @@
+//! The server's state: its settings, its sessions, the login limiter and the token pool.
+
+use crate::serve::prelude::*;
+
+pub(crate) struct App {
+    pub(crate) target: conn::Target,
+    pub(crate) sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Failed logins and those being checked, against their limits.
+    pub(crate) logins: LoginLimiter,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub(crate) trusted_proxies: Vec<IpAddr>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) tokens: TokenPool,
+    pub(crate) session_connections: usize,
+    pub(crate) max_sessions_per_role: usize,
+    /// Logins being checked at once (see `login`).
+    pub(crate) login_slots: Arc<Semaphore>,
+}
+
+/// The role a response was made for, for the access log.
+#[derive(Clone)]
+pub(crate) struct LoggedRole(pub(crate) String);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The connections of the server's own login role (its connection options), for Bearer-token
+/// requests: at most `slots` at once, idle ones kept for the next request.
+pub(crate) struct TokenPool {
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) idle: Mutex<Vec<Client>>,
+}
