@@ -541,27 +541,46 @@ async fn bearer_tokens_act_as_their_role() {
     sql("SELECT vault.revoke_api_token('api-tk-revoked')");
     let api = Api::new(&[]);
 
+    // A reader token reads a value: no cookie, no CSRF header.
     let r = api
         .bearer(&reader, Method::GET, "/api/v1/secrets/tk_secret", None)
         .await;
     assert_eq!((r.status, r.json()["value"].as_str()), (StatusCode::OK, Some(value)));
     assert_eq!(r.header("cache-control"), "no-store");
     let r = api.bearer(&reader, Method::GET, "/api/v1/session", None).await;
+    let me = r.json();
     assert_eq!(
-        (r.json()["user"].as_str(), r.json()["token"].as_bool()),
-        (Some("tok_reader"), Some(true))
+        (&me["user"], &me["token"], &me["rights"]["read"], &me["rights"]["admin"]),
+        (&json!("tok_reader"), &json!(true), &json!(true), &json!(false)),
+        "the token's role and rights"
     );
+    // A viewer token: masks, no values.
+    let r = api.bearer(&viewer, Method::GET, "/api/v1/secrets?tag=api", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mine = r
+        .json()
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "tk_secret").cloned());
+    assert_eq!(mine.map(|s| s["masked"].clone()), Some(json!("toke****6789")));
+    assert!(!r.text().contains(value), "a list carries no value");
     let r = api
         .bearer(&viewer, Method::GET, "/api/v1/secrets/tk_secret", None)
         .await;
     assert_eq!((r.status, r.sqlstate().as_str()), (StatusCode::FORBIDDEN, "42501"));
-    let r = api.bearer(&viewer, Method::GET, "/api/v1/secrets?tag=api", None).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(r
-        .json()
-        .as_array()
-        .is_some_and(|a| a.iter().any(|s| s["name"] == "tk_secret")));
-    // A token needs no CSRF header.
+    // A reader token cannot write; an admin token writes without any CSRF header.
+    let r = api
+        .bearer(
+            &reader,
+            Method::PUT,
+            "/api/v1/secrets/tk_reader_write",
+            Some(json!({"value": "reader-write-value"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        sql_one("SELECT count(*) FROM vault.secrets WHERE name = 'tk_reader_write'"),
+        "0"
+    );
     let r = api
         .bearer(
             &admin,
@@ -572,9 +591,17 @@ async fn bearer_tokens_act_as_their_role() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(
-        sql_one("SELECT session_role::text || ' ' || \"current_role\"::text FROM vault.audit_log WHERE action = 'create' AND secret_name = 'tk_by_token'"),
-        "authenticator tok_admin"
+        sql_one("SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'tk_by_token'"),
+        "by-token-value-1234"
     );
+    assert_eq!(
+        sql_one("SELECT session_role::text || ' ' || \"current_role\"::text FROM vault.audit_log WHERE action = 'create' AND secret_name = 'tk_by_token'"),
+        "authenticator tok_admin",
+        "the audit log names the token's role, and the server's as the session"
+    );
+    let r = api.bearer(&admin, Method::GET, "/api/v1/audit", None).await;
+    assert_eq!(r.status, StatusCode::OK, "an admin token reads the audit log");
+    // Refusals.
     let r = api
         .bearer(&outside, Method::GET, "/api/v1/secrets/tk_secret", None)
         .await;
@@ -583,27 +610,66 @@ async fn bearer_tokens_act_as_their_role() {
         (StatusCode::FORBIDDEN, "42501"),
         "a role the server may not become"
     );
-    for bad in [revoked.as_str(), "pgv_not_a_real_token", "x"] {
-        let r = api.bearer(bad, Method::GET, "/api/v1/secrets", None).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "token {bad:.8}");
-        assert_eq!(r.json()["error"], "invalid token: unknown, expired or revoked");
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("GRANT \"tok_outside\" TO \"authenticator\""));
+    let none = api.call(None, Method::GET, "/api/v1/secrets", None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED, "no credentials");
+    let unknown = api
+        .bearer(
+            "pgv_not_a_real_token_0123456789abcdefghijklmn",
+            Method::GET,
+            "/api/v1/secrets",
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unknown.text(),
+        r#"{"error":"invalid token: unknown, expired or revoked","sqlstate":null}"#
+    );
+    for bad in [revoked.clone(), format!("{reader}x"), "x".to_string()] {
+        let r = api.bearer(&bad, Method::GET, "/api/v1/secrets/tk_secret", None).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (StatusCode::UNAUTHORIZED, unknown.text()),
+            "token {bad:.8}..."
+        );
     }
-    // A cookie and a token together: neither is guessed at.
-    let browser = api.login("api_reader").await;
-    let both = Request::builder()
+    let basic = Request::builder()
         .uri("/api/v1/secrets")
-        .header(header::COOKIE, &browser.cookie)
-        .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+        .header(header::AUTHORIZATION, "Basic YTpiCg==")
         .body(Body::empty())
         .unwrap();
+    assert_eq!(api.send(basic).await.status, StatusCode::UNAUTHORIZED, "another scheme");
+    // A cookie and a token together: neither is guessed at, nothing is created.
+    let browser = api.login("api_admin").await;
+    let both = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/v1/secrets/tk_both_ways")
+        .header(header::COOKIE, &browser.cookie)
+        .header("x-csrf-token", &browser.csrf)
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"value": "both-ways-value"}"#))
+        .unwrap();
     assert_eq!(api.send(both).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        sql_one("SELECT count(*) FROM vault.secrets WHERE name = 'tk_both_ways'"),
+        "0"
+    );
     let two = Request::builder()
         .uri("/api/v1/secrets")
         .header(header::AUTHORIZATION, format!("Bearer {reader}"))
         .header(header::AUTHORIZATION, "Bearer other")
         .body(Body::empty())
         .unwrap();
-    assert_eq!(api.send(two).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.send(two).await.status,
+        StatusCode::UNAUTHORIZED,
+        "two Authorization headers"
+    );
 }
 
 /// The server's answers as the HTTPS client reads them: remote.rs against the router served
