@@ -1,9 +1,21 @@
 //! Who a request acts for (a session's cookie or a Bearer token), the CSRF check, the security
 //! headers and the access log: decided once per request, before any handler.
 
-use crate::serve::prelude::*;
+use crate::serve::reply::ApiError;
+use crate::serve::sessions::{cookie_value, same, Session};
+use crate::serve::state::{lock, App, LoggedRole};
+use crate::text::escape;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum_extra::headers::authorization::{Authorization, Bearer};
 use axum_extra::headers::Header;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use zeroize::Zeroizing;
 
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";

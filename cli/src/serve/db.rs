@@ -1,7 +1,15 @@
 //! Running a request's statements: on a session's own connection, or on a connection of the
 //! server's own role switched to a token's role, in one transaction.
 
-use crate::serve::prelude::*;
+use crate::conn;
+use crate::serve::auth::Caller;
+use crate::serve::reply::ApiError;
+use crate::serve::sessions::{close, Conn, Prepared, MAY_LOG_IN};
+use crate::serve::state::{lock, TokenPool};
+use crate::text::escape;
+use axum::http::StatusCode;
+use postgres::Client;
+use std::sync::atomic::Ordering;
 
 /// How a request's statements run on a session's connection (a token's request is always
 /// one transaction: its role is set with SET LOCAL ROLE).

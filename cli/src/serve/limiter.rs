@@ -2,7 +2,11 @@
 //! address and per user, within a window; a login over a limit gets 429 before anything is
 //! connected.
 
-use crate::serve::prelude::*;
+use crate::serve::state::lock;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What login attempts are counted by: an address and a user, an address over all users, or
 /// a user over all addresses.

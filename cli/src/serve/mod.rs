@@ -30,45 +30,20 @@ mod routes;
 mod sessions;
 mod state;
 
-/// What every part of the server uses, in one place.
-mod prelude {
-    pub(crate) use super::auth::*;
-    pub(crate) use super::db::*;
-    pub(crate) use super::limiter::*;
-    pub(crate) use super::reply::*;
-    pub(crate) use super::routes::*;
-    pub(crate) use super::sessions::*;
-    pub(crate) use super::state::*;
-    pub(crate) use crate::api::types::{self, ErrorBody, Rights, SecretMeta};
-    pub(crate) use crate::commands::serve::Serve;
-    pub(crate) use crate::error::Kind;
-    pub(crate) use crate::store;
-    pub(crate) use crate::text::escape;
-    pub(crate) use crate::{conn, Failure};
-    pub(crate) use axum::body::Body;
-    pub(crate) use axum::extract::rejection::JsonRejection;
-    pub(crate) use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
-    pub(crate) use axum::http::request::Parts;
-    pub(crate) use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-    pub(crate) use axum::middleware::{self, Next};
-    pub(crate) use axum::response::{IntoResponse, Response};
-    pub(crate) use axum::routing::{get, post};
-    pub(crate) use axum::Router;
-    pub(crate) use postgres::error::SqlState;
-    pub(crate) use postgres::{Client, Statement};
-    pub(crate) use serde::de::DeserializeOwned;
-    pub(crate) use serde::Deserialize;
-    pub(crate) use std::collections::HashMap;
-    pub(crate) use std::io::Write;
-    pub(crate) use std::net::{IpAddr, SocketAddr};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-    pub(crate) use std::time::{Duration, Instant};
-    pub(crate) use tokio::sync::Semaphore;
-    pub(crate) use zeroize::Zeroizing;
-}
-
-use prelude::*;
+use crate::commands::serve::Serve;
+use crate::text::escape;
+use crate::{conn, Failure};
+use axum::Router;
+use db::{quote_ident, superuser_refusal};
+use limiter::LoginLimiter;
+use routes::router;
+use sessions::{LOGINS_AT_ONCE, LOGIN_WINDOW};
+use state::{App, TokenPool};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The server's state for these options.
 pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
@@ -231,7 +206,9 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::reply::status_of;
+    use super::sessions::{cookie_value, random_hex, same};
+    use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 
     #[test]
     fn sqlstates_map_to_http_statuses() {

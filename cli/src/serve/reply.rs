@@ -1,6 +1,14 @@
 //! The API's refusals (`{"error", "sqlstate"}`, never a value) and JSON bodies.
 
-use crate::serve::prelude::*;
+use crate::api::types::ErrorBody;
+use crate::error::Kind;
+use crate::text::escape;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
 /// An API error: a status and `{"error", "sqlstate"}`; never a value.
 #[derive(Debug)]

@@ -1,6 +1,14 @@
 //! Console sessions (each the role's own connections, opened at login) and the login limiter.
 
-use crate::serve::prelude::*;
+use crate::serve::reply::ApiError;
+use crate::serve::state::{lock, App};
+use axum::http::{HeaderMap, StatusCode};
+use postgres::{Client, Statement};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant};
 
 /// PostgreSQL's longest role name (NAMEDATALEN - 1).
 pub(crate) const MAX_USER_BYTES: usize = 63;

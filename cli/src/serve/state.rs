@@ -1,6 +1,14 @@
 //! The server's state: its settings, its sessions, the login limiter and the token pool.
 
-use crate::serve::prelude::*;
+use crate::conn;
+use crate::serve::limiter::LoginLimiter;
+use crate::serve::sessions::Session;
+use postgres::Client;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub(crate) struct App {
     pub(crate) target: conn::Target,

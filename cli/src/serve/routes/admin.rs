@@ -1,6 +1,12 @@
 //! `/api/v1/audit`, `/api/v1/keys`, `/api/v1/verify` (vault_admin).
 
-use crate::serve::prelude::*;
+use crate::api::types;
+use crate::serve::auth::Caller;
+use crate::serve::db::db;
+use crate::serve::reply::{json_response, ApiError};
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::Response;
 
 pub(crate) async fn audit(caller: Caller, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
     let s = caller;

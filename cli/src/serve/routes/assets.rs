@@ -1,6 +1,9 @@
 //! The console's page, script and style, embedded in the binary.
 
-use crate::serve::prelude::*;
+use crate::serve::reply::ApiError;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 
 pub(crate) const INDEX_HTML: &str = include_str!("../../../web/index.html");
 

@@ -1,6 +1,13 @@
 //! `/api/v1/secrets/{name}/grants`: per-secret grants (vault_admin).
 
-use crate::serve::prelude::*;
+use crate::api::types;
+use crate::serve::auth::Caller;
+use crate::serve::db::db;
+use crate::serve::reply::{json_response, ApiError};
+use crate::serve::routes::secrets::secret_id;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 /// Per-secret grants (vault.grant_secret): who, besides vault_admin, may read the secret.
 pub(crate) async fn grants(caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {

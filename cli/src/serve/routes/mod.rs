@@ -1,18 +1,23 @@
 //! The routes of the console and the API.
 
-mod admin;
-mod assets;
-mod grants;
-mod secrets;
-mod session;
+pub(crate) mod admin;
+pub(crate) mod assets;
+pub(crate) mod grants;
+pub(crate) mod secrets;
+pub(crate) mod session;
 
-pub(crate) use admin::*;
-pub(crate) use assets::*;
-pub(crate) use grants::*;
-pub(crate) use secrets::*;
-pub(crate) use session::*;
+use admin::{audit, keys, verify};
+use assets::{asset, not_found, APP_CSS, APP_JS, INDEX_HTML};
+use grants::{grant, grants, revoke};
+use secrets::{delete_secret, get_secret, list, put_secret, rollback, versions};
+use session::{login, logout, whoami};
 
-use crate::serve::prelude::*;
+use crate::serve::auth::{guard, CSP};
+use crate::serve::state::App;
+use axum::http::{header, HeaderValue};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub(crate) fn router(app: Arc<App>) -> Router {

@@ -1,6 +1,19 @@
 //! `/api/v1/secrets`: the list, one value, create and update, delete, versions, rollback.
 
-use crate::serve::prelude::*;
+use crate::api::types::{self, SecretMeta};
+use crate::serve::auth::Caller;
+use crate::serve::db::{db, db_prepared, query_one_row, Tx};
+use crate::serve::reply::{json_response, ApiError, JsonBody};
+use crate::store;
+use axum::body::Body;
+use axum::extract::{Path, Query};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use postgres::error::SqlState;
+use postgres::Client;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use zeroize::Zeroizing;
 
 /// Metadata of the secrets with every tag in `tags` (and the name `name`, when given), with
 /// their versions for a role that may read them.

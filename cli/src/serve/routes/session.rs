@@ -1,6 +1,25 @@
 //! `/api/v1/session`: log in, who am I, log out.
 
-use crate::serve::prelude::*;
+use crate::api::types::{self, Rights};
+use crate::serve::auth::Caller;
+use crate::serve::db::db;
+use crate::serve::reply::{json_response, ApiError, JsonBody};
+use crate::serve::sessions::{
+    client_address, close, cookie_value, random_hex, Conn, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
+};
+use crate::serve::state::{lock, App, LoggedRole};
+use crate::text::escape;
+use crate::{conn, Failure};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use postgres::Client;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// `POST /api/v1/session`'s body.
 #[derive(Deserialize)]
