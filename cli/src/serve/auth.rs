@@ -2,10 +2,11 @@
 //! headers and the access log: decided once per request, before any handler.
 
 use crate::serve::reply::ApiError;
-use crate::serve::sessions::{cookie_value, same, Session};
+use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY};
 use crate::serve::state::{lock, App, LoggedRole};
 use crate::text::escape;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::headers::authorization::{Authorization, Bearer};
 use axum_extra::headers::Header;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use zeroize::Zeroizing;
@@ -50,10 +52,39 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// Every request: the session from the cookie or the Bearer token, the CSRF check for
 /// state-changing methods, `no-store` on the API, one access-log line (method, path, status,
 /// role, duration) in the format and escaping the tests check.
-pub(crate) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The whole body within --first-request-timeout (issue 26: a body trickled a byte at a time
+    // held its connection for good). Only then does the connection count as handling a request,
+    // which keeps it from being closed to make room for another (`limits`).
+    let (parts, body) = req.into_parts();
+    let (mut req, unreadable) = match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(bytes)) => (Request::from_parts(parts, Body::from(bytes)), None),
+        Ok(Err(_)) => (
+            Request::from_parts(parts, Body::empty()),
+            Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes, or was cut off"),
+                None,
+            )),
+        ),
+        Err(_) => (
+            Request::from_parts(parts, Body::empty()),
+            Some(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+                None,
+            )),
+        ),
+    };
+    let _busy = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .filter(|_| unreadable.is_none())
+        .map(|ConnectInfo(peer)| app.limits.busy(*peer));
     // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
     // the header on its own), and one that also carries a session cookie is refused rather
     // than guessing which of the two it meant.
@@ -64,6 +95,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
     };
     let safe = method == Method::GET || method == Method::HEAD;
     let refusal = match (&bearer, &session) {
+        _ if unreadable.is_some() => unreadable,
         (Some(Err(())), _) => Some(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "send one Authorization header: \"Bearer TOKEN\"",
@@ -86,15 +118,16 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
         }
         _ => None,
     };
-    let mut response = match refusal {
-        Some(e) => {
-            // Read the body first: a connection closed with unread data is reset, and the
-            // client would see no answer at all instead of the refusal.
-            let _ = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20).await;
-            Some(e.into_response())
+    let mut response = refusal.map(|e| {
+        let close = matches!(e.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT);
+        let mut r = e.into_response();
+        if close {
+            // What is left of the body is not read: the connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        None => None,
-    };
+        r
+    });
     let mut role = session.as_ref().map(|s| s.user.clone());
     if response.is_none() {
         let acted = Arc::new(Mutex::new(None));

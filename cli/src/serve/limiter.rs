@@ -19,9 +19,15 @@ struct Attempts {
     in_flight: usize,
 }
 
+/// How long a successful login keeps its address known for its user (see `reserve`).
+const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
+
 /// The counts, and the limit per address and user (four times that per address and per user).
 pub(crate) struct LoginLimiter {
     attempts: Mutex<HashMap<LoginKey, Attempts>>,
+    /// Addresses each user logged in from lately: the user's limit over all addresses does not
+    /// lock them out there.
+    known: Mutex<HashMap<(IpAddr, String), Instant>>,
     max_failures: usize,
     window: Duration,
 }
@@ -53,6 +59,7 @@ impl LoginLimiter {
     pub(crate) fn new(max_failures: usize, window: Duration) -> LoginLimiter {
         LoginLimiter {
             attempts: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             max_failures: max_failures.max(1),
             window,
         }
@@ -63,7 +70,9 @@ impl LoginLimiter {
     /// address over all users and per user over all addresses (four times that each). A burst
     /// of parallel logins cannot all pass the check before the first of them fails; someone
     /// guessing at one user's password from an address does not lock the other users there
-    /// out; guesses spread over many addresses still meet the user's limit. None: over a limit.
+    /// out; guesses spread over many addresses still meet the user's limit, except at an address
+    /// the user logged in from within a day (so whoever guesses from elsewhere cannot lock the
+    /// user out of the places they use). None: over a limit.
     pub(crate) fn reserve(&self, ip: IpAddr, user: &str) -> Option<Reserved<'_>> {
         let keys = [
             (Some(ip), Some(user.to_string())),
@@ -71,7 +80,10 @@ impl LoginLimiter {
             (None, Some(user.to_string())),
         ];
         let many = self.max_failures.saturating_mul(4);
-        let limits = [self.max_failures, many, many];
+        let known = lock(&self.known)
+            .get(&(ip, user.to_string()))
+            .is_some_and(|t| t.elapsed() < KNOWN_FOR);
+        let limits = [self.max_failures, many, if known { usize::MAX } else { many }];
         let mut all = lock(&self.attempts);
         for (key, limit) in keys.iter().zip(limits) {
             let a = all.entry(key.clone()).or_default();
@@ -90,8 +102,14 @@ impl LoginLimiter {
         })
     }
 
-    /// Forgets failures older than the window.
+    /// A successful login: its address is known for its user for a day.
+    pub(crate) fn remember(&self, ip: IpAddr, user: &str) {
+        lock(&self.known).insert((ip, user.to_string()), Instant::now());
+    }
+
+    /// Forgets failures older than the window, and addresses not used for a day.
     pub(crate) fn sweep(&self) {
+        lock(&self.known).retain(|_, t| t.elapsed() < KNOWN_FOR);
         lock(&self.attempts).retain(|_, a| {
             a.failed.retain(|t| t.elapsed() < self.window);
             !a.failed.is_empty() || a.in_flight > 0
@@ -170,6 +188,23 @@ mod tests {
         }
         assert!(l.reserve(ip(99), "carol").is_none());
         assert!(l.reserve(ip(99), "dave").is_some());
+    }
+
+    #[test]
+    fn a_users_known_address_is_not_locked_out_by_guesses_from_elsewhere() {
+        let l = LoginLimiter::new(2, Duration::from_secs(60));
+        l.remember(ip(1), "erin");
+        for n in 10..18 {
+            assert!(fail(&l, ip(n), "erin"));
+        }
+        assert!(
+            l.reserve(ip(99), "erin").is_none(),
+            "a new address meets the user's limit"
+        );
+        assert!(
+            l.reserve(ip(1), "erin").is_some(),
+            "the address erin logged in from does not"
+        );
     }
 
     #[test]

@@ -11,14 +11,17 @@
 //! server's own login role, which must not be a superuser and switches to the token's role
 //! with `SET LOCAL ROLE` in the request's transaction, as PostgREST's authenticator does.
 
-/// Whether the session's role may still log in, as a condition (NULL, so false, for a dropped
-/// role; `session_user` itself then fails with 42704). Every request of a session checks it:
+/// Whether the session's role may still log in, as a condition: LOGIN, not expired, neither a
+/// superuser nor a member of one (false for a dropped role; `session_user` itself then fails
+/// with 42704). Every request of a session checks it:
 /// inside the BEGIN of a transaction's round trip, or inside the one statement of a value's GET.
 macro_rules! may_log_in {
     () => {
         "COALESCE((SELECT r.rolcanlogin AND NOT r.rolsuper AND \
           (r.rolvaliduntil IS NULL OR r.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now()) \
-          FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user), false)"
+          FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user), false) \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles s \
+          WHERE s.rolsuper AND pg_catalog.pg_has_role(session_user, s.oid, 'MEMBER'))"
     };
 }
 
@@ -52,6 +55,13 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
         sessions: Mutex::new(HashMap::new()),
         logins: LoginLimiter::new(opts.max_login_failures, LOGIN_WINDOW),
         trusted_proxies: opts.trusted_proxies.clone(),
+        limits: crate::limits::Limits::new(
+            opts.max_connections(),
+            opts.max_connections_per_address(),
+            opts.trusted_proxies.clone(),
+        ),
+        body_timeout: opts.first_request_timeout(),
+        db_budget: Arc::new(Semaphore::new(session_budget(opts))),
         idle_timeout: opts.idle_timeout(),
         tokens: TokenPool {
             slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
@@ -61,6 +71,12 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
         login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
     })
+}
+
+/// Database connections for sessions: what the open-file limit leaves after the HTTP
+/// connections, less the token pool's and the server's own first connection.
+fn session_budget(opts: &Serve) -> usize {
+    crate::limits::database_connection_budget(opts.max_connections()).saturating_sub(opts.token_connections.max(1) + 1)
 }
 
 /// The console and API for `target` with `opts`, without a listener: what `run` serves, and
@@ -89,6 +105,13 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
             ))
         }
     };
+    if session_budget(opts) < usize::from(opts.session_connections).max(1) + 1 {
+        eprintln!(
+            "pgvault serve: warning: the open-file limit leaves no room for a console session's database \
+             connections (each costs {} file descriptors): raise `ulimit -n` or lower --max-connections",
+            crate::limits::DESCRIPTORS_PER_DATABASE_CONNECTION
+        );
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -162,6 +185,7 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
             }
             stopper.graceful_shutdown(Some(Duration::from_secs(5)));
         });
+        let limited = crate::limits::Limited(app.limits.clone());
         let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
         let scheme = if config.is_some() { "https" } else { "http" };
         let listener = std::net::TcpListener::bind(opts.listen)
@@ -181,11 +205,6 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         // connection counts against --max-connections and its address's share until the
         // handshake (TLS), the first request's head or, between requests, the next one's head
         // is late; hyper's header-read timer also runs while a kept-alive connection is idle.
-        let limited = crate::limits::Limited(crate::limits::Limits::new(
-            opts.max_connections(),
-            opts.max_connections_per_address(),
-            opts.trusted_proxies.clone(),
-        ));
         let mut server = axum_server::from_tcp(listener)
             .map_err(|e| Failure::failed(e.to_string()))?
             .handle(handle)

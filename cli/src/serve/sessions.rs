@@ -22,6 +22,8 @@ pub(crate) const LOGINS_AT_ONCE: usize = 4;
 /// Failed logins count against the limits for this long.
 pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 pub(crate) const COOKIE: &str = "pgvault_session";
+/// The largest request body read (a secret of 1 MiB with room for JSON escapes).
+pub(crate) const MAX_BODY: usize = 2 << 20;
 
 /// A session's connection, with the statements prepared on it (see `db_prepared`) and whether
 /// a request may have left a transaction open on it (it ended half way: a panic). The
@@ -66,6 +68,8 @@ pub(crate) struct Session {
     /// The role lost LOGIN, expired, became a superuser or was dropped (see `MAY_LOG_IN`): the
     /// session is over, and is removed at its next lookup.
     pub(crate) ended: AtomicBool,
+    /// Its connections' share of the file descriptors (`App::db_budget`), given back with it.
+    pub(crate) _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(crate) const MAY_LOG_IN: &str = may_log_in!();

@@ -17,6 +17,13 @@ pub(crate) struct App {
     pub(crate) logins: LoginLimiter,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub(crate) trusted_proxies: Vec<IpAddr>,
+    /// The open connections (`limits`).
+    pub(crate) limits: Arc<crate::limits::Limits>,
+    /// Time for a request's body (`--first-request-timeout`).
+    pub(crate) body_timeout: Duration,
+    /// Database connections the file descriptors allow for sessions (`limits`): a login takes
+    /// its session's and the password check's before it connects.
+    pub(crate) db_budget: Arc<Semaphore>,
     pub(crate) idle_timeout: Duration,
     pub(crate) tokens: TokenPool,
     pub(crate) session_connections: usize,

@@ -5,7 +5,7 @@ use crate::serve::auth::Caller;
 use crate::serve::db::db;
 use crate::serve::reply::{json_response, ApiError, JsonBody};
 use crate::serve::sessions::{
-    client_address, close, cookie_value, random_hex, Conn, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
+    client_address, cookie_value, random_hex, Conn, Prepared, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
 };
 use crate::serve::state::{lock, App, LoggedRole};
 use crate::text::escape;
@@ -49,6 +49,10 @@ pub(crate) async fn login(
             "a user name has at most {MAX_USER_BYTES} bytes and a password at most {MAX_PASSWORD_BYTES}"
         )));
     }
+    // PostgreSQL names and passwords cannot hold a NUL byte (the driver refused it with 500).
+    if user.contains('\0') || password.contains('\0') {
+        return Err(ApiError::bad("a user name or password cannot contain a NUL byte"));
+    }
     let Some(mut attempt) = app.logins.reserve(ip, &user) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -64,6 +68,20 @@ pub(crate) async fn login(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None))?;
+    // The session's connections and the password check's, from what the file descriptors allow
+    // (before connecting: past the open-file limit the driver fails, and a panic answered 500).
+    let extra = app.session_connections.saturating_sub(1);
+    let room = |n: usize| {
+        app.db_budget.clone().try_acquire_many_owned(n as u32).map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has no room for another session's database connections right now: try again later",
+                None,
+            )
+        })
+    };
+    let budget = room(1 + extra)?;
+    let probe_budget = room(1)?;
     let target = app.target.as_login(&user, &password);
     drop(password);
     let more_target = target.clone();
@@ -87,8 +105,10 @@ pub(crate) async fn login(
         }
     }
     drop(target);
+    // Held so that a request dropped half way (the client gave up) closes it off the async
+    // threads (see `Conn`): the synchronous driver cannot close on them.
     let mut client = match result {
-        Ok(c) => c,
+        Ok(c) => Conn(Some(c), Prepared::new(), false),
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
             attempt.failed = true;
             return Err(ApiError::new(
@@ -114,17 +134,17 @@ pub(crate) async fn login(
     // with a password nobody knows tells: it must be refused for a failed authentication.
     let probe = app.target.as_login(&user, &random_hex()?);
     let probed = tokio::task::spawn_blocking(move || {
-        let r = conn::connect(&probe);
+        let r = conn::connect(&probe).map(|c| Conn(Some(c), Prepared::new(), false));
         drop(probe);
         r
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    drop(probe_budget);
     match probed {
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {}
-        Ok(c) => {
-            close(c);
-            close(client);
+        Ok(probe) => {
+            drop((probe, client));
             attempt.failed = true;
             eprintln!(
                 "pgvault serve: refused a console login as {}: the database lets this role in without checking \
@@ -139,7 +159,7 @@ pub(crate) async fn login(
             ));
         }
         Err(f) => {
-            close(client);
+            drop(client);
             eprintln!(
                 "pgvault serve: cannot confirm that the database checked the password of {}: {}",
                 escape(&user),
@@ -155,11 +175,13 @@ pub(crate) async fn login(
     // A success does not wipe the address's failures: one valid account would otherwise
     // reset the limit for guessing others' passwords.
     drop(attempt);
-    let extra = app.session_connections.saturating_sub(1);
     let (client, more, rights) = tokio::task::spawn_blocking(move || {
         // The console is for vault roles: a superuser (or a role that may become one) would
         // hold every secret and the server itself behind a browser cookie.
-        let r = refuse_superuser(&mut client).and_then(|()| rights(&mut client));
+        let r = match client.0.as_mut() {
+            Some(c) => refuse_superuser(c).and_then(|()| rights(c)),
+            None => Err(ApiError::unauthorized()),
+        };
         let mut more = Vec::new();
         if r.is_ok() {
             for _ in 0..extra {
@@ -176,7 +198,7 @@ pub(crate) async fn login(
             }
         }
         drop(more_target);
-        (Conn::new(client), more, r)
+        (Arc::new(Mutex::new(client)), more, r)
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
@@ -192,7 +214,9 @@ pub(crate) async fn login(
         last_used: Mutex::new(Instant::now()),
         versions: AtomicBool::new(versions),
         ended: AtomicBool::new(false),
+        _budget: budget,
     });
+    app.logins.remember(ip, &user);
     {
         // At most max_sessions_per_role sessions per role (the oldest in use goes): each holds
         // database connections, and one account must not use up max_connections.
