@@ -16,7 +16,9 @@ cluster_init
 trap servers_cleanup EXIT
 
 # Logins are checked by the database: scram-sha-256 for everyone but the superuser's socket.
-new_cluster web "password_encryption = 'scram-sha-256'"
+# The log line prefix names the user: vault_ext masks quoted text in the messages of records
+# that touch it (the user in "password authentication failed for user ..." included).
+new_cluster web "password_encryption = 'scram-sha-256'" "log_line_prefix = '%m [%p] %u '"
 scram_only web
 start web || { cat "$(logfile web)"; exit 1; }
 PW=Pw-$RANDOM-$RANDOM-x
@@ -364,7 +366,7 @@ login_burst $W5 20 web_granted "burst-wrong-{i}" burst
 wait "${pids[@]}"
 check "20 parallel wrong passwords with a limit of 3: three 401, seventeen 429" "3x401 17x429" "$(burst_codes burst)"
 check "and only three of them reached the database" 3 \
-  "$(tail -n +$((log_before + 1)) "$(logfile web)" | grep -c 'password authentication failed for user "web_granted"')"
+  "$(tail -n +$((log_before + 1)) "$(logfile web)" | grep -c '\] web_granted FATAL:  password authentication failed')"
 unset URL
 
 # A success does not reset the address's failures (one valid account would otherwise unlock

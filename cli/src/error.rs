@@ -71,8 +71,9 @@ impl Kind {
             // invalid_schema_name, undefined_table, undefined_function: no vault_ext here
             "3F000" | "42P01" | "42883" => Kind::NoExtension,
             // undefined_object (an unknown role), duplicate_object, not-null and check
-            // violations, and every data exception (bad dates, intervals, uuids, values)
-            "42704" | "42710" | "23502" | "23514" => Kind::Input,
+            // violations, a value over a size limit, and every data exception (bad dates,
+            // intervals, uuids, values)
+            "42704" | "42710" | "23502" | "23514" | "54000" => Kind::Input,
             c if c.starts_with("22") => Kind::Input,
             // serialization_failure (a stale expected_version), unique_violation
             "40001" | "23505" => Kind::Conflict,
@@ -226,19 +227,35 @@ mod tests {
         ("DUPLICATE_OBJECT", "42710"),
         ("FEATURE_NOT_SUPPORTED", "0A000"),
         ("INSUFFICIENT_PRIVILEGE", "42501"),
+        ("INTEGRITY_CONSTRAINT_VIOLATION", "23000"),
         ("INTERNAL_ERROR", "XX000"),
         ("INVALID_PARAMETER_VALUE", "22023"),
+        ("INVALID_XML_COMMENT", "2200S"),
+        ("INVALID_XML_CONTENT", "2200N"),
+        ("INVALID_XML_DOCUMENT", "2200M"),
+        ("INVALID_XML_PROCESSING_INSTRUCTION", "2200T"),
         ("NOT_NULL_VIOLATION", "23502"),
         ("NO_DATA_FOUND", "P0002"),
         ("NULL_VALUE_NOT_ALLOWED", "22004"),
         ("OBJECT_NOT_IN_PREREQUISITE_STATE", "55000"),
         ("OUT_OF_MEMORY", "53200"),
+        ("PROGRAM_LIMIT_EXCEEDED", "54000"),
+        ("SUCCESSFUL_COMPLETION", "00000"),
         ("UNDEFINED_COLUMN", "42703"),
     ];
 
     /// What each SQLSTATE the extension raises must mean to a user, and so to the CLI, the
     /// server and the HTTPS client alike.
     const EXPECTED: &[(&str, Kind)] = &[
+        // The extension's LOG lines (never an error) and the classes its log hook masks.
+        ("00000", Kind::Failed),
+        ("23000", Kind::Failed),
+        ("2200M", Kind::Input),
+        ("2200N", Kind::Input),
+        ("2200S", Kind::Input),
+        ("2200T", Kind::Input),
+        // A value over the extension's size limit: bad input, as every other refused value.
+        ("54000", Kind::Input),
         ("0A000", Kind::Failed),
         ("22004", Kind::Input),
         ("22021", Kind::Input),
