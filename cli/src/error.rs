@@ -217,6 +217,7 @@ mod tests {
         ("object_in_use", "55006"),
         ("object_not_in_prerequisite_state", "55000"),
         ("serialization_failure", "40001"),
+        ("undefined_object", "42704"),
     ];
 
     /// The SQLSTATE of each `ERRCODE_*` the extension's Rust raises.

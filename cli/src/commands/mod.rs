@@ -160,12 +160,13 @@ fn check_value(name: &str, value: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out
-/// reads as NULL.
+/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out, or
+/// of a non-exportable secret (never returned, also not to vault_admin), reads as NULL.
 fn not_granted(name: &str) -> Failure {
     Failure::denied(format!(
         "secret {} is not readable by this role: vault.grant_secret narrowed it to other roles \
-         (see vault.secret_grants)",
+         (see vault.secret_grants), or it is not exportable (only used inside the server, by \
+         vault.hmac, vault.sign_jwt, ...)",
         text::escape(name)
     ))
 }

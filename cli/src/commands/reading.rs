@@ -80,7 +80,7 @@ fn select(rows: Vec<Value>, tags: &[String], only: &[String]) -> Result<Secrets,
                 return Err(not_granted(&name));
             }
             eprintln!(
-                "pgvault: warning: skipping secret {}: its grants leave this role out",
+                "pgvault: warning: skipping secret {}: its grants leave this role out, or it is not exportable",
                 text::escape(&name)
             );
             continue;

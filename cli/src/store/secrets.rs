@@ -144,8 +144,8 @@ pub fn id(c: &mut impl Client, name: &str) -> Result<Option<String>, Error> {
 /// Whether this role could create and update secrets (vault_admin).
 pub fn may_write(c: &mut impl Client) -> Result<bool, Error> {
     Ok(c.query_one(
-        "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[])', 'EXECUTE') \
-            AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer)', 'EXECUTE') \
+        "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[], boolean)', 'EXECUTE') \
+            AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean)', 'EXECUTE') \
             AND has_table_privilege('vault.secrets', 'SELECT')",
         &[],
     )?

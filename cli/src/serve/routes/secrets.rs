@@ -117,7 +117,7 @@ pub(crate) async fn get_secret(caller: Caller, Path(name): Path<String>) -> Resu
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out"
+                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out, or it is not exportable (only used inside the server)"
                 ),
                 Some("42501"),
             ));
