@@ -36,7 +36,7 @@ pub fn main(
             Ok(())
         }
         Some(file) => write_atomically(Path::new(file), out.as_bytes())
-            .map_err(|e| Failure::new(1, format!("cannot write {file}: {e} (nothing was written)"))),
+            .map_err(|e| Failure::failed(format!("cannot write {file}: {e} (nothing was written)"))),
     }
 }
 

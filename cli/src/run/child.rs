@@ -34,7 +34,7 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// time.
 pub fn forward_signals() -> Result<(), Failure> {
     let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED)
-        .map_err(|e| Failure::new(1, format!("cannot handle signals: {e}")))?;
+        .map_err(|e| Failure::failed(format!("cannot handle signals: {e}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -45,7 +45,7 @@ pub fn forward_signals() -> Result<(), Failure> {
                 let _ = send(origin.signal);
             }
         })
-        .map_err(|e| Failure::new(1, format!("cannot start a thread: {e}")))?;
+        .map_err(|e| Failure::failed(format!("cannot start a thread: {e}")))?;
     Ok(())
 }
 
@@ -89,7 +89,7 @@ pub fn start(
         } else {
             126
         };
-        Failure::new(code, format!("cannot run {}: {err}", escape(&command[0])))
+        Failure::exit(code, format!("cannot run {}: {err}", escape(&command[0])))
     })?;
     CHILD.store(child.id() as i32, Ordering::SeqCst);
     let mut pumps = Vec::new();
@@ -132,7 +132,7 @@ impl Running {
 fn raw(fd: BorrowedFd<'_>) -> Result<File, Failure> {
     fd.try_clone_to_owned()
         .map(File::from)
-        .map_err(|e| Failure::new(1, format!("cannot duplicate an output: {e}")))
+        .map_err(|e| Failure::failed(format!("cannot duplicate an output: {e}")))
 }
 
 /// pgvault's exit code for the child's status: its own code, 128 + N after signal N.

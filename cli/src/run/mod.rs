@@ -11,8 +11,10 @@ pub mod mask;
 pub mod references;
 pub mod watch;
 
+use crate::commands::reading;
 use crate::envplan;
 use crate::remote::{self, Remote};
+use crate::store::secrets;
 use crate::text::escape;
 use crate::{conn, dotenv, Failure};
 use postgres::Client;
@@ -80,7 +82,7 @@ pub enum Source<'a> {
 impl Source<'_> {
     fn value(&mut self, name: &str) -> Result<Found, Failure> {
         match self {
-            Source::Db(c) => crate::get(c, name),
+            Source::Db(c) => Ok(secrets::value(*c, name)?),
             Source::Remote(r) => Ok(match r.value(name)? {
                 remote::Fetched::Value(v) => Some(Some(v)),
                 remote::Fetched::NotGranted => Some(None),
@@ -95,10 +97,10 @@ impl Spec {
     pub fn build(&self, src: &mut Source<'_>) -> Result<Env, Failure> {
         let secrets = if self.select {
             let rows = match src {
-                Source::Db(c) => crate::fetch(c, &self.tags, &self.only)?,
-                Source::Remote(r) => crate::fetch_remote(r, &self.tags, &self.only)?,
+                Source::Db(c) => secrets::values(*c, &self.tags, &self.only)?,
+                Source::Remote(r) => reading::fetch_remote(r, &self.tags, &self.only)?,
             };
-            crate::select(rows, &self.tags, &self.only)?
+            reading::select(rows, &self.tags, &self.only)?
         } else {
             Vec::new()
         };
@@ -236,7 +238,7 @@ pub fn main(
             spec,
             source,
         )?;
-        return Err(Failure::new(code, ""));
+        return Err(Failure::status(code));
     }
     if opts.no_masking {
         return exec(&opts.command, &env);
@@ -245,7 +247,7 @@ pub fn main(
     let running = child::start(&opts.command, &env.set, Some(&env.secrets))?;
     drop(env);
     let status = running.wait();
-    Err(Failure::new(child::exit_code(status), ""))
+    Err(Failure::status(child::exit_code(status)))
 }
 
 /// Replaces pgvault with the command, the variables in its environment: the exit code and
@@ -262,5 +264,8 @@ fn exec(command: &[String], env: &Env) -> Result<(), Failure> {
     } else {
         126
     };
-    Err(Failure::new(code, format!("cannot run {}: {err}", escape(&command[0]))))
+    Err(Failure::exit(
+        code,
+        format!("cannot run {}: {err}", escape(&command[0])),
+    ))
 }

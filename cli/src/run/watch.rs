@@ -12,6 +12,7 @@
 use super::child::{self, Running};
 use super::{Env, Source, Spec};
 use crate::remote::Remote;
+use crate::store::secrets;
 use crate::{conn, Failure};
 use postgres::fallible_iterator::FallibleIterator;
 use std::process::ExitStatus;
@@ -67,10 +68,10 @@ pub fn supervise(
             Changes::Listen(target) => listen(&target, &spec, &events),
             Changes::Poll(remote, every) => poll(&remote, every, &spec, &events),
         })
-        .map_err(|e| Failure::new(1, format!("cannot start a thread: {e}")))?;
+        .map_err(|e| Failure::failed(format!("cannot start a thread: {e}")))?;
     loop {
         let Ok(event) = rx.recv() else {
-            return Err(Failure::new(1, "the watch stopped"));
+            return Err(Failure::failed("the watch stopped"));
         };
         let new = match event {
             Event::Exited(g, status) if g == generation => return Ok(child::exit_code(status)),
@@ -114,7 +115,7 @@ pub fn supervise(
                     let _ = child::send(signal_hook::consts::SIGKILL);
                     killed = true;
                 }
-                Err(RecvTimeoutError::Disconnected) => return Err(Failure::new(1, "the watch stopped")),
+                Err(RecvTimeoutError::Disconnected) => return Err(Failure::failed("the watch stopped")),
             }
         }
         for w in &new.warnings {
@@ -152,7 +153,7 @@ fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
     let mut lost = false;
     loop {
         let connected = conn::connect(target).and_then(|mut c| {
-            c.batch_execute("LISTEN vault_ext_changed")?;
+            secrets::listen_for_changes(&mut c)?;
             Ok(c)
         });
         let mut client = match connected {
