@@ -241,6 +241,9 @@ Examples:
         /// Seconds a kept-alive connection may wait for its next request's head before it is closed
         #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
         keepalive_timeout: u64,
+        /// The mount of HashiCorp Vault's KV version 2 API under /v1/ (hvac, node-vault, vault kv get)
+        #[arg(long, default_value = "secret", value_name = "NAME")]
+        kv_mount: String,
     },
     /// Service tokens for pgvault serve's API: create (shown once), list, revoke (vault_admin)
     #[command(
@@ -613,6 +616,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
             max_connections_per_address,
             first_request_timeout,
             keepalive_timeout,
+            kv_mount,
         } => serve::run(
             target()?,
             serve::Options {
@@ -635,6 +639,7 @@ fn run_cli(cli: Cli) -> Result<(), Failure> {
                 trusted_proxies,
                 first_request_timeout: std::time::Duration::from_secs(first_request_timeout),
                 keepalive_timeout: std::time::Duration::from_secs(keepalive_timeout),
+                kv_mount,
             },
         ),
     }

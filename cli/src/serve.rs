@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
+mod vault_kv;
+
 /// PostgreSQL's longest role name (NAMEDATALEN - 1).
 const MAX_USER_BYTES: usize = 63;
 /// Longer passwords are refused at login (see `login`).
@@ -71,6 +73,8 @@ pub struct Options {
     pub first_request_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request's head.
     pub keepalive_timeout: Duration,
+    /// The KV v2 mount of the Vault API under /v1/ (`vault_kv`).
+    pub kv_mount: String,
 }
 
 /// A session's connection, with the statements prepared on it (see `db_prepared`) and whether
@@ -160,6 +164,8 @@ struct App {
     max_sessions_per_role: usize,
     /// Logins being checked at once (see `login`).
     login_slots: Arc<Semaphore>,
+    /// The KV v2 mount of the Vault API (`--kv-mount`).
+    kv_mount: String,
 }
 
 /// What login attempts are counted by: an address and a user, an address over all users, or
@@ -447,8 +453,11 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
     // the header on its own), and one that also carries a session cookie is refused rather
     // than guessing which of the two it meant.
-    let bearer = bearer_token(req.headers());
+    // HashiCorp Vault's API reads its own token header and never a cookie (vault_kv).
+    let vault = vault_kv::is_vault_path(&path);
+    let bearer = if vault { None } else { bearer_token(req.headers()) };
     let session = match bearer {
+        None if vault => None,
         None => app.session(req.headers()),
         Some(_) => None,
     };
@@ -513,7 +522,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         HeaderValue::from_static("max-age=31536000"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || vault {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     // Formatted first and written at once: the standard error stream is unbuffered, so
@@ -1734,6 +1743,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/keys", get(keys))
         .route("/api/v1/verify", get(verify))
+        .route("/v1/{*rest}", axum::routing::any(vault_kv::handle))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
@@ -1779,6 +1789,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         session_connections: opts.session_connections.max(1),
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
         login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
+        kv_mount: vault_kv::check_mount(&opts.kv_mount).map_err(Failure::usage)?,
     });
     // Bearer tokens act through the server's own role: say now whether they can.
     match conn::connect(&target) {
