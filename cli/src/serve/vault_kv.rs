@@ -425,7 +425,7 @@ async fn read(who: &Who, name: String, version: Option<i32>) -> Result<Response,
                         ts!("coalesce(p.created_at, CASE WHEN v.version OPERATOR(pg_catalog.=) 1 THEN s.created_at END, v.created_at)"),
                         " FROM vault.decrypted_secret_versions v JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) v.secret_id \
                           LEFT JOIN vault.secret_versions p ON p.secret_id OPERATOR(pg_catalog.=) v.secret_id \
-                               AND p.version OPERATOR(pg_catalog.=) v.version OPERATOR(pg_catalog.-) 1 \
+                               AND p.version OPERATOR(pg_catalog.=) (v.version OPERATOR(pg_catalog.-) 1) \
                          WHERE v.secret_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid AND v.version OPERATOR(pg_catalog.=) $2"
                     ),
                     &[(&id, Type::TEXT), (&n, Type::INT4)],
