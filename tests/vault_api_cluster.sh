@@ -24,6 +24,7 @@ new_cluster kv "password_encryption = 'scram-sha-256'" "log_statement = 'all'" \
   "log_min_duration_statement = 0" "log_parameter_max_length = -1" "log_parameter_max_length_on_error = -1" \
   "log_min_error_statement = error"
 scram_only kv
+echo 'local replication postgres trust' >>"$(datadir kv)/pg_hba.conf" # for the standby's pg_basebackup
 start kv || { cat "$(logfile kv)"; exit 1; }
 out=$(sql kv "CREATE EXTENSION vault_ext;
   CREATE ROLE authenticator LOGIN NOINHERIT PASSWORD '$PW';
@@ -271,13 +272,27 @@ SERVE_DSN="$(dsn kv authenticator $((PORT_NEXT + 50)))" serve_bg down $((WPORT +
 URL=https://127.0.0.1:$((WPORT + 2)) vreq "" GET /v1/sys/health
 check "sys/health with the database unreachable: 503, application/json" "503 application/json" "$CODE $(ctype)"
 
+# --- a standby: sys/health says so, and tokens read there ---
+REPL=$WORK/repl
+as_pg "$PG_BINDIR/pg_basebackup" -h "$WORK" -p "$(port kv)" -U postgres -D "$REPL" -R -X stream >/dev/null 2>&1
+PORT_repl=$PORT_NEXT; PORT_NEXT=$((PORT_NEXT + 1)); STARTED+=("$REPL")
+echo "port = $PORT_repl" >>"$REPL/postgresql.conf"
+echo "primary_conninfo = 'host=$WORK port=$(port kv) user=postgres'" >>"$REPL/postgresql.auto.conf"
+start repl || cat "$WORK/repl.log"
+check "control: the replica is in recovery" t "$(sql repl "SELECT pg_is_in_recovery()")"
+SERVE_DSN="$(dsn repl authenticator)" serve_bg standby $((WPORT + 3)) || exit 1
+URL=https://127.0.0.1:$((WPORT + 3)) vreq "" GET /v1/sys/health
+check "sys/health on a standby's server: 200, standby true" "200 true false" "$CODE $(body | jq -r '"\(.standby) \(.sealed)"')"
+URL=https://127.0.0.1:$((WPORT + 3)) vreq "$T_READER" GET /v1/secret/data/shared_key
+check "a reader token reads through the standby" "200 sk-shared-0123456789abcdef" "$CODE $(body | jq -r .data.data.value)"
+
 # --- the access log; no token anywhere ---
 check_contains "the access log names the token's role" "GET /v1/secret/data/shared_key 200 role=kv_reader (token)" "$(cat "$WORK/main.out")"
 sql kv "CHECKPOINT" >/dev/null
 check_contains "control: the database log has the statements (log_statement = all)" "api_token_role" "$(cat "$(logfile kv)")"
 for t in "${TOKENS[@]}"; do
-  check_absent "token ${t:0:8}... is not in the database log" "$t" "$(cat "$(logfile kv)")"
-  check_absent "... nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/mount.out "$WORK"/down.out)"
+  check_absent "token ${t:0:8}... is not in the database logs" "$t" "$(cat "$(logfile kv)" "$WORK/repl.log")"
+  check_absent "... nor in pgvault serve's output" "$t" "$(cat "$WORK"/main.out "$WORK"/mount.out "$WORK"/down.out "$WORK"/standby.out)"
   check "... nor in the data directory" absent "$(grep_data "$t" "$(datadir kv)")"
 done
 
