@@ -117,6 +117,10 @@ DENIED='{"errors":["permission denied"]}'
 vreq "" GET /v1/secret/data/shared_key
 check "no token: 403 permission denied" "403 $DENIED" "$CODE $(body)"
 check "... Content-Type exactly application/json" "application/json" "$(ctype)"
+printf '{"data": {"value": "%s"}}' "$(head -c 300000 /dev/zero | tr '\0' x)" >"$WORK/big.json"
+vreq "" POST /v1/secret/data/no_token_write "@$WORK/big.json"
+check "a write with no token (and a large body): 403, nothing created" "403 $DENIED 0" \
+  "$CODE $(body) $(sql kv "SELECT count(*) FROM vault.secrets WHERE name = 'no_token_write'")"
 vreq "pgv_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | cut -c1-43)" GET /v1/secret/data/shared_key
 check "an unknown token: 403 with the same body" "403 $DENIED" "$CODE $(body)"
 vreq "$T_REVOKED" GET /v1/secret/data/shared_key

@@ -268,6 +268,11 @@ async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
     let query = parts.uri.query();
     let headers = &parts.headers;
     let get = method == Method::GET || method == Method::HEAD;
+    // Read first, also for a request that is refused: a connection closed with unread data is
+    // reset, and the client would see no answer instead of the refusal.
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| vault_error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))?;
     if path == "sys/health" {
         return if get {
             health(auth.app.clone()).await
@@ -290,9 +295,6 @@ async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
         acted: auth.acted.clone(),
     };
     let mount = auth.app.kv_mount.clone();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| vault_error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))?;
     if let Some(p) = path.strip_prefix("sys/internal/ui/mounts/") {
         if !get {
             return Err(unsupported());
