@@ -571,6 +571,10 @@ victim_session v4
 sql web "ALTER ROLE web_victim SUPERUSER" >/dev/null
 check "after becoming a superuser: 401" 401 "$(as_victim v4 /api/v1/secrets)"
 sql web "ALTER ROLE web_victim NOSUPERUSER" >/dev/null
+victim_session v6
+sql web "GRANT web_super TO web_victim" >/dev/null
+check "after GRANT of a superuser role to it: 401" 401 "$(as_victim v6 /api/v1/secrets/victim_key)"
+sql web "REVOKE web_super FROM web_victim" >/dev/null
 victim_session v5
 check "a new session reads again" 200 "$(as_victim v5 /api/v1/secrets/victim_key)"
 sql web "DROP ROLE web_victim" >/dev/null
@@ -593,6 +597,14 @@ login_from 127.0.0.30 web_granted "$PW"
 check "... then that user is limited from every address: 429 (4x the limit over all addresses)" 429 "$CODE"
 login_from 127.0.0.30 web_viewer "$PW"
 check "... while another user at that new address logs in: 200" 200 "$CODE"
+login_from 127.0.0.31 web_viewer "$PW"
+for i in $(seq 8); do login_from "127.0.0.$((40 + i))" web_viewer "wrong-$i"; done
+login_from 127.0.0.49 web_viewer "$PW"
+check "8 failures for web_viewer from elsewhere: locked out at a new address (429)" 429 "$CODE"
+login_from 127.0.0.31 web_viewer "$PW"
+check "... but not where it logged in lately: 200" 200 "$CODE"
+req anon POST /api/v1/session "{\"user\": \"web_admin\\u0000x\", \"password\": \"$PW\"}" --interface 127.0.0.32
+check "a NUL byte in a user name: 400" 400 "$CODE"
 login_from 127.0.0.5 web_admin wrong-1 -H 'X-Forwarded-For: 192.0.2.1'
 login_from 127.0.0.5 web_admin wrong-2 -H 'X-Forwarded-For: 192.0.2.1'
 login_from 127.0.0.5 web_admin "$PW" -H 'X-Forwarded-For: 192.0.2.1'
@@ -605,23 +617,77 @@ login_from 127.0.0.6 web_reader "$PW" -H 'X-Forwarded-For: 192.0.2.5'
 check "X-Forwarded-For from an address that is not a trusted proxy is ignored: 429" 429 "$CODE"
 
 # --- connections: a cap per address and in all, and timeouts (issue 26) ---
-# Under an open-file limit of 128 the server admits (128 - 64) / 2 = 32 connections, 8 from one
-# address. A client on 127.0.0.2 that opens 200 TLS connections and sends nothing holds 8, for
+# Under an open-file limit of 256 the server admits (256 - 64) / 2 = 96 connections, 12 from one
+# address. A client on 127.0.0.2 that opens 200 TLS connections and sends nothing holds 12, for
 # 2 s (--first-request-timeout); a login from 127.0.0.1 meanwhile is answered at once.
 W13=$((WPORT + 12))
-SERVE_WITH="prlimit --nofile=128:128" serve_bg capconn $W13 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
+SERVE_WITH="prlimit --nofile=256:256" serve_bg capconn $W13 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
   --first-request-timeout 2 --keepalive-timeout 2 || exit 1
 URL=https://127.0.0.1:$W13
 python3 "$REPO/tests/hold_connections.py" "$W13" 200 127.0.0.2 "$WORK/ca.pem" 5 >"$WORK/held.out" 2>&1 &
 held_pid=$!
 for _ in $(seq 200); do grep -q handshakes "$WORK/held.out" && break; sleep 0.1; done
-check "200 silent TLS connections from one address: the server holds 8" "handshakes 8" "$(grep handshakes "$WORK/held.out")"
+check "200 silent TLS connections from one address: the server holds 12" "handshakes 12" "$(grep handshakes "$WORK/held.out")"
 login web_reader
 check "... while a login from another address is answered: 200" 200 "$CODE"
 wait "$held_pid"
-check "... and closes the silent ones after --first-request-timeout" "closed 8" "$(grep closed "$WORK/held.out")"
+check "... and closes the silent ones after --first-request-timeout" "closed 12" "$(grep closed "$WORK/held.out")"
 python3 "$REPO/tests/hold_connections.py" "$W13" 3 127.0.0.3 "$WORK/ca.pem" 4 --one-request >"$WORK/kept.out" 2>&1
 check "kept-alive connections idle past --keepalive-timeout are closed" "handshakes 3 closed 3" "$(tr '\n' ' ' <"$WORK/kept.out" | sed 's/ $//')"
+# A body trickled a byte at a time (the second review held connections for good that way).
+slow_body=$(python3 - "$W13" "$WORK/ca.pem" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10), server_hostname="127.0.0.1")
+c.sendall(b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+start, got = time.time(), b""
+c.settimeout(0.5)
+while time.time() - start < 8 and b"\r\n" not in got:
+    try:
+        c.sendall(b" ")
+        got += c.recv(4096)
+    except socket.timeout:
+        pass
+    except OSError:
+        break
+print(got.split(b"\r\n")[0].decode(errors="replace"), "in time" if time.time() - start < 4 else "late")
+PY
+)
+check "a request body trickled a byte at a time: 408 after --first-request-timeout" "HTTP/1.1 408 Request Timeout in time" "$slow_body"
+# When the server is full, the connection open longest without a request being handled makes
+# room: 16 silent connections fill a server of 16 (two addresses, 8 each), and a login still
+# gets in.
+W14=$((WPORT + 13))
+serve_bg fullconn $W14 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
+  --max-connections 16 --max-connections-per-address 8 --first-request-timeout 30 || exit 1
+URL=https://127.0.0.1:$W14
+python3 "$REPO/tests/hold_connections.py" "$W14" 8 127.0.0.2 "$WORK/ca.pem" 6 >"$WORK/full1.out" 2>&1 &
+full1=$!
+python3 "$REPO/tests/hold_connections.py" "$W14" 8 127.0.0.3 "$WORK/ca.pem" 6 >"$WORK/full2.out" 2>&1 &
+full2=$!
+for _ in $(seq 200); do grep -q handshakes "$WORK/full1.out" && grep -q handshakes "$WORK/full2.out" && break; sleep 0.1; done
+check "16 silent connections fill a server of 16" "handshakes 8 handshakes 8" \
+  "$(grep handshakes "$WORK/full1.out") $(grep handshakes "$WORK/full2.out")"
+login web_reader
+check "... and a login still gets in: 200" 200 "$CODE"
+req web_reader GET /api/v1/secrets
+check "... and its session works" 200 "$CODE"
+wait "$full1" "$full2"
+check "... the oldest silent connections were closed for it" yes \
+  "$([ $(( $(sed -n 's/closed //p' "$WORK/full1.out") + $(sed -n 's/closed //p' "$WORK/full2.out") )) -ge 1 ] && echo yes)"
+# Database connections are budgeted from the open-file limit (each costs 5 descriptors with
+# this driver): past the budget a login gets 503 at once, not a panic and a 500.
+W15=$((WPORT + 14))
+SERVE_WITH="prlimit --nofile=256:256" serve_bg budget $W15 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" \
+  --max-connections 142 || exit 1
+URL=https://127.0.0.1:$W15
+codes=""
+for who in web_admin web_reader web_viewer; do login $who; codes+="$CODE "; done
+check "with room for 2 sessions' connections: 200, 200, then 503" "200 200 503 " "$codes"
+req web_admin DELETE /api/v1/session
+login web_viewer
+check "... and a logout makes room again: 200" 200 "$CODE"
+check_absent "... with no panic in the server's output" "panicked" "$(cat "$WORK/budget.out")"
 unset URL
 
 # --- plain HTTP only when asked, on loopback ---

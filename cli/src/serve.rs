@@ -42,6 +42,10 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 /// Logins checked by the database at the same time.
 const LOGINS_AT_ONCE: usize = 4;
 const COOKIE: &str = "pgvault_session";
+/// The largest request body read (a secret of 1 MiB with room for JSON escapes).
+const MAX_BODY: usize = 2 << 20;
+/// How long a successful login keeps its address known for its user (see `reserve_login`).
+const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 const INDEX_HTML: &str = include_str!("../web/index.html");
@@ -120,16 +124,21 @@ struct Session {
     /// The role lost LOGIN, expired, became a superuser or was dropped (see `MAY_LOG_IN`): the
     /// session is over, and is removed at its next lookup.
     ended: AtomicBool,
+    /// Its connections' share of the file descriptors (`App::db_budget`), given back with it.
+    _budget: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Whether the session's role may still log in, as a condition (NULL, so false, for a dropped
-/// role; `session_user` itself then fails with 42704). Every request of a session checks it:
+/// Whether the session's role may still log in, as a condition: LOGIN, not expired, neither a
+/// superuser nor a member of one (false for a dropped role; `session_user` itself then fails
+/// with 42704). Every request of a session checks it:
 /// inside the BEGIN of a transaction's round trip, or inside the one statement of a value's GET.
 macro_rules! may_log_in {
     () => {
         "COALESCE((SELECT r.rolcanlogin AND NOT r.rolsuper AND \
           (r.rolvaliduntil IS NULL OR r.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now()) \
-          FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user), false)"
+          FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) session_user), false) \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles s \
+          WHERE s.rolsuper AND pg_catalog.pg_has_role(session_user, s.oid, 'MEMBER'))"
     };
 }
 const MAY_LOG_IN: &str = may_log_in!();
@@ -156,6 +165,16 @@ struct App {
     failures: Mutex<HashMap<LoginKey, Attempts>>,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     trusted_proxies: Vec<IpAddr>,
+    /// Addresses each user logged in from lately: the user's limit over all addresses does not
+    /// lock them out there (see `reserve_login`).
+    known: Mutex<HashMap<(IpAddr, String), Instant>>,
+    /// The open connections (`limits`).
+    limits: Arc<crate::limits::Limits>,
+    /// Time for a request's body (`--first-request-timeout`).
+    body_timeout: Duration,
+    /// Database connections the file descriptors allow for sessions (`limits`): a login takes
+    /// its session's and the password check's before it connects.
+    db_budget: Arc<Semaphore>,
     idle_timeout: Duration,
     max_login_failures: usize,
     login_window: Duration,
@@ -402,6 +421,7 @@ impl App {
     fn sweep(&self) {
         let timeout = self.idle_timeout;
         lock(&self.sessions).retain(|_, s| lock(&s.last_used).elapsed() <= timeout && !s.ended.load(Ordering::Relaxed));
+        lock(&self.known).retain(|_, t| t.elapsed() < KNOWN_FOR);
         let window = self.login_window;
         lock(&self.failures).retain(|_, a| {
             a.failed.retain(|t| t.elapsed() < window);
@@ -414,8 +434,9 @@ impl App {
     /// per address over all users and per user over all addresses (four times that each). A
     /// burst of parallel logins cannot all pass the check before the first of them fails;
     /// someone guessing at one user's password from an address does not lock the other users
-    /// there out; guesses spread over many addresses still meet the user's limit. None: over a
-    /// limit.
+    /// there out; guesses spread over many addresses still meet the user's limit, except at an
+    /// address the user logged in from within a day (so whoever guesses from elsewhere cannot
+    /// lock the user out of the places they use). None: over a limit.
     fn reserve_login(&self, ip: IpAddr, user: &str) -> Option<Reserved<'_>> {
         let window = self.login_window;
         let keys = [
@@ -424,7 +445,10 @@ impl App {
             (None, Some(user.to_string())),
         ];
         let many = self.max_login_failures.saturating_mul(4);
-        let limits = [self.max_login_failures, many, many];
+        let known = lock(&self.known)
+            .get(&(ip, user.to_string()))
+            .is_some_and(|t| t.elapsed() < KNOWN_FOR);
+        let limits = [self.max_login_failures, many, if known { usize::MAX } else { many }];
         let mut all = lock(&self.failures);
         for (key, limit) in keys.iter().zip(limits) {
             let a = all.entry(key.clone()).or_default();
@@ -446,10 +470,39 @@ impl App {
 
 /// Every request: the session from the cookie, the CSRF check for state-changing methods,
 /// the security headers, one access-log line (method, path, status, role, duration).
-async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The whole body within --first-request-timeout (issue 26: a body trickled a byte at a time
+    // held its connection for good). Only then does the connection count as handling a request,
+    // which keeps it from being closed to make room for another (`limits`).
+    let (parts, body) = req.into_parts();
+    let (mut req, unreadable) = match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(bytes)) => (Request::from_parts(parts, Body::from(bytes)), None),
+        Ok(Err(_)) => (
+            Request::from_parts(parts, Body::empty()),
+            Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes, or was cut off"),
+                None,
+            )),
+        ),
+        Err(_) => (
+            Request::from_parts(parts, Body::empty()),
+            Some(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+                None,
+            )),
+        ),
+    };
+    let _busy = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .filter(|_| unreadable.is_none())
+        .map(|ConnectInfo(peer)| app.limits.busy(*peer));
     // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
     // the header on its own), and one that also carries a session cookie is refused rather
     // than guessing which of the two it meant.
@@ -463,6 +516,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     };
     let safe = method == Method::GET || method == Method::HEAD;
     let refusal = match (&bearer, &session) {
+        _ if unreadable.is_some() => unreadable,
         (Some(Err(())), _) => Some(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "send one Authorization header: \"Bearer TOKEN\"",
@@ -485,15 +539,16 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         }
         _ => None,
     };
-    let mut response = match refusal {
-        Some(e) => {
-            // Read the body first: a connection closed with unread data is reset, and the
-            // client would see no answer at all instead of the refusal.
-            let _ = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20).await;
-            Some(e.into_response())
+    let mut response = refusal.map(|e| {
+        let close = matches!(e.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT);
+        let mut r = e.into_response();
+        if close {
+            // What is left of the body is not read: the connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        None => None,
-    };
+        r
+    });
     let mut role = session.as_ref().map(|s| s.user.clone());
     if response.is_none() {
         let acted = Arc::new(Mutex::new(None));
@@ -925,6 +980,10 @@ async fn login(
             "a user name has at most {MAX_USER_BYTES} bytes and a password at most {MAX_PASSWORD_BYTES}"
         )));
     }
+    // PostgreSQL names and passwords cannot hold a NUL byte (the driver refused it with 500).
+    if user.contains('\0') || password.contains('\0') {
+        return Err(ApiError::bad("a user name or password cannot contain a NUL byte"));
+    }
     let Some(mut attempt) = app.reserve_login(ip, &user) else {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -940,6 +999,20 @@ async fn login(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None))?;
+    // The session's connections and the password check's, from what the file descriptors allow
+    // (before connecting: past the open-file limit the driver fails, and a panic answered 500).
+    let extra = app.session_connections.saturating_sub(1);
+    let room = |n: usize| {
+        app.db_budget.clone().try_acquire_many_owned(n as u32).map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has no room for another session's database connections right now: try again later",
+                None,
+            )
+        })
+    };
+    let budget = room(1 + extra)?;
+    let probe_budget = room(1)?;
     let target = app.target.as_login(&user, &password);
     drop(password);
     let more_target = target.clone();
@@ -963,8 +1036,10 @@ async fn login(
         }
     }
     drop(target);
+    // Held so that a request dropped half way (the client gave up) closes it off the async
+    // threads (see `Conn`): the synchronous driver cannot close on them.
     let mut client = match result {
-        Ok(c) => c,
+        Ok(c) => Conn(Some(c), Prepared::new(), false),
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
             attempt.failed = true;
             return Err(ApiError::new(
@@ -990,17 +1065,17 @@ async fn login(
     // with a password nobody knows tells: it must be refused for a failed authentication.
     let probe = app.target.as_login(&user, &random_hex()?);
     let probed = tokio::task::spawn_blocking(move || {
-        let r = conn::connect(&probe);
+        let r = conn::connect(&probe).map(|c| Conn(Some(c), Prepared::new(), false));
         drop(probe);
         r
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    drop(probe_budget);
     match probed {
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {}
-        Ok(c) => {
-            close(c);
-            close(client);
+        Ok(probe) => {
+            drop((probe, client));
             attempt.failed = true;
             eprintln!(
                 "pgvault serve: refused a console login as {}: the database lets this role in without checking \
@@ -1015,7 +1090,7 @@ async fn login(
             ));
         }
         Err(f) => {
-            close(client);
+            drop(client);
             eprintln!(
                 "pgvault serve: cannot confirm that the database checked the password of {}: {}",
                 escape(&user),
@@ -1031,11 +1106,13 @@ async fn login(
     // A success does not wipe the address's failures: one valid account would otherwise
     // reset the limit for guessing others' passwords.
     drop(attempt);
-    let extra = app.session_connections.saturating_sub(1);
     let (client, more, rights) = tokio::task::spawn_blocking(move || {
         // The console is for vault roles: a superuser (or a role that may become one) would
         // hold every secret and the server itself behind a browser cookie.
-        let r = refuse_superuser(&mut client).and_then(|()| rights(&mut client));
+        let r = match client.0.as_mut() {
+            Some(c) => refuse_superuser(c).and_then(|()| rights(c)),
+            None => Err(ApiError::unauthorized()),
+        };
         let mut more = Vec::new();
         if r.is_ok() {
             for _ in 0..extra {
@@ -1052,7 +1129,7 @@ async fn login(
             }
         }
         drop(more_target);
-        (Conn::new(client), more, r)
+        (Arc::new(Mutex::new(client)), more, r)
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
@@ -1068,7 +1145,9 @@ async fn login(
         last_used: Mutex::new(Instant::now()),
         versions: AtomicBool::new(versions),
         ended: AtomicBool::new(false),
+        _budget: budget,
     });
+    lock(&app.known).insert((ip, user.clone()), Instant::now());
     {
         // At most max_sessions_per_role sessions per role (the oldest in use goes): each holds
         // database connections, and one account must not use up max_connections.
@@ -1768,6 +1847,17 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             ))
         }
     };
+    // Database connections for sessions: what the open-file limit leaves after the HTTP
+    // connections, less the token pool's and the server's own first connection.
+    let session_budget = crate::limits::database_connection_budget(opts.max_connections)
+        .saturating_sub(opts.token_connections.max(1) + 1);
+    if session_budget < opts.session_connections.max(1) + 1 {
+        eprintln!(
+            "pgvault serve: warning: the open-file limit leaves no room for a console session's database \
+             connections (each costs {} file descriptors): raise `ulimit -n` or lower --max-connections",
+            crate::limits::DESCRIPTORS_PER_DATABASE_CONNECTION
+        );
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1779,6 +1869,14 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         sessions: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
         trusted_proxies: opts.trusted_proxies.clone(),
+        known: Mutex::new(HashMap::new()),
+        limits: crate::limits::Limits::new(
+            opts.max_connections,
+            opts.max_connections_per_address,
+            opts.trusted_proxies.clone(),
+        ),
+        body_timeout: opts.first_request_timeout,
+        db_budget: Arc::new(Semaphore::new(session_budget)),
         idle_timeout: opts.idle_timeout,
         max_login_failures: opts.max_login_failures,
         login_window: opts.login_window,
@@ -1857,6 +1955,7 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
             }
             stopper.graceful_shutdown(Some(Duration::from_secs(5)));
         });
+        let limited = crate::limits::Limited(app.limits.clone());
         let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
         let scheme = if config.is_some() { "https" } else { "http" };
         let listener = std::net::TcpListener::bind(opts.listen)
@@ -1876,11 +1975,6 @@ pub fn run(target: conn::Target, opts: Options) -> Result<(), Failure> {
         // connection counts against --max-connections and its address's share until the
         // handshake (TLS), the first request's head or, between requests, the next one's head
         // is late; hyper's header-read timer also runs while a kept-alive connection is idle.
-        let limited = crate::limits::Limited(crate::limits::Limits::new(
-            opts.max_connections,
-            opts.max_connections_per_address,
-            opts.trusted_proxies.clone(),
-        ));
         let mut server = axum_server::from_tcp(listener)
             .map_err(|e| Failure::new(1, e.to_string()))?
             .handle(handle)
