@@ -541,7 +541,11 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     };
     let mut response = refusal.map(|e| {
         let close = matches!(e.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT);
-        let mut r = e.into_response();
+        let mut r = if vault {
+            e.into_vault_response()
+        } else {
+            e.into_response()
+        };
         if close {
             // What is left of the body is not read: the connection cannot carry another request.
             r.headers_mut()

@@ -12,7 +12,7 @@
 //! object is stored as its JSON text and the secret carries the tag [`JSON_TAG`], which is how a
 //! read knows to give the object back. A secret without the tag reads as `{"value": "<text>"}`.
 
-use super::{db, json_response, random_hex, tags_of, ApiError, App, Auth, Who};
+use super::{db, json_response, random_hex, tags_of, ApiError, App, Auth, Who, MAX_BODY};
 use axum::extract::{Extension, Request};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +25,6 @@ use zeroize::Zeroizing;
 /// The tag that marks a secret whose text is a KV object's JSON (anything but a lone string
 /// `value`). SQL readers see the JSON text.
 pub const JSON_TAG: &str = "kv:json";
-/// Bodies larger than this are refused (a secret holds at least 1 MiB; JSON escapes add some).
-const MAX_BODY: usize = 4 << 20;
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
 
 /// An RFC 3339 UTC time, as Vault writes them (to the microsecond).
@@ -67,7 +65,7 @@ impl ApiError {
     /// The error as Vault answers one: `{"errors": [...]}` with Vault's status. A request whose
     /// token does not act gets 403 `permission denied`, as from Vault (clients read 403 as "not
     /// authenticated"); a missing secret 404 with no message; a version mismatch 400.
-    fn into_vault_response(self) -> Response {
+    pub(super) fn into_vault_response(self) -> Response {
         let (status, errors) = match self.status {
             StatusCode::UNAUTHORIZED => (StatusCode::FORBIDDEN, vec!["permission denied".to_string()]),
             StatusCode::FORBIDDEN => {
@@ -268,8 +266,7 @@ async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
     let query = parts.uri.query();
     let headers = &parts.headers;
     let get = method == Method::GET || method == Method::HEAD;
-    // Read first, also for a request that is refused: a connection closed with unread data is
-    // reset, and the client would see no answer instead of the refusal.
+    // The guard has read the body already (within --first-request-timeout, at most MAX_BODY).
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| vault_error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))?;
