@@ -244,6 +244,11 @@ vreq "$T_READER" GET /v1/auth/token/lookup-self
 check "lookup-self: the role as the policy, service, not renewable" '200 ["kv_reader"] service false' \
   "$CODE $(body | jq -c .data.policies) $(body | jq -r .data.type) $(body | jq -r .data.renewable)"
 check_absent "... and never the token" "$T_READER" "$(body)"
+check "... its name, seconds left (30 days) and expiry (vault.api_token_self)" "token-kv-reader true true" \
+  "$(body | jq -r '"\(.data.display_name) \(.data.ttl > 2591000 and .data.ttl <= 2592000) \(.data.expire_time | test("^20[0-9-]+T[0-9:.]+Z$"))"')"
+vreq "$T_ADMIN" GET /v1/auth/token/lookup-self
+check "lookup-self of a token without expiry: ttl 0, expire_time null" '200 0 null ["kv_admin"]' \
+  "$CODE $(body | jq -r .data.ttl) $(body | jq -r .data.expire_time) $(body | jq -c .data.policies)"
 before=$(sql kv "SELECT expires_at FROM vault.api_tokens WHERE name = 'kv-reader' AND revoked_at IS NULL")
 vreq "$T_READER" POST /v1/auth/token/renew-self '{}'
 check "renew-self: 200 with an auth block, not renewable" '200 ["kv_reader"] false' "$CODE $(body | jq -c .auth.policies) $(body | jq -r .auth.renewable)"

@@ -671,50 +671,105 @@ async fn list_secrets(who: &Who, prefix: String) -> Result<Response, ApiError> {
     envelope(json!({ "keys": keys }), Value::Null)
 }
 
-/// The token's role: what `lookup-self` and `renew-self` tell (never the token itself). A
-/// vault_ext token has no Vault policies: its role is named as the one policy.
-async fn token_role(who: &Who) -> Result<String, ApiError> {
-    db(who, |c| {
-        Ok(c.query_one("SELECT current_user::pg_catalog.text", &[])?.get(0))
+/// What `lookup-self` and `renew-self` tell of the token (never the token itself), from
+/// `vault.api_token_self` as the token's role: its role (named as its one policy: a vault_ext
+/// token has no Vault policies), name, seconds left (0: no expiry) and times.
+struct TokenSelf {
+    role: String,
+    name: String,
+    ttl: i64,
+    expire_time: Option<String>,
+    issue_time: Option<String>,
+    creation_time: i64,
+    creation_ttl: i64,
+}
+
+const TOKEN_SELF: &str = concat!(
+    "SELECT current_user::pg_catalog.text, j->>'name', coalesce((j->>'ttl')::pg_catalog.int8, 0), ",
+    ts!("(j->>'expires_at')::pg_catalog.timestamptz"),
+    ", ",
+    ts!("(j->>'created_at')::pg_catalog.timestamptz"),
+    ", coalesce(pg_catalog.date_part('epoch', (j->>'created_at')::pg_catalog.timestamptz)::pg_catalog.int8, 0), \
+       coalesce(pg_catalog.date_part('epoch', (j->>'expires_at')::pg_catalog.timestamptz \
+                OPERATOR(pg_catalog.-) (j->>'created_at')::pg_catalog.timestamptz)::pg_catalog.int8, 0) \
+       FROM vault.api_token_self($1) j"
+);
+
+async fn token_self(who: &Who) -> Result<TokenSelf, ApiError> {
+    let Who::Token { token, .. } = who else {
+        return Err(permission_denied());
+    };
+    let token = token.clone();
+    db(who, move |c| {
+        // A role without USAGE on schema vault cannot call the function: its role alone.
+        let usage: bool = c
+            .query_one("SELECT pg_catalog.has_schema_privilege('vault', 'USAGE')", &[])?
+            .get(0);
+        if !usage {
+            let role: String = c.query_one("SELECT current_user::pg_catalog.text", &[])?.get(0);
+            return Ok(TokenSelf {
+                role,
+                name: String::new(),
+                ttl: 0,
+                expire_time: None,
+                issue_time: None,
+                creation_time: 0,
+                creation_ttl: 0,
+            });
+        }
+        let t: &str = &token;
+        let r = c.query_one(TOKEN_SELF, &[&t])?;
+        Ok(TokenSelf {
+            role: r.get(0),
+            name: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            ttl: r.get(2),
+            expire_time: r.get(3),
+            issue_time: r.get(4),
+            creation_time: r.get(5),
+            creation_ttl: r.get(6),
+        })
     })
     .await
 }
 
 async fn lookup_self(who: &Who) -> Result<Response, ApiError> {
-    let role = token_role(who).await?;
+    let t = token_self(who).await?;
     envelope(
         json!({
             "accessor": "",
-            "creation_time": 0,
-            "creation_ttl": 0,
-            "display_name": format!("token-{role}"),
+            "creation_time": t.creation_time,
+            "creation_ttl": t.creation_ttl,
+            "display_name": format!("token-{}", t.name),
             "entity_id": "",
-            "expire_time": null,
+            "expire_time": t.expire_time,
             "explicit_max_ttl": 0,
+            "issue_time": t.issue_time,
             "meta": {},
             "num_uses": 0,
             "orphan": true,
             "path": "auth/token/create",
-            "policies": [role],
+            "policies": [t.role],
             "renewable": false,
-            "ttl": 0,
+            "ttl": t.ttl,
             "type": "service",
         }),
         Value::Null,
     )
 }
 
+/// The token's `auth` block, as after a renewal that changed nothing: a vault_ext token's
+/// expiry is set when it is made, and `renew-self` never extends it.
 async fn renew_self(who: &Who) -> Result<Response, ApiError> {
-    let role = token_role(who).await?;
+    let t = token_self(who).await?;
     envelope(
         Value::Null,
         json!({
             "client_token": "",
             "accessor": "",
-            "policies": [role],
-            "token_policies": [role],
+            "policies": [t.role.clone()],
+            "token_policies": [t.role],
             "metadata": null,
-            "lease_duration": 0,
+            "lease_duration": t.ttl,
             "renewable": false,
             "entity_id": "",
             "token_type": "service",
