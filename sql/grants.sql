@@ -35,6 +35,23 @@ CREATE TRIGGER secret_acl_rebind_update AFTER UPDATE ON vault.secret_acl
 CREATE TRIGGER secret_acl_rebind_truncate AFTER TRUNCATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
 
+-- The grantor and the time of a grant are the inserting role and now, whatever the INSERT says
+-- (vault_admin may INSERT into vault.secret_acl directly). A superuser's rows keep theirs: that
+-- is how pg_dump's rows restore.
+CREATE FUNCTION vault._stamp_grant() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) THEN
+    NEW.granted_by := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)::pg_catalog.regrole;
+    NEW.granted_at := CURRENT_TIMESTAMP;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER secret_acl_stamp BEFORE INSERT ON vault.secret_acl
+  FOR EACH ROW EXECUTE FUNCTION vault._stamp_grant();
+
 CREATE VIEW vault.secret_grants AS
 SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at
   FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;

@@ -26,8 +26,10 @@ GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid), vault.read_se
                           vault.root_key_fingerprint()
   TO vault_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secrets, vault.keys TO vault_admin;
--- Writers archive the value they replace (trigger runs as the writer); rotation rewrites them.
-GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
+-- Versions are kept and pruned by vault_ext as the owner (versions.sql); key rotation rewrites
+-- their ciphertext (a guard trigger allows nothing else; UPDATE on the table also lets rotation
+-- lock it).
+GRANT SELECT, UPDATE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
 -- Audit rows are written by vault_ext's code as the owner: vault_admin only reads them.
 GRANT SELECT ON vault.audit_log TO vault_admin;
@@ -46,6 +48,9 @@ GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
                           vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text),
                           vault._audit_rollback(uuid, integer), vault._audit_rotate_key(uuid, uuid),
                           vault._audit_rotate_root_key(bigint), vault._rewrapped(uuid, bytea)
+  TO vault_admin;
+-- Migration from supabase_vault (the caller also needs SELECT on the source table).
+GRANT EXECUTE ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea)
   TO vault_admin;
 -- API tokens: vault_admin creates, lists and revokes them; the table itself is the owner's.
 GRANT SELECT ON vault.api_tokens TO vault_admin;

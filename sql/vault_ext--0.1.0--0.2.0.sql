@@ -338,38 +338,27 @@ BEGIN
 END
 $$;
 
--- Versions: before the encrypting trigger (trigger names sort), keep the stored value when a
--- new plaintext replaces it, and bump the version. Runs as the calling writer.
-CREATE FUNCTION vault._archive_version() RETURNS trigger
-LANGUAGE plpgsql SET search_path = ''
-AS $$
-DECLARE
-  keep integer := COALESCE(pg_catalog.current_setting('vault.max_versions', true)::integer, 10);
-BEGIN
-  -- A new value: nonce NULL (plaintext), secret changed with the nonce left alone, or
-  -- ciphertext (secret and/or nonce) that vault._rewrap did not make for this row in this
-  -- transaction, e.g. another row's copied in: the value it replaces is kept.
-  -- Re-encryption (key or id change, root key rotation) keeps the version.
-  IF NEW.nonce IS NULL
-     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce)
-     OR ((NEW.secret IS DISTINCT FROM OLD.secret OR NEW.nonce IS DISTINCT FROM OLD.nonce)
-         AND NOT vault._rewrapped(NEW.id, NEW.nonce)) THEN
-    IF keep OPERATOR(pg_catalog.>) 0 THEN
-      INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce)
-      VALUES (OLD.id, OLD.version, OLD.secret, OLD.key_id, OLD.nonce);
-    END IF;
-    NEW.version := OLD.version OPERATOR(pg_catalog.+) 1;
-    DELETE FROM vault.secret_versions v
-     WHERE v.secret_id OPERATOR(pg_catalog.=) OLD.id
-       AND v.version OPERATOR(pg_catalog.<=) (OLD.version OPERATOR(pg_catalog.-) keep);
-  ELSE
-    NEW.version := OLD.version;
-  END IF;
-  RETURN NEW;
-END
-$$;
+CREATE FUNCTION "secrets_archive"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secrets_archive_wrapper';
+
+CREATE FUNCTION "secret_versions_guard"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'secret_versions_guard_wrapper';
+
+-- Versions are written by vault_ext only (src/vault/versions.rs), as the audit trail is: before
+-- the encrypting trigger (trigger names sort), secrets_archive keeps the stored value a new
+-- value replaces, as the extension owner, with the writer and the time read from the backend,
+-- bumps the version and prunes to vault.max_versions. vault_admin may read versions and update
+-- only their ciphertext, nonce and key (key rotation), with ciphertext that decrypts for the
+-- secret under that key; it cannot insert or delete them (privileges.sql).
 CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
-  FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_archive();
+CREATE TRIGGER secret_versions_guard BEFORE INSERT OR UPDATE ON vault.secret_versions
+  FOR EACH ROW EXECUTE FUNCTION vault.secret_versions_guard();
+
 CREATE VIEW vault.decrypted_secret_versions AS
 SELECT v.secret_id, s.name, v.version,
        vault._decrypt(v.secret_id, v.secret, v.nonce, v.key_id) AS decrypted_secret,
@@ -497,6 +486,23 @@ CREATE TRIGGER secret_acl_rebind_update AFTER UPDATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
 CREATE TRIGGER secret_acl_rebind_truncate AFTER TRUNCATE ON vault.secret_acl
   FOR EACH STATEMENT EXECUTE FUNCTION vault._rebind_secrets();
+
+-- The grantor and the time of a grant are the inserting role and now, whatever the INSERT says
+-- (vault_admin may INSERT into vault.secret_acl directly). A superuser's rows keep theirs: that
+-- is how pg_dump's rows restore.
+CREATE FUNCTION vault._stamp_grant() RETURNS trigger
+LANGUAGE plpgsql SET search_path = ''
+AS $$
+BEGIN
+  IF NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER), false) THEN
+    NEW.granted_by := (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)::pg_catalog.regrole;
+    NEW.granted_at := CURRENT_TIMESTAMP;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER secret_acl_stamp BEFORE INSERT ON vault.secret_acl
+  FOR EACH ROW EXECUTE FUNCTION vault._stamp_grant();
 
 -- Keys: create_key, update_key (changed columns, old and new: metadata only), delete_key, truncate.
 CREATE TRIGGER keys_audit AFTER INSERT OR UPDATE OR DELETE ON vault.keys
@@ -818,7 +824,8 @@ REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, 
                        vault._mask_secret(uuid, text, bytea, uuid), vault._decrypt(uuid, text, bytea, uuid),
                        vault.create_secret(text, text, text, uuid, text[]),
                        vault.update_secret(uuid, text, text, text, uuid, text[], integer),
-                       vault._archive_version(), vault._keys_in_use(), vault.rollback_secret(uuid, integer),
+                       vault.secrets_archive(), vault.secret_versions_guard(), vault._stamp_grant(),
+                       vault._keys_in_use(), vault.rollback_secret(uuid, integer),
                        vault.expiring_secrets(interval), vault.rotate_root_key(),
                        vault.purge_audit_log(interval), vault.secrets_audit_create(),
                        vault.secrets_audit_update(), vault.secrets_audit_reencrypt(),
@@ -835,7 +842,7 @@ GRANT EXECUTE ON FUNCTION vault._mask_secret(uuid, text, bytea, uuid), vault.mas
 GRANT SELECT ON vault.keys TO vault_reader;
 GRANT EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid) TO vault_reader;
 REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint, bytea, text, text) FROM vault_reader;
-GRANT SELECT, INSERT, UPDATE, DELETE ON vault.secret_versions TO vault_admin;
+GRANT SELECT, UPDATE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
 GRANT SELECT ON vault.audit_log TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
@@ -870,3 +877,100 @@ GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
                           vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)
   TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.api_token_role(text), vault.api_token_self(text) TO PUBLIC;
+
+-- Migration from supabase_vault (issue 26).
+CREATE  FUNCTION "_supabase_row_kind"(
+	"id" uuid, /* Uuid */
+	"secret" TEXT, /* & str */
+	"nonce" bytea /* Option < & [u8] > */
+) RETURNS TEXT /* & str */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'supabase_row_kind_wrapper';
+
+-- Copies every row of a table holding supabase_vault's vault.secrets (restored under another
+-- name, e.g. supabase_vault_import.secrets) into vault.secrets, keeping ids, names,
+-- descriptions and times. Each row is classified by vault._supabase_row_kind (src/vault/write.rs):
+-- ciphertext under the loaded root key is stored byte for byte (it was written with the same
+-- key derivation and cipher); plaintext (supabase_vault stores a plain INSERT as it comes) is
+-- encrypted now with a fresh nonce; rows that look like ciphertext but do not decrypt
+-- ("ambiguous") are plaintext when ambiguous_as_plaintext is true, skipped when it is false, and
+-- when it is NULL (the default) plaintext if any row of the source decrypted (the root key is
+-- right: supabase_vault has one), an error otherwise (probably the wrong root key). Rows whose id
+-- is already in vault.secrets are left alone, so it is safe to run twice. One transaction: an
+-- error (e.g. a name already taken by another secret) imports nothing.
+CREATE FUNCTION vault.migrate_from(source regclass, ambiguous_as_plaintext boolean DEFAULT NULL)
+RETURNS TABLE (kept_ciphertext bigint, encrypted_plaintext bigint, already_present bigint, skipped bigint)
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+DECLARE
+  r record;
+  decrypting bigint := 0;
+  ambiguous uuid[] := '{}';
+  as_plaintext boolean;
+BEGIN
+  kept_ciphertext := 0;
+  encrypted_plaintext := 0;
+  already_present := 0;
+  skipped := 0;
+  FOR r IN EXECUTE pg_catalog.format(
+    'SELECT s.id, s.name, s.description, s.secret, s.nonce, s.created_at, s.updated_at,
+            vault._supabase_row_kind(s.id, s.secret, s.nonce) AS kind,
+            EXISTS (SELECT FROM vault.secrets v WHERE v.id OPERATOR(pg_catalog.=) s.id) AS present
+       FROM %s s ORDER BY s.created_at, s.id', source)
+  LOOP
+    IF r.kind OPERATOR(pg_catalog.<>) 'ambiguous' AND r.kind OPERATOR(pg_catalog.<>) 'plaintext' THEN
+      decrypting := decrypting OPERATOR(pg_catalog.+) 1;
+    END IF;
+    IF r.present THEN
+      already_present := already_present OPERATOR(pg_catalog.+) 1;
+    ELSIF r.kind OPERATOR(pg_catalog.=) 'ciphertext' THEN
+      -- With its nonce: the encrypting trigger checks it decrypts for this id and stores it as is.
+      INSERT INTO vault.secrets (id, name, description, secret, key_id, nonce, created_at, updated_at)
+      VALUES (r.id, r.name, r.description, r.secret, NULL, r.nonce, r.created_at, r.updated_at);
+      kept_ciphertext := kept_ciphertext OPERATOR(pg_catalog.+) 1;
+    ELSIF r.kind OPERATOR(pg_catalog.=) 'ciphertext_without_nonce' THEN
+      INSERT INTO vault.secrets (id, name, description, secret, nonce, created_at, updated_at)
+      VALUES (r.id, r.name, r.description, vault._decrypt(r.id, r.secret, NULL, NULL), NULL, r.created_at, r.updated_at);
+      encrypted_plaintext := encrypted_plaintext OPERATOR(pg_catalog.+) 1;
+    ELSIF r.kind OPERATOR(pg_catalog.=) 'plaintext' THEN
+      -- Without a nonce: the encrypting trigger encrypts it under the default key.
+      INSERT INTO vault.secrets (id, name, description, secret, nonce, created_at, updated_at)
+      VALUES (r.id, r.name, r.description, r.secret, NULL, r.created_at, r.updated_at);
+      encrypted_plaintext := encrypted_plaintext OPERATOR(pg_catalog.+) 1;
+    ELSE
+      ambiguous := ambiguous OPERATOR(pg_catalog.||) r.id;
+    END IF;
+  END LOOP;
+  IF pg_catalog.cardinality(ambiguous) OPERATOR(pg_catalog.>) 0 THEN
+    as_plaintext := COALESCE(ambiguous_as_plaintext, decrypting OPERATOR(pg_catalog.>) 0);
+    IF ambiguous_as_plaintext IS NULL AND NOT as_plaintext THEN
+      RAISE EXCEPTION '% row(s) of % look like ciphertext but do not decrypt under the loaded root key, and no row does',
+        pg_catalog.cardinality(ambiguous), source
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = pg_catalog.format('The loaded root key has fingerprint %s; the first such row is %s.',
+                                         vault.root_key_fingerprint(), ambiguous[1]),
+              HINT = 'Load the root key supabase_vault used (README: Migrating from supabase_vault). If these values are plaintext that looks like base64, call vault.migrate_from(source, ambiguous_as_plaintext => true).';
+    END IF;
+    IF as_plaintext THEN
+      FOR r IN EXECUTE pg_catalog.format(
+        'SELECT s.id, s.name, s.description, s.secret, s.created_at, s.updated_at FROM %s s
+          WHERE s.id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY s.created_at, s.id', source) USING ambiguous
+      LOOP
+        INSERT INTO vault.secrets (id, name, description, secret, nonce, created_at, updated_at)
+        VALUES (r.id, r.name, r.description, r.secret, NULL, r.created_at, r.updated_at);
+        encrypted_plaintext := encrypted_plaintext OPERATOR(pg_catalog.+) 1;
+      END LOOP;
+    ELSE
+      skipped := pg_catalog.cardinality(ambiguous);
+      RAISE NOTICE '% row(s) that look like ciphertext but do not decrypt were not imported; the first is %',
+        skipped, ambiguous[1];
+    END IF;
+  END IF;
+  RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION vault.migrate_from(regclass, boolean) IS 'Copy supabase_vault secrets (a restored copy of its vault.secrets) into vault.secrets: ciphertext kept, plaintext encrypted; safe to run twice.';
+REVOKE ALL ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea)
+  TO vault_admin;

@@ -1,37 +1,15 @@
 -- vault_ext: earlier values of secrets (vault.secret_versions), their view and rollback.
 
--- Versions: before the encrypting trigger (trigger names sort), keep the stored value when a
--- new plaintext replaces it, and bump the version. Runs as the calling writer.
-CREATE FUNCTION vault._archive_version() RETURNS trigger
-LANGUAGE plpgsql SET search_path = ''
-AS $$
-DECLARE
-  keep integer := COALESCE(pg_catalog.current_setting('vault.max_versions', true)::integer, 10);
-BEGIN
-  -- A new value: nonce NULL (plaintext), secret changed with the nonce left alone, or
-  -- ciphertext (secret and/or nonce) that vault._rewrap did not make for this row in this
-  -- transaction, e.g. another row's copied in: the value it replaces is kept.
-  -- Re-encryption (key or id change, root key rotation) keeps the version.
-  IF NEW.nonce IS NULL
-     OR (NEW.secret IS DISTINCT FROM OLD.secret AND NEW.nonce IS NOT DISTINCT FROM OLD.nonce)
-     OR ((NEW.secret IS DISTINCT FROM OLD.secret OR NEW.nonce IS DISTINCT FROM OLD.nonce)
-         AND NOT vault._rewrapped(NEW.id, NEW.nonce)) THEN
-    IF keep OPERATOR(pg_catalog.>) 0 THEN
-      INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce)
-      VALUES (OLD.id, OLD.version, OLD.secret, OLD.key_id, OLD.nonce);
-    END IF;
-    NEW.version := OLD.version OPERATOR(pg_catalog.+) 1;
-    DELETE FROM vault.secret_versions v
-     WHERE v.secret_id OPERATOR(pg_catalog.=) OLD.id
-       AND v.version OPERATOR(pg_catalog.<=) (OLD.version OPERATOR(pg_catalog.-) keep);
-  ELSE
-    NEW.version := OLD.version;
-  END IF;
-  RETURN NEW;
-END
-$$;
+-- Versions are written by vault_ext only (src/vault/versions.rs), as the audit trail is: before
+-- the encrypting trigger (trigger names sort), secrets_archive keeps the stored value a new
+-- value replaces, as the extension owner, with the writer and the time read from the backend,
+-- bumps the version and prunes to vault.max_versions. vault_admin may read versions and update
+-- only their ciphertext, nonce and key (key rotation), with ciphertext that decrypts for the
+-- secret under that key; it cannot insert or delete them (privileges.sql).
 CREATE TRIGGER secrets_archive BEFORE UPDATE ON vault.secrets
-  FOR EACH ROW EXECUTE FUNCTION vault._archive_version();
+  FOR EACH ROW EXECUTE FUNCTION vault.secrets_archive();
+CREATE TRIGGER secret_versions_guard BEFORE INSERT OR UPDATE ON vault.secret_versions
+  FOR EACH ROW EXECUTE FUNCTION vault.secret_versions_guard();
 
 CREATE VIEW vault.decrypted_secret_versions AS
 SELECT v.secret_id, s.name, v.version,

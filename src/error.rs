@@ -135,6 +135,12 @@ impl VaultError {
     }
 }
 
+/// Write one LOG line of vault_ext's own (funcname "vault_ext": the log hook leaves such lines,
+/// which never carry a value, as written).
+pub fn log_line(message: String) {
+    ErrorReport::new(Code::ERRCODE_SUCCESSFUL_COMPLETION, message, "vault_ext").report(pgrx::PgLogLevel::LOG);
+}
+
 /// Raise as a Postgres ERROR with its SQLSTATE, detail and hint. For code paths (triggers)
 /// where pgrx would otherwise wrap a returned error and lose its SQLSTATE.
 pub fn raise(e: VaultError) -> ! {

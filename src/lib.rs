@@ -49,7 +49,9 @@ extension_sql_file!(
         "secrets",
         api::secrets::decrypt_column,
         api::audit::audit_rollback,
-        api::audit::rewrapped
+        api::audit::rewrapped,
+        api::triggers::secrets_archive,
+        api::triggers::secret_versions_guard
     ]
 );
 extension_sql_file!(
@@ -96,6 +98,11 @@ extension_sql_file!(
         api::tokens::api_token_self
     ]
 );
+extension_sql_file!(
+    "../sql/migrate.sql",
+    name = "migrate",
+    requires = ["tokens", api::secrets::supabase_row_kind]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {
@@ -114,7 +121,12 @@ pub extern "C-unwind" fn _PG_init() {
     ffi::pg::reserve_guc_prefix();
     cache::epoch::track();
     ffi::pg::install_truncate_hook();
-    ffi::log_hook::install(settings::log_redact, vault::log_names::touches_vault);
+    ffi::log_hook::install(
+        settings::log_redact,
+        vault::log_names::touches_vault,
+        vault::log_names::decrypted,
+    );
+    ffi::pg::on_transaction_end(vault::log_names::transaction_ended);
     ffi::pg::after_parse_analysis(vault::log_names::refresh);
     if sodium::init().is_err() {
         fatal(
@@ -130,7 +142,7 @@ pub extern "C-unwind" fn _PG_init() {
         data_dir: data_dir.clone(),
     };
     match root_key::load(&src) {
-        Ok((origin, fp)) => pgrx::log!("{}", describe("root key", origin, &fp)),
+        Ok((origin, fp)) => error::log_line(describe("root key", origin, &fp)),
         Err(e) => fatal(e.message, &e.hint),
     }
     let (script, file) = (settings::previous_getkey_script(), settings::previous_root_key_file());
@@ -142,10 +154,10 @@ pub extern "C-unwind" fn _PG_init() {
             data_dir,
         };
         match root_key::load_previous(&src) {
-            Ok(Some((origin, fp))) => pgrx::log!(
+            Ok(Some((origin, fp))) => error::log_line(format!(
                 "{}; run SELECT vault.rotate_root_key() in each database, then remove the setting",
                 describe("previous root key", origin, &fp)
-            ),
+            )),
             Ok(None) => pgrx::warning!("vault_ext: the previous root key is the current root key; ignoring it"),
             Err(e) => fatal(e.message, &e.hint),
         }

@@ -127,8 +127,13 @@ check "create audit rows: the detail jsonb_build_object would make, for both kin
                count(*) FILTER (WHERE s.key_id IS NULL)
           FROM vault.audit_log a JOIN vault.secrets s ON s.id = a.secret_id WHERE a.action = 'create'" app)"
 sql main "CREATE ROLE app_team NOLOGIN; SELECT vault.grant_secret(id, 'app_team') FROM vault.secrets WHERE name = 'app3'" app >/dev/null
+sql main "SELECT vault.update_secret(id, 'app value 3b') FROM vault.secrets WHERE name = 'app3'" app >/dev/null
 sql main "SELECT vault.rotate_key()" app >/dev/null # the dump then holds a default key of its own
 APP_BEFORE=$(sql main "SELECT string_agg(name || '=' || decrypted_secret || '/' || (key_id IS NULL), ',' ORDER BY name) FROM vault.decrypted_secrets" app)
+HISTORY_SQL="SELECT (SELECT string_agg(name || ':' || version || ':' || decrypted_secret || ':' || created_by || ':' || created_at, ',')
+                       FROM vault.decrypted_secret_versions) || '|' ||
+                    (SELECT string_agg(secret_name || ':' || grantee || ':' || granted_by || ':' || granted_at, ',') FROM vault.secret_grants)"
+HISTORY_BEFORE=$(sql main "$HISTORY_SQL" app)
 new_cluster copy
 write_key "$(datadir copy)/vault_root.key" "$KEY"
 start copy || cat "$(logfile copy)"
@@ -143,6 +148,8 @@ check "restore keeps the keys and their statuses after a rotation" "default:expi
   "$(sql copy "SELECT string_agg(COALESCE(name, '-') || ':' || status, ',' ORDER BY key_id) FROM vault.keys" app)"
 check "restore keeps per-secret grants" "app3:app_team" \
   "$(sql copy "SELECT secret_name || ':' || grantee FROM vault.secret_grants" app)"
+check "restore keeps kept versions and grants with their authors and times" "$HISTORY_BEFORE" "$(sql copy "$HISTORY_SQL" app)"
+check_contains "... (which were there to keep)" "app3:1:app value 3:postgres:" "$HISTORY_BEFORE"
 stop copy
 
 # --- A different root key: decryption fails with XX001 naming both fingerprints ----------------
@@ -256,6 +263,64 @@ sql vec "DELETE FROM vault.secrets" >/dev/null
 "${PSQL_VEC[@]}" -c "\copy vault.secrets (id, name, description, secret, nonce, created_at, updated_at) FROM '$WORK/secrets.copy'"
 check "README migration: rows copied back with \\copy all decrypt" "35" \
   "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected e USING (id) WHERE d.decrypted_secret = e.plaintext")"
+# vault.migrate_from (issue 26, finding 11): supabase_vault's table restored under another name,
+# holding its 35 ciphertext rows and rows a plain INSERT (its README's first example) stored as
+# plaintext with a nonce from the column default (supabase_vault has no trigger).
+python3 - "$VECTORS" >"$WORK/import.sql" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+q = lambda s: "NULL" if s is None else "'" + s.replace("'", "''") + "'"
+print("""CREATE SCHEMA supabase_vault_import;
+CREATE TABLE supabase_vault_import.secrets (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text, description text NOT NULL DEFAULT '',
+  secret text NOT NULL, key_id uuid, nonce bytea DEFAULT decode(md5(random()::text), 'hex'),
+  created_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP, updated_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP);""")
+for v in j["vectors"]:
+    print("INSERT INTO supabase_vault_import.secrets (id, name, description, secret, key_id, nonce, created_at, updated_at) VALUES "
+          f"({q(v['id'])}, {q(v['name'])}, {q(v['description'])}, {q(v['secret'])}, NULL, '\\x{v['nonce']}', "
+          f"{q(v['created_at'])}, {q(v['updated_at'])});")
+PY
+"${PSQL_VEC[@]}" -f "$WORK/import.sql" >/dev/null 2>&1
+PLAIN=PLAINROW$RANDOM
+sql vec "INSERT INTO supabase_vault_import.secrets (secret, name) VALUES
+           ('$PLAIN-ascii', 'plain_ascii'), ('', 'plain_empty'), ('aGVsbG8=', 'plain_short_base64'),
+           (repeat('ab', 32) || '$RANDOM', 'plain_hex'), (repeat('ab', 32), 'plain_hex64'),
+           ('$PLAIN-ünï
+line two', 'plain_utf8');
+         CREATE TABLE expected_import AS SELECT id, secret AS plaintext, nonce FROM supabase_vault_import.secrets WHERE name LIKE 'plain%'
+           UNION ALL SELECT e.id, e.plaintext, NULL FROM expected e;
+         DELETE FROM vault.secrets" >/dev/null
+check "the README's \\copy stops at the first plaintext row (22023)" "22023" \
+  "$("${PSQL_VEC[@]}" -v VERBOSITY=verbose -c "\copy (SELECT id, name, description, secret, nonce, created_at, updated_at FROM supabase_vault_import.secrets) TO '$WORK/plain.copy'" \
+     -c "\copy vault.secrets (id, name, description, secret, nonce, created_at, updated_at) FROM '$WORK/plain.copy'" 2>&1 | grep -o 22023 | head -1)"
+MARK=$(sql vec "SELECT clock_timestamp()")
+check "migrate_from: ciphertext kept, plaintext encrypted, counts reported" "35|6|0|0" \
+  "$(sql vec "SELECT concat_ws('|', kept_ciphertext, encrypted_plaintext, already_present, skipped) FROM vault.migrate_from('supabase_vault_import.secrets')")"
+check "... every row decrypts to its value (41)" "41" \
+  "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected_import e USING (id) WHERE d.decrypted_secret = e.plaintext")"
+check "... the ciphertext rows byte for byte, with their nonces, names and times" "35" \
+  "$(sql vec "SELECT count(*) FROM vault.secrets s JOIN supabase_vault_import.secrets i USING (id)
+              WHERE s.secret = i.secret AND s.nonce = i.nonce AND s.name IS NOT DISTINCT FROM i.name
+                AND s.description = i.description AND s.created_at = i.created_at AND s.updated_at = i.updated_at")"
+check "... the plaintext rows under a fresh nonce, no plaintext stored" "6" \
+  "$(sql vec "SELECT count(*) FROM vault.secrets s JOIN expected_import e USING (id)
+              WHERE e.nonce IS NOT NULL AND s.nonce <> e.nonce AND s.secret <> e.plaintext AND position('$PLAIN' in s.secret) = 0")"
+check "... audited as creates" "41" "$(sql vec "SELECT count(*) FROM vault.audit_log WHERE action = 'create' AND at >= '$MARK' AND secret_id IN (SELECT id FROM expected_import)")"
+check "migrate_from twice: nothing copied again" "0|0|41|0" \
+  "$(sql vec "SELECT concat_ws('|', kept_ciphertext, encrypted_plaintext, already_present, skipped) FROM vault.migrate_from('supabase_vault_import.secrets')")"
+check "... and nothing changed" "41" "$(sql vec "SELECT count(*) FROM vault.decrypted_secrets d JOIN expected_import e USING (id) WHERE d.decrypted_secret = e.plaintext")"
+# Rows that look like ciphertext but do not decrypt, with no row that does (a wrong root key?):
+# an error by default, skipped or taken as plaintext on request.
+sql vec "CREATE TABLE supabase_vault_import.only_b64 (LIKE supabase_vault_import.secrets INCLUDING DEFAULTS);
+         INSERT INTO supabase_vault_import.only_b64 (secret, name) VALUES (repeat('cd', 32), 'b64_only')" >/dev/null
+check_contains "ambiguous rows alone: 22023 naming the root key" "22023" \
+  "$("${PSQL_VEC[@]}" -v VERBOSITY=verbose -c "SELECT * FROM vault.migrate_from('supabase_vault_import.only_b64')" 2>&1)"
+check "... skipped on request" "0|0|0|1" \
+  "$(sql vec "SET client_min_messages = warning;
+              SELECT concat_ws('|', kept_ciphertext, encrypted_plaintext, already_present, skipped) FROM vault.migrate_from('supabase_vault_import.only_b64', ambiguous_as_plaintext => false)")"
+check "... taken as plaintext on request" "0|1|0|0" \
+  "$(sql vec "SELECT concat_ws('|', kept_ciphertext, encrypted_plaintext, already_present, skipped) FROM vault.migrate_from('supabase_vault_import.only_b64', ambiguous_as_plaintext => true)")"
+check "... and it decrypts to the value" "$(printf 'cd%.0s' $(seq 32))" "$(sql vec "SELECT vault.read_secret('b64_only')")"
 stop vec
 
 # --- Not preloaded: CREATE EXTENSION works, key use raises 55000 with a hint --------------------

@@ -128,6 +128,54 @@ check "2. a function that does not use the vault stays readable" "yes" "$(in_log
 check "every vault object's name counts, before the backend has looked" "0" "$(grep -c -- "$M-name-" "$(logfile logs)")"
 check "... (the names were logged)" "yes" "$(in_log "AS \"create_secret\"")"
 
+# Errors that quote a decrypted value (issue 26, finding 3): a reader casts it. Each runs with
+# the default mode, with vault.log_redact = all, and (control) with off, where the value shows.
+sql logs "CREATE ROLE cast_reader IN ROLE vault_reader;
+  SELECT vault.create_secret('$M-cast', 'cast-dflt'), vault.create_secret('$O-cast', 'cast-off');
+  CREATE VIEW public.creds AS SELECT name AS n, decrypted_secret AS v FROM vault.decrypted_secrets;
+  GRANT SELECT ON public.creds TO cast_reader" >/dev/null
+for mode in vault all off; do
+  if [ $mode = off ]; then name=cast-off; else name=cast-dflt; fi
+  PGOPTIONS="-c vault.log_redact=$mode" psql_s -c "SET ROLE cast_reader" \
+    -c "SELECT vault.read_secret('$name')::int" \
+    -c "SELECT decrypted_secret::jsonb FROM vault.decrypted_secrets WHERE name = '$name'" \
+    -c "SELECT vault.read_secret('$name')::date" \
+    -c "SELECT v::numeric FROM public.creds WHERE n = '$name'" \
+    -c "SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                               THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', false)" \
+    -c "SELECT v::float8 FROM public.creds WHERE n = '$name'" >/dev/null
+done
+check "casts of a decrypted value: no marker in the log" "0" "$(grep -c -- "$M-cast" "$(logfile logs)")"
+check "(control, off) the cast errors quote the value" "yes" "$(in_log "invalid input syntax for type integer: \"$O-cast\"")"
+check "(control, off) ... in a JSON DETAIL and CONTEXT too" "yes" "$(in_log "JSON data, line 1: $O")"
+check "(control, off) ... through a view whose name says nothing" "yes" "$(in_log "type numeric: \"$O-cast\"")"
+check "(control, off) ... in a parallel worker and in its leader" "2" "$(grep -c "type double precision: \"$O-cast\"" "$(logfile logs)")"
+check "a parallel worker's error is masked in the worker and the leader" "4" \
+  "$(grep -c 'invalid input syntax for type double precision: "\*\*\*"' "$(logfile logs)")"
+for what in integer date numeric; do
+  check "a cast error stays readable, its value masked ($what)" "2" \
+    "$(grep -c "ERROR:  22[0-9P]*: invalid input syntax for type $what: \"\*\*\*\"" "$(logfile logs)")"
+done
+check "a JSON error keeps its DETAIL, the token masked" "2" "$(grep -c 'DETAIL:  Token "\*\*\*" is invalid.' "$(logfile logs)")"
+check "a JSON error's CONTEXT withholds the input" "2" "$(grep -c 'CONTEXT:  JSON data, line 1: (withheld by vault_ext)' "$(logfile logs)")"
+
+# Numeric constants in statements that touch the vault (issue 26, finding 5); in every statement
+# under vault.log_redact = all. Markers are long digit strings.
+D=4111$RANDOM$RANDOM$RANDOM
+PGOPTIONS="-c vault.log_redact=vault" psql_s -c "SELECT vault.create_secret(${D}1::text, 'num-card')" \
+  -c "SELECT vault.create_secret(to_char(${D}2, 'FM99999999999999999999'), 'num-char')" \
+  -c "SELECT ${D}3 AS unrelated" >/dev/null
+PGOPTIONS="-c vault.log_redact=all" psql_s -c "SELECT ${D}4 AS unrelated" >/dev/null
+PGOPTIONS="-c vault.log_redact=off" psql_s -c "SELECT vault.create_secret(${D}5::text, 'num-off')" >/dev/null
+check "numbers given to the vault were stored" "2" \
+  "$(sql logs "SELECT count(*) FROM vault.decrypted_secrets WHERE decrypted_secret IN ('${D}1', '${D}2')")"
+check "a number given to create_secret is not in the log" "0" "$(grep -c -- "${D}1" "$(logfile logs)")"
+check "... nor one formatted by to_char" "0" "$(grep -c -- "${D}2" "$(logfile logs)")"
+check "... nor, under vault.log_redact = all, one in any statement" "0" "$(grep -c -- "${D}4" "$(logfile logs)")"
+check "the statement stays readable, the number masked" "yes" "$(in_log "statement: SELECT vault.create_secret(***::text, '***')")"
+check "(control) a number outside the vault is logged" "yes" "$(in_log "SELECT ${D}3 AS unrelated")"
+check "(control, off) the number is logged" "yes" "$(in_log "${D}5")"
+
 # A control statement outside the vault stays in the log verbatim.
 sql logs "SELECT 'CONTROL-$M' AS control" >/dev/null
 sql logs "SELECT 1" >/dev/null # flush

@@ -91,3 +91,10 @@ fn rekey(
 > {
     TableIterator::once(write::rekey(&id, secret, nonce, from_key, &to_key).or_raise())
 }
+
+/// vault.migrate_from: how a row of supabase_vault's table holds its value (see
+/// `write::supabase_row_kind`). Says whether a text is ciphertext for an id, never a value.
+#[pg_extern(volatile, name = "_supabase_row_kind")]
+fn supabase_row_kind(id: Uuid, secret: &str, nonce: Option<&[u8]>) -> &'static str {
+    write::supabase_row_kind(&id, secret, nonce).or_raise()
+}

@@ -3,7 +3,7 @@
 
 use crate::cache::epoch;
 use crate::error::OrRaise;
-use crate::vault::{audit, write};
+use crate::vault::{audit, versions, write};
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, PgTrigger, PgTriggerError};
 
@@ -79,4 +79,16 @@ fn secret_acl_audit<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 fn keys_audit<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     audit::rows::key_changed(trigger).or_raise();
     Ok(None)
+}
+
+/// BEFORE UPDATE on vault.secrets: keep the value a change replaces (see `versions::archive`).
+#[pg_trigger]
+fn secrets_archive<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    Ok(versions::archive(trigger).or_raise())
+}
+
+/// BEFORE INSERT OR UPDATE on vault.secret_versions (see `versions::guard`).
+#[pg_trigger]
+fn secret_versions_guard<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    Ok(versions::guard(trigger).or_raise())
 }

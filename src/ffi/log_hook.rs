@@ -1,22 +1,28 @@
 //! The emit_log_hook that keeps secrets out of the server log.
 //!
-//! Under `vault.log_redact = vault` (the default), when any part of a log record (message, detail,
-//! context, internal query, or the statement printed as `STATEMENT:`) touches the vault (the
-//! `touches_vault` given at install: vault::log_names), every SQL string literal in them is shown
-//! as `'***'` (in the primary message only for server-only records, since errors also reach the
-//! client): statements logged by log_statement / log_min_duration_statement, bind parameters
-//! (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text, the input line
-//! COPY quotes. A "Failing row contains" detail for a vault table is withheld. Under `all` every
-//! record is treated so; under `off` none. Whatever the mode but off, the node trees that
-//! debug_print_parse / _rewritten / _plan print lose their constants and strings. The lexer is
-//! vault_core's `text::redact`; this file only reads and replaces the record's fields.
+//! Under `vault.log_redact = vault` (the default), when a log record touches the vault (any part
+//! of it, message, detail, context, hint, internal query, or the statement printed as
+//! `STATEMENT:`, names it: the `touches_vault` given at install, vault::log_names; or it is about
+//! a vault table; or this transaction has decrypted a value), every SQL string literal in them is
+//! shown as `'***'`: statements logged by log_statement / log_min_duration_statement, bind
+//! parameters (`Parameters: $1 = '...'`), PL/pgSQL CONTEXT lines, auto_explain's query text, the
+//! input line COPY quotes, the input JSON errors show. An error, warning or notice that touches
+//! the vault (not one of vault_ext's own, which never carry a value) has its quoted text masked in
+//! the message, detail and hint too (a cast of a decrypted value quotes it), and its "Failing row
+//! contains" detail and XML input withheld. Under `all` every record's literals are masked; under
+//! `off` nothing is. Whatever the mode but off, the node trees that debug_print_parse /
+//! _rewritten / _plan print lose their constants and strings. The lexer is vault_core's
+//! `text::redact`; this file only reads and replaces the record's fields.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::sync::OnceLock;
-use vault_core::text::redact::{is_node_dump_title, redact_context, redact_literals, redact_node_dump};
+use vault_core::text::redact::{
+    is_node_dump_title, is_statement_line, redact_context, redact_literals, redact_message, redact_node_dump,
+    redact_sql,
+};
 
 /// Which records are redacted (vault.log_redact).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +38,7 @@ pub enum Redaction {
 struct Policy {
     mode: fn() -> Redaction,
     touches_vault: fn(&[u8]) -> bool,
+    decrypted: fn() -> bool,
 }
 
 static POLICY: OnceLock<Policy> = OnceLock::new();
@@ -43,9 +50,14 @@ thread_local! {
 }
 
 /// Install the hook (from _PG_init, while preloading: every backend inherits it). `mode` reads
-/// the setting; `touches_vault` decides for one text under `Redaction::Vault`.
-pub fn install(mode: fn() -> Redaction, touches_vault: fn(&[u8]) -> bool) {
-    let _ = POLICY.set(Policy { mode, touches_vault });
+/// the setting; `touches_vault` decides for one text; `decrypted` says whether this backend's
+/// transaction has decrypted a value.
+pub fn install(mode: fn() -> Redaction, touches_vault: fn(&[u8]) -> bool, decrypted: fn() -> bool) {
+    let _ = POLICY.set(Policy {
+        mode,
+        touches_vault,
+        decrypted,
+    });
     // SAFETY: _PG_init runs once in the postmaster before any backend exists; chaining the
     // previous hook is the documented way to share emit_log_hook.
     unsafe {
@@ -57,6 +69,18 @@ pub fn install(mode: fn() -> Redaction, touches_vault: fn(&[u8]) -> bool) {
 fn always(_: &[u8]) -> bool {
     true
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// SQLSTATEs of XML input errors, whose DETAIL quotes the input without quotes (libxml's lines).
+const XML_INPUT_ERRORS: [pgrx::PgSqlErrorCode; 4] = [
+    pgrx::PgSqlErrorCode::ERRCODE_INVALID_XML_DOCUMENT,
+    pgrx::PgSqlErrorCode::ERRCODE_INVALID_XML_CONTENT,
+    pgrx::PgSqlErrorCode::ERRCODE_INVALID_XML_COMMENT,
+    pgrx::PgSqlErrorCode::ERRCODE_INVALID_XML_PROCESSING_INSTRUCTION,
+];
 
 /// # Safety
 /// `p` is NULL or a NUL-terminated string.
@@ -96,9 +120,9 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
     unsafe {
         if !edata.is_null() && (*edata).output_to_server {
             let e = &mut *edata;
-            let (mode, touches_vault) = match POLICY.get() {
-                Some(p) => ((p.mode)(), p.touches_vault),
-                None => (Redaction::All, always as fn(&[u8]) -> bool),
+            let (mode, touches_vault, decrypted) = match POLICY.get() {
+                Some(p) => ((p.mode)(), p.touches_vault, p.decrypted),
+                None => (Redaction::All, always as fn(&[u8]) -> bool, yes as fn() -> bool),
             };
             if mode == Redaction::Off {
                 if let Some(previous) = PREVIOUS_HOOK {
@@ -114,24 +138,63 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
             }
             let statement = bytes(pg_sys::debug_query_string);
             let in_vault_table = bytes(e.schema_name).is_some_and(|s| s == b"vault");
-            let fields = [e.message, e.detail, e.detail_log, e.context, e.internalquery];
-            let sensitive = mode == Redaction::All
-                || in_vault_table
+            let fields = [e.message, e.detail, e.detail_log, e.context, e.internalquery, e.hint];
+            // A record touches the vault when its text or statement does, when it is about a vault
+            // table, or when this transaction has decrypted a value (the value may be what the
+            // error quotes, reached through a view or function whose name says nothing), here or
+            // in a parallel worker: an error a worker raised is rethrown in the leader with the
+            // CONTEXT line "parallel worker", and the worker may have decrypted what it quotes.
+            let from_worker =
+                bytes(e.context).is_some_and(|c| c.split(|&b| b == b'\n').any(|l| l == b"parallel worker"));
+            let touches = in_vault_table
+                || from_worker
+                || decrypted()
                 || statement.is_some_and(touches_vault)
                 || fields.iter().any(|&f| bytes(f).is_some_and(touches_vault));
+            let sensitive = mode == Redaction::All || touches;
             if sensitive {
-                // The same record also goes to the client: mask its primary message only when it
-                // is server-only (statement, duration and auto_explain lines are LOG); an ERROR's
-                // own text stays as written, and its statement is masked on the STATEMENT line.
+                // Server-only records (statement, duration and auto_explain lines are LOG): their
+                // primary message is SQL text, its literals masked. Other records' messages are
+                // handled below (they also go to the client).
                 let server_only = e.elevel <= pg_sys::LOG as i32 || e.elevel == pg_sys::LOG_SERVER_ONLY as i32;
-                if server_only {
-                    redact_field(&mut e.message, redact_literals);
+                // vault_ext's own records (funcname "vault_ext": its errors, its audit lines)
+                // never carry a value: their message and DETAIL keep ids and quoted names.
+                let own = bytes(e.funcname).is_some_and(|f| f == b"vault_ext");
+                if server_only && !own {
+                    let sql = bytes(e.message).is_some_and(is_statement_line);
+                    redact_field(&mut e.message, if sql { redact_sql } else { redact_literals });
                 }
-                redact_field(&mut e.internalquery, redact_literals);
-                for field in [&mut e.detail, &mut e.detail_log, &mut e.context] {
-                    redact_field(field, redact_context);
+                redact_field(&mut e.internalquery, redact_sql);
+                for field in [&mut e.detail, &mut e.detail_log] {
+                    redact_field(field, if own { redact_literals } else { redact_context });
                 }
-                if in_vault_table {
+                redact_field(&mut e.context, redact_context);
+                // Errors (and warnings, notices) that touch the vault may quote a decrypted value
+                // they could not read (`invalid input syntax for type integer: "..."`, a JSON
+                // token in DETAIL, `relation "..." does not exist` for a `::regclass`): their
+                // quoted text is masked in the message, DETAIL and HINT, for the log and the
+                // client alike (PostgreSQL sends the client the same fields). Integrity
+                // violations (class 23) quote only constraint, table and column names in their
+                // message; their values are in DETAIL.
+                let integrity =
+                    e.sqlerrcode & 0xfff == pgrx::PgSqlErrorCode::ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION as i32;
+                if touches && !server_only && !own {
+                    let mut fields = vec![&mut e.hint, &mut e.detail, &mut e.detail_log];
+                    if !integrity {
+                        fields.push(&mut e.message);
+                    }
+                    for field in fields {
+                        redact_field(field, redact_message);
+                    }
+                    if XML_INPUT_ERRORS.iter().any(|&c| c as i32 == e.sqlerrcode) {
+                        for field in [&mut e.detail, &mut e.detail_log] {
+                            if !field.is_null() {
+                                *field = pg_sys::pstrdup(c"(XML input withheld by vault_ext)".as_ptr());
+                            }
+                        }
+                    }
+                }
+                if in_vault_table || (touches && !own) {
                     for field in [&mut e.detail, &mut e.detail_log] {
                         if bytes(*field).is_some_and(|d| d.starts_with(b"Failing row contains")) {
                             *field = pg_sys::pstrdup(c"Failing row contains (withheld by vault_ext).".as_ptr());
@@ -140,7 +203,7 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                 }
                 let masked = match statement {
                     Some(text) if text.len() > MAX_MASKED => Some(TOO_LONG.to_owned()),
-                    Some(text) => redact_literals(text).and_then(|v| CString::new(v).ok()),
+                    Some(text) => redact_sql(text).and_then(|v| CString::new(v).ok()),
                     None => None,
                 };
                 if let Some(new) = masked {

@@ -189,6 +189,46 @@ pub fn trigger_relid(trigger: &pgrx::PgTrigger<'_>) -> pg_sys::Oid {
     unsafe { (*trigger.trigger_data().tg_relation).rd_id }
 }
 
+/// The owner of the table a trigger fired on.
+pub fn trigger_rel_owner(trigger: &pgrx::PgTrigger<'_>) -> pg_sys::Oid {
+    // SAFETY: a firing trigger's TriggerData points at its open relation and its pg_class row.
+    unsafe { (*(*trigger.trigger_data().tg_relation).rd_rel).relowner }
+}
+
+/// Whether an UPDATE trigger's OLD and NEW rows hold the same value in attribute `attno`,
+/// compared as stored; `byval` and `len` are the attribute's. Only fixed-length types are
+/// compared (uuid, name, integers, timestamps): any other counts as changed.
+pub fn trigger_column_equal(
+    trigger: &pgrx::PgTrigger<'_>,
+    attno: std::num::NonZeroUsize,
+    byval: bool,
+    len: i16,
+) -> bool {
+    // SAFETY: a firing row trigger's TriggerData points at its relation and at the old and new
+    // tuples (NULL when absent); attno is an attribute of that relation's descriptor.
+    unsafe {
+        let td = trigger.trigger_data();
+        let (old, new) = (td.tg_trigtuple, td.tg_newtuple);
+        if old.is_null() || new.is_null() {
+            return true;
+        }
+        let desc = (*td.tg_relation).rd_att;
+        match (
+            pgrx::htup::heap_getattr_raw(old, attno, desc),
+            pgrx::htup::heap_getattr_raw(new, attno, desc),
+        ) {
+            (None, None) => true,
+            (Some(a), Some(b)) if byval => a == b,
+            (Some(a), Some(b)) if len > 0 => {
+                let len = len as usize;
+                std::slice::from_raw_parts(a.cast_mut_ptr::<u8>(), len)
+                    == std::slice::from_raw_parts(b.cast_mut_ptr::<u8>(), len)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A row trigger's new row with some columns replaced, built by one heap_modify_tuple in the
 /// current memory context (pgrx's `set_by_index` rebuilds the row once per column). Each value
 /// is (attribute number, datum or None for NULL); the caller has checked the column types.

@@ -392,6 +392,15 @@ pub mod rows {
         if oid != nid {
             fields.push("id");
         }
+        let at = |r: &PgHeapTuple<'_, _>, c| col::<TimestampWithTimeZone>(r, c);
+        if at(&old, "created_at")? != at(&new, "created_at")? {
+            fields.push("created_at");
+        }
+        // update_secret and the like set updated_at with the change they make; an edit of
+        // updated_at alone is a change of its own.
+        if fields.is_empty() && at(&old, "updated_at")? != at(&new, "updated_at")? {
+            fields.push("updated_at");
+        }
         if fields.is_empty() || fields == ["key_id"] {
             let rewritten = col::<String>(&old, "secret")? != col::<String>(&new, "secret")?
                 || col::<&[u8]>(&old, "nonce")? != col::<&[u8]>(&new, "nonce")?;

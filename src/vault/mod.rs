@@ -11,4 +11,5 @@ pub mod keys;
 pub mod log_names;
 pub mod read;
 pub mod tokens;
+pub mod versions;
 pub mod write;

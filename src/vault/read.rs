@@ -7,6 +7,7 @@ use crate::ffi::pg;
 use crate::settings;
 use crate::vault::grants::{self, Access};
 use crate::vault::keys::{self, KeyInfo};
+use crate::vault::log_names;
 use pgrx::prelude::*;
 use pgrx::Uuid;
 use vault_core::crypto::binding::{AssociatedData, Binding};
@@ -126,10 +127,10 @@ fn decrypt_for(
 fn audit_read(id: &[u8; 16], what: &str) {
     if settings::audit_reads() {
         let (current, session) = pg::role_names();
-        pgrx::log!(
+        crate::error::log_line(format!(
             "vault_ext audit: role {current:?} (session {session:?}) {what} secret {}",
             keys::uuid_string(id)
-        );
+        ));
     }
 }
 
@@ -181,6 +182,7 @@ pub fn decrypt_with(
     expected: Binding,
 ) -> VResult<(SecretVec, Binding)> {
     let secret = || keys::uuid_string(id);
+    log_names::note_decryption();
     let blob = decode_ciphertext(id, secret_b64)?;
     let candidates = [expected, expected.other()];
     let ads = candidates.map(|b| AssociatedData::new(id, b));

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
 use vault_core::crypto::binding::{AssociatedData, Binding};
 use vault_core::crypto::cipher::DataKey;
-use vault_core::crypto::encoding::base64_encode;
+use vault_core::crypto::encoding::{base64_encode, max_base64_input, MAX_TEXT_BYTES};
 use vault_core::crypto::root_key::Root;
 use vault_core::ffi::sodium::{self, SecretVec};
 
@@ -26,12 +26,27 @@ pub fn encrypt(
     dk: &DataKey,
     binding: Binding,
 ) -> VResult<(String, Vec<u8>)> {
+    check_size(plaintext.len(), key)?;
     let mut nonce = vec![0u8; key.key_type.nonce_bytes()];
     sodium::random_nonce(&mut nonce);
     let ad = AssociatedData::new(id, binding);
     let oom = |e: sodium::OutOfMemory| VaultError::NoMemory { bytes: e.bytes };
     let blob = dk.encrypt(plaintext, ad.as_slice(), Some(&nonce)).map_err(oom)?;
     Ok((base64_encode(&blob).map_err(oom)?, nonce))
+}
+
+/// A value whose ciphertext's base64 text would not fit in a text column (1 GB) is refused with
+/// 54000 before anything is allocated for it.
+fn check_size(plaintext_bytes: usize, key: &KeyInfo) -> VResult<()> {
+    let limit = max_base64_input(MAX_TEXT_BYTES).saturating_sub(key.key_type.min_blob_bytes());
+    if plaintext_bytes <= limit {
+        return Ok(());
+    }
+    Err(VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        message: format!("a secret's value may be at most {limit} bytes; this one has {plaintext_bytes}"),
+        hint: "Its ciphertext is stored as base64 text, and a text value holds at most 1 GB.".into(),
+    })
 }
 
 /// How secret `id` must be bound when written now: restricted while it has per-secret grants.
@@ -154,6 +169,36 @@ fn check_ciphertext(
         return reseal_with(id, plain.as_slice(), key, wanted).map(Some);
     }
     Ok(None)
+}
+
+/// The check a kept version's ciphertext gets when it is written (vault.secret_versions'
+/// guard): a nonce (a version is never plaintext), well formed, and, when `decrypts` and its root
+/// key is loaded, decrypting for its secret under its key (22023 otherwise).
+pub fn check_version_ciphertext(
+    id: &Uuid,
+    secret: &str,
+    nonce: Option<&[u8]>,
+    key_id: Option<Uuid>,
+    decrypts: bool,
+) -> VResult<()> {
+    let id = id.as_bytes();
+    let Some(nonce) = nonce else {
+        return Err(VaultError::BadArgument {
+            message: format!(
+                "a kept version of secret {} must carry ciphertext and its nonce",
+                keys::uuid_string(id)
+            ),
+            hint: Some(
+                "Versions are written by vault_ext when a secret's value changes; they are never plaintext.".into(),
+            ),
+        });
+    };
+    let key = keys::lookup(&key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes()))?;
+    if decrypts {
+        check_ciphertext(id, secret.as_bytes(), nonce, &key).map(|_| ())
+    } else {
+        well_formed(id, secret.as_bytes(), nonce, &key)
+    }
 }
 
 /// Whether ciphertext under `key` can be decrypted here: its root key is loaded (its status
@@ -342,6 +387,7 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
     let Some(secret) = new.secret else {
         return Err(VaultError::NullColumn("secret"));
     };
+    check_tags(&new_tuple, old_tuple.as_ref(), new.nonce.is_some() && old.is_none())?;
 
     let action =
         match (&old, new.nonce) {
@@ -419,6 +465,53 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         values.push((cols.key_id, key_id.into_datum()));
     }
     Ok(pg::with_columns_replaced(trigger, &values))
+}
+
+/// How a row of supabase_vault's `vault.secrets` holds its value, for vault.migrate_from.
+/// supabase_vault stores a plain `INSERT INTO vault.secrets (secret, name)` as plaintext (with a
+/// nonce from the column default); its own writes are ciphertext under key 0 of the root key.
+/// - `ciphertext`: the text authenticates for this id and nonce under the compatibility key of
+///   the loaded root key (a plaintext does so with probability 2^-256): kept byte for byte;
+/// - `ciphertext_without_nonce`: the same with a NULL nonce (supabase_vault's view reads such
+///   rows; vault_ext stores every ciphertext with its nonce): re-encrypted;
+/// - `plaintext`: not base64, or shorter than the 32-byte tag once decoded: it cannot be
+///   ciphertext under any key, so it is the value itself;
+/// - `ambiguous`: base64 of 32 bytes or more that does not authenticate: a plaintext that looks
+///   like base64 (a 64-character hex token does), a ciphertext under another root key, or a
+///   damaged one. vault.migrate_from decides (see there).
+pub fn supabase_row_kind(id: &Uuid, secret: &str, nonce: Option<&[u8]>) -> VResult<&'static str> {
+    let key = keys::lookup(&keys::COMPAT_KEY_ID)?;
+    match decrypt(id.as_bytes(), secret.as_bytes(), nonce, &key, Binding::Open) {
+        Ok(_) if nonce.is_some() => Ok("ciphertext"),
+        Ok(_) => Ok("ciphertext_without_nonce"),
+        Err(VaultError::Malformed { .. }) => Ok("plaintext"),
+        Err(VaultError::DecryptFailed { .. }) => Ok("ambiguous"),
+        Err(e) => Err(e),
+    }
+}
+
+/// Tags must not hold NULL elements (22004): every client reads them as strings. Refused on every
+/// write that sets them (create_secret, update_secret, INSERT, UPDATE of tags), but not on a row
+/// that arrives as ciphertext (a pg_dump restore, a migration: it is stored as it comes, and
+/// vault_ext's readers take NULL elements), nor on an UPDATE that leaves a row's tags alone.
+fn check_tags(
+    new: &PgHeapTuple<'_, impl pgrx::WhoAllocated>,
+    old: Option<&PgHeapTuple<'_, impl pgrx::WhoAllocated>>,
+    arrives_encrypted: bool,
+) -> VResult<()> {
+    fn tags(row: &PgHeapTuple<'_, impl pgrx::WhoAllocated>) -> Option<Vec<Option<String>>> {
+        let tags = row.get_by_name::<pgrx::Array<'_, &str>>("tags").ok().flatten()?;
+        Some(tags.iter().map(|t| t.map(str::to_string)).collect())
+    }
+    let Some(new_tags) = tags(new) else { return Ok(()) };
+    if arrives_encrypted || !new_tags.contains(&None) || old.is_some_and(|o| tags(o).as_ref() == Some(&new_tags)) {
+        return Ok(());
+    }
+    Err(VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        message: "tags of a secret must not contain NULL elements".into(),
+        hint: "Remove them, e.g. array_remove(tags, NULL).".into(),
+    })
 }
 
 /// What the AFTER INSERT row trigger on vault.secrets does: note the create for the audit log.

@@ -31,6 +31,30 @@ pub fn base64_encode(data: &[u8]) -> Result<String, OutOfMemory> {
     Ok(String::from_utf8(out).expect("base64 is ASCII"))
 }
 
+/// The length of `base64_encode`'s output for `n` input bytes (saturating).
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3).saturating_mul(4).saturating_add(n / 57)
+}
+
+/// The largest input whose `base64_encode` output is at most `max_text` bytes.
+pub fn max_base64_input(max_text: usize) -> usize {
+    // base64_len is monotonic: the largest n with base64_len(n) <= max_text, by bisection.
+    let (mut lo, mut hi) = (0usize, max_text);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if base64_len(mid) <= max_text {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
+}
+
+/// The most bytes a text value holds in PostgreSQL: MaxAllocSize (1 GB - 1) less the 4-byte
+/// varlena header. A stored ciphertext's base64 text must fit.
+pub const MAX_TEXT_BYTES: usize = 0x3fff_ffff - 4;
+
 /// Base64 symbol values; `WS` for whitespace PostgreSQL skips, `PAD` for `=`, `BAD` otherwise.
 const WS: u8 = 64;
 const PAD: u8 = 65;
@@ -163,6 +187,20 @@ pub fn uuid_v7(unix_ms: u64, random: [u8; 10]) -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn base64_lengths_match_the_encoder_and_bound_the_input() {
+        for n in [0usize, 1, 2, 3, 56, 57, 58, 113, 114, 115, 1000] {
+            assert_eq!(base64_len(n), base64_encode(&vec![7u8; n]).unwrap().len(), "{n}");
+        }
+        for max in [0usize, 3, 4, 76, 77, 78, 1000, MAX_TEXT_BYTES] {
+            let n = max_base64_input(max);
+            assert!(base64_len(n) <= max && base64_len(n + 1) > max, "{max}: {n}");
+        }
+        // A 1 GB text column holds the base64 of 794 MiB or so: 800,000,000 bytes do not fit.
+        assert_eq!(max_base64_input(MAX_TEXT_BYTES), 794_847_840);
+    }
+
     use super::*;
 
     #[test]

@@ -56,6 +56,11 @@ pub const VAULT_NAMES: &[&str] = &[
     "_previous_fingerprint",
     "_loaded_fingerprint",
     "_archive_version",
+    "secrets_archive",
+    "secret_versions_guard",
+    "_stamp_grant",
+    "migrate_from",
+    "_supabase_row_kind",
     "_audit_grants",
     "_audit_secrets",
     "_keys_in_use",
@@ -271,10 +276,46 @@ struct Reading {
     backslash_in_plain: bool,
     /// `"..."` is an identifier (inside which a quote starts nothing).
     quoted_identifiers: bool,
+    /// Which numeric constants are masked too.
+    numbers: Numbers,
 }
 
-/// The byte ranges of the string literals of `text` under one reading, in order.
-fn literal_spans(text: &[u8], reading: Reading) -> Vec<(usize, usize)> {
+/// Which numeric constants (`4111111111111111`, `1.5e3`, `0x1F`, `1_000`) are masked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    /// None.
+    Kept,
+    /// All of them (SQL text: statements, parameters, auto_explain's query text), but the
+    /// time after `duration: ` that log_min_duration_statement prints before a statement.
+    Masked,
+    /// All but the frame numbers CONTEXT lines print after `line ` and `statement `
+    /// (`PL/pgSQL function f() line 3`, `SQL function "f" statement 1`).
+    MaskedButFrames,
+}
+
+/// Index just past a numeric constant starting at `i` (a digit, or `.` and a digit): digits,
+/// letters (`0x1F`, `1e5`), `_`, `.`, and a sign after the exponent's `e`.
+fn number_end(text: &[u8], i: usize) -> usize {
+    let hex = text[i] == b'0'
+        && text
+            .get(i + 1)
+            .is_some_and(|c| matches!(c, b'x' | b'X' | b'o' | b'O' | b'b' | b'B'));
+    let mut j = i;
+    while j < text.len() {
+        let c = text[j];
+        let sign = matches!(c, b'+' | b'-') && !hex && j > i && text[j - 1].eq_ignore_ascii_case(&b'e');
+        if is_ident_cont(c) || c == b'.' || sign {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    j
+}
+
+/// The byte ranges of the string literals of `text` under one reading, in order, each marked
+/// true when it is a number (masked as `***`, not `'***'`).
+fn literal_spans(text: &[u8], reading: Reading) -> Vec<(usize, usize, bool)> {
     let mut spans = Vec::new();
     let mut i = 0;
     while i < text.len() {
@@ -291,18 +332,34 @@ fn literal_spans(text: &[u8], reading: Reading) -> Vec<(usize, usize)> {
                 let escape_string =
                     i > 0 && text[i - 1].eq_ignore_ascii_case(&b'e') && !(i > 1 && is_ident_cont(text[i - 2]));
                 let end = quoted_end(text, i + 1, b'\'', escape_string || reading.backslash_in_plain);
-                spans.push((i, end));
+                spans.push((i, end, false));
                 i = end;
             }
             b'$' if !prev_ident => match dollar_tag(text, i) {
                 Some(tag_end) => {
                     let tag = &text[i..tag_end];
                     let end = find(text, tag_end, tag).map_or(text.len(), |p| p + tag.len());
-                    spans.push((i, end));
+                    spans.push((i, end, false));
                     i = end;
                 }
                 None => i += 1,
             },
+            b'0'..=b'9' | b'.'
+                if reading.numbers != Numbers::Kept
+                    && !prev_ident
+                    && (c != b'.' || text.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
+                let end = number_end(text, i);
+                let before = &text[..i];
+                let frame = match reading.numbers {
+                    Numbers::MaskedButFrames => before.ends_with(b"line ") || before.ends_with(b"statement "),
+                    _ => before.ends_with(b"duration: "),
+                };
+                if !frame {
+                    spans.push((i, end, true));
+                }
+                i = end;
+            }
             _ => i += 1,
         }
     }
@@ -331,6 +388,17 @@ fn comment_end(text: &[u8], mut i: usize) -> usize {
 
 /// The text with every string literal replaced by `'***'`, or None when it has none.
 pub fn redact_literals(text: &[u8]) -> Option<Vec<u8>> {
+    redact(text, Numbers::Kept)
+}
+
+/// SQL text (a statement, a `statement:` or `duration:` line, auto_explain's query text and plan,
+/// an internal query) with every string literal replaced by `'***'` and every numeric constant
+/// by `***` (`$1` and the time after `duration: ` stay), or None when it has neither.
+pub fn redact_sql(text: &[u8]) -> Option<Vec<u8>> {
+    redact(text, Numbers::Masked)
+}
+
+fn redact(text: &[u8], numbers: Numbers) -> Option<Vec<u8>> {
     let backslash = text.contains(&b'\\');
     let quotes = text.contains(&b'"');
     let mut spans = Vec::new();
@@ -344,6 +412,7 @@ pub fn redact_literals(text: &[u8]) -> Option<Vec<u8>> {
                 Reading {
                     backslash_in_plain,
                     quoted_identifiers,
+                    numbers,
                 },
             ));
         }
@@ -356,37 +425,71 @@ pub fn redact_literals(text: &[u8]) -> Option<Vec<u8>> {
     let mut copied = 0;
     let mut k = 0;
     while k < spans.len() {
-        let (start, mut end) = spans[k];
+        let (start, mut end, mut number) = spans[k];
         k += 1;
         while k < spans.len() && spans[k].0 <= end {
             end = end.max(spans[k].1);
+            number &= spans[k].2;
             k += 1;
         }
         out.extend_from_slice(&text[copied..start]);
-        out.extend_from_slice(MASK);
+        out.extend_from_slice(if number { &MASK[1..4] } else { MASK });
         copied = end;
     }
     out.extend_from_slice(&text[copied..]);
     Some(out)
 }
 
-/// Redaction for DETAIL and CONTEXT text: literals masked, and the input values that COPY
-/// errors quote (`COPY secrets, line 1, column secret: "..."`) withheld to the end.
+/// Redaction for DETAIL and CONTEXT text: literals and numbers masked (but the line and statement
+/// numbers of CONTEXT frames), and the input values that COPY
+/// errors quote (`COPY secrets, line 1, column secret: "..."`) and that JSON input errors show
+/// without quotes (`JSON data, line 1: sk-live...`) withheld to the end.
 pub fn redact_context(text: &[u8]) -> Option<Vec<u8>> {
-    let redacted = redact_literals(text);
+    let redacted = redact(text, Numbers::MaskedButFrames);
     let t = redacted.as_deref().unwrap_or(text);
     let mut line_start = 0;
     for line in t.split(|&c| c == b'\n') {
-        if line.starts_with(b"COPY ") {
-            if let Some(p) = find(line, 0, b": \"") {
-                let mut out = t[..line_start + p].to_vec();
-                out.extend_from_slice(b": (withheld by vault_ext)");
-                return Some(out);
-            }
+        let quoted_input = if line.starts_with(b"COPY ") {
+            find(line, 0, b": \"")
+        } else if line.starts_with(b"JSON data, line ") {
+            find(line, 0, b": ")
+        } else {
+            None
+        };
+        if let Some(p) = quoted_input {
+            let mut out = t[..line_start + p].to_vec();
+            out.extend_from_slice(b": (withheld by vault_ext)");
+            return Some(out);
         }
         line_start += line.len() + 1;
     }
     redacted
+}
+
+/// Redaction for the message and hint of an error that touches the vault. PostgreSQL quotes the
+/// input it could not read (`invalid input syntax for type integer: "..."`, sometimes in single
+/// quotes) without escaping a quote inside it, and a message is not SQL (`--` starts no comment),
+/// so everything from the first quote of either kind to the last one becomes `"***"`; a lone
+/// quote (an unterminated value) is masked to the end. None when the text has no quote.
+pub fn redact_message(text: &[u8]) -> Option<Vec<u8>> {
+    let is_quote = |c: &u8| *c == b'"' || *c == b'\'';
+    let first = text.iter().position(is_quote)?;
+    let mut out = text[..first].to_vec();
+    out.extend_from_slice(b"\"***\"");
+    if let Some(last) = text.iter().rposition(is_quote).filter(|&l| l > first) {
+        out.extend_from_slice(&text[last + 1..]);
+    }
+    Some(out)
+}
+
+/// Whether a server-only log message quotes SQL text whose numbers are masked too: the lines
+/// log_statement, log_min_duration_statement and auto_explain write (`statement: ...`,
+/// `execute <unnamed>: ...`, `duration: 0.1 ms  statement: ...`, `duration: ... plan: ...`).
+/// Other messages (a process's PID, an exit code, a row count) keep their numbers.
+pub fn is_statement_line(message: &[u8]) -> bool {
+    [&b"statement: "[..], b"duration: ", b"execute ", b"bind ", b"parse "]
+        .iter()
+        .any(|p| message.starts_with(p))
 }
 
 /// The titles of the records debug_print_parse, debug_print_rewritten and debug_print_plan write.
@@ -542,6 +645,62 @@ mod tests {
         assert!(redact_literals(b"SELECT 1").is_none());
     }
 
+    fn q(s: &str) -> String {
+        String::from_utf8(redact_sql(s.as_bytes()).unwrap_or_else(|| s.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn numeric_constants_are_masked_in_sql() {
+        assert_eq!(
+            q("SELECT vault.create_secret(4111111111111111::text, 'card')"),
+            "SELECT vault.create_secret(***::text, '***')"
+        );
+        assert_eq!(
+            q("SELECT vault.create_secret(to_char(987654321012, 'FM999999999999'), 'n')"),
+            "SELECT vault.create_secret(to_char(***, '***'), '***')"
+        );
+        assert_eq!(
+            q("SELECT 1.5e+3, .25, -7, 0x1F, 1_000, 12e-2::float8"),
+            "SELECT ***, ***, -***, ***, ***, ***::float8"
+        );
+        // Parameters, identifiers with digits, qualified names stay.
+        assert_eq!(
+            q("SELECT f($1, $2) FROM t1 JOIN s2.t3 ON a1 = b2"),
+            "SELECT f($1, $2) FROM t1 JOIN s2.t3 ON a1 = b2"
+        );
+        // Not inside comments; a number inside a literal is part of the literal.
+        assert_eq!(q("SELECT /* 42 */ '4111 1111' -- 7"), "SELECT /* 42 */ '***' -- 7");
+        assert_eq!(q("parameters: $1 = '4111'"), "parameters: $1 = '***'");
+        // Quoted identifiers are read both ways: a number inside one is masked too.
+        assert_eq!(q("SELECT \"c 12\" FROM t"), "SELECT \"c ***\" FROM t");
+        assert_eq!(
+            q("duration: 0.123 ms  statement: SELECT vault.create_secret(4111::text)"),
+            "duration: 0.123 ms  statement: SELECT vault.create_secret(***::text)"
+        );
+        // The string-only redaction keeps numbers.
+        assert_eq!(r("SELECT 4111, 'x'"), "SELECT 4111, '***'");
+    }
+
+    #[test]
+    fn statement_lines_are_recognised() {
+        assert!(is_statement_line(b"statement: SELECT 1"));
+        assert!(is_statement_line(b"execute <unnamed>: SELECT $1"));
+        assert!(is_statement_line(b"duration: 0.011 ms  plan:\nQuery Text: SELECT 4111"));
+        assert!(!is_statement_line(
+            b"server process (PID 42) was terminated by signal 9: Killed"
+        ));
+    }
+
+    #[test]
+    fn context_lines_keep_their_frame_numbers() {
+        let c = b"SQL statement \"SELECT vault.create_secret(4111::text, 'n')\"\nPL/pgSQL function f() line 3 at PERFORM\nSQL function \"g\" statement 1";
+        assert_eq!(
+            String::from_utf8(redact_context(c).unwrap()).unwrap(),
+            "SQL statement \"SELECT vault.create_secret(***::text, '***')\"\nPL/pgSQL function f() line 3 at PERFORM\nSQL function \"g\" statement 1"
+        );
+        assert_eq!(redact_context(b"PL/pgSQL function f() line 2 at PERFORM"), None);
+    }
+
     #[test]
     fn copy_context_values_are_withheld() {
         let c = b"COPY secrets, line 2, column secret: \"sk-live\nmore\"\nSQL statement \"x\"";
@@ -553,6 +712,46 @@ mod tests {
         assert_eq!(
             redact_context(b"SQL statement \"SELECT 'v'\"").unwrap(),
             b"SQL statement \"SELECT '***'\""
+        );
+    }
+
+    fn m(s: &str) -> String {
+        String::from_utf8(redact_message(s.as_bytes()).unwrap_or_else(|| s.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn quoted_input_in_error_messages_is_masked() {
+        assert_eq!(
+            m("invalid input syntax for type integer: \"sk-live-1\""),
+            "invalid input syntax for type integer: \"***\""
+        );
+        assert_eq!(
+            m("value \"4111111111111111\" is out of range for type integer"),
+            "value \"***\" is out of range for type integer"
+        );
+        // A value holding double quotes does not end the mask early.
+        assert_eq!(
+            m("invalid input syntax for type date: \"a\" b \"c\""),
+            "invalid input syntax for type date: \"***\""
+        );
+        // Quotes of the other kind inside it do not either; `--` starts no comment.
+        assert_eq!(m("bad: \"it's\" -- 'x'"), "bad: \"***\"");
+        assert_eq!(m("bad: 'x\"y' z"), "bad: \"***\" z");
+        assert_eq!(m("unterminated: \"sk-live"), "unterminated: \"***\"");
+        assert_eq!(m("Token \"sk\" is invalid."), "Token \"***\" is invalid.");
+        assert_eq!(m("literal 'sk-1' here"), "literal \"***\" here");
+        assert!(redact_message(b"division by zero").is_none());
+    }
+
+    #[test]
+    fn json_input_in_context_is_withheld() {
+        assert_eq!(
+            redact_context(b"JSON data, line 1: sk-live-secret...").unwrap(),
+            b"JSON data, line 1: (withheld by vault_ext)"
+        );
+        assert_eq!(
+            redact_context(b"SQL statement \"SELECT x\"\nJSON data, line 2: x").unwrap(),
+            b"SQL statement \"SELECT x\"\nJSON data, line 2: (withheld by vault_ext)"
         );
     }
 

@@ -128,3 +128,14 @@ INSERT INTO vault.secrets (name, secret) VALUES ('col_d', 'with it dropped');
 SELECT name, decrypted_secret, nonce IS NOT NULL AS encrypted, secret NOT LIKE '%with%' AS no_plaintext
   FROM vault.decrypted_secrets WHERE name LIKE 'col\_%' ORDER BY name;
 DELETE FROM vault.secrets WHERE name LIKE 'col\_%';
+-- A value whose ciphertext would not fit in a text column (1 GB of base64) is refused with 54000
+-- and the limit, on every write path, before anything is allocated for it (issue 26, finding 10).
+\set VERBOSITY terse
+SELECT vault.create_secret(repeat('x', 800000000), 'huge');
+\echo :SQLSTATE
+SELECT vault.create_secret('small', 'huge') IS NOT NULL AS created;
+UPDATE vault.secrets SET secret = repeat('x', 800000000) WHERE name = 'huge';
+\echo :SQLSTATE
+SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = 'huge';
+DELETE FROM vault.secrets WHERE name = 'huge';
+\set VERBOSITY default

@@ -88,4 +88,66 @@ RESET ROLE;
 SELECT vault.grant_secret(vault.create_secret('GUARD-VALUE-N', 'guard_n'), 'regress_guard_team');
 SELECT count(*) AS grants FROM vault.secret_grants WHERE secret_name = 'guard_n';
 DELETE FROM vault.secrets WHERE name = 'guard_n';
+-- Kept versions, grants and timestamps cannot be rewritten without a trace (issue 26, finding 6).
+SET ROLE regress_guard;
+\set hid '00000000-0000-4000-8000-0000000000e1'
+INSERT INTO vault.secrets (id, name, secret) VALUES (:'hid', 'guard_h', 'GUARD-HIST-1');
+SELECT vault.update_secret(:'hid', 'GUARD-HIST-2');
+SELECT version, created_by, created_at > now() - interval '1 hour' AS recent
+  FROM vault.secret_versions WHERE secret_id = :'hid';
+-- A version's author, time and number are vault_ext's (42501), whatever vault_admin says.
+UPDATE vault.secret_versions SET created_by = 'postgres' WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE vault.secret_versions SET created_at = '2001-01-01' WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE vault.secret_versions SET version = 7 WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+-- Plaintext (no nonce, or a made-up one) never becomes a version (22023); nor does a version
+-- get inserted or deleted by vault_admin (42501).
+UPDATE vault.secret_versions SET secret = 'GUARD-PLAIN', nonce = NULL WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY sqlstate
+UPDATE vault.secret_versions SET secret = encode('GUARD-PLAIN-0123456789abcdefghijklmnop', 'base64') WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY terse
+INSERT INTO vault.secret_versions (secret_id, version, secret, nonce) VALUES (:'hid', 9, 'GUARD-PLAIN', NULL);
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO vault.secret_versions (secret_id, version, secret, nonce, created_by, created_at)
+SELECT secret_id, 9, secret, nonce, 'postgres', '2001-01-01' FROM vault.secret_versions WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM vault.secret_versions WHERE secret_id = :'hid';
+\echo :LAST_ERROR_SQLSTATE
+SELECT version, decrypted_secret FROM vault.decrypted_secret_versions WHERE secret_id = :'hid';
+-- Key rotation still rewrites versions (ciphertext that decrypts for the secret), rollback and
+-- pruning still work.
+SELECT vault.create_key('guard_rot') AS rot \gset
+SELECT vault.reencrypt_secrets(:'rot') >= 1 AS moved;
+SELECT v.key_id = :'rot' AS on_new_key, d.decrypted_secret
+  FROM vault.secret_versions v JOIN vault.decrypted_secret_versions d USING (secret_id, version)
+ WHERE v.secret_id = :'hid';
+SELECT vault.reencrypt_secrets((SELECT id FROM vault.keys WHERE status = 'default')) >= 1 AS moved_back;
+SELECT vault.rollback_secret(:'hid', 1) AS new_version;
+SELECT decrypted_secret FROM vault.decrypted_secrets WHERE id = :'hid';
+RESET ROLE;
+SET vault.max_versions = 1;
+SET ROLE regress_guard;
+SELECT vault.update_secret(:'hid', 'GUARD-HIST-4');
+SELECT version, created_by FROM vault.secret_versions WHERE secret_id = :'hid' ORDER BY version;
+RESET ROLE;
+RESET vault.max_versions;
+-- A grant's grantor and time are the inserting role's and now, whatever the INSERT says.
+SET ROLE regress_guard;
+INSERT INTO vault.secret_acl (secret_id, grantee, granted_by, granted_at)
+VALUES (:'hid', 'regress_guard_team', 'postgres', '2001-01-01');
+SELECT grantee, granted_by, granted_at > now() - interval '1 hour' AS recent
+  FROM vault.secret_grants WHERE secret_id = :'hid';
+-- An edit of a secret's timestamps is audited (which fields, never a value).
+UPDATE vault.secrets SET created_at = '2001-01-01' WHERE id = :'hid';
+UPDATE vault.secrets SET updated_at = '2001-01-02' WHERE id = :'hid';
+UPDATE vault.secrets SET description = 'touched', updated_at = now() WHERE id = :'hid';
+RESET ROLE;
+SELECT "current_role", action, detail->'changed' AS changed FROM vault.audit_log
+ WHERE secret_id = :'hid' AND action = 'update' ORDER BY at;
+DELETE FROM vault.secrets WHERE id = :'hid';
+DELETE FROM vault.keys WHERE id = :'rot';
 DROP ROLE regress_guard, regress_guard_team;

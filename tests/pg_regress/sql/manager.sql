@@ -48,3 +48,27 @@ RESET ROLE;
 SELECT pg_has_role('vault_reader', 'vault_viewer', 'MEMBER') AS reader_is_viewer;
 DELETE FROM vault.secrets;
 DROP ROLE regress_viewer, regress_granted;
+-- Tags with NULL elements are refused on every write path (22004): every client reads tags as
+-- strings. A row arriving as ciphertext (a dump restore) is stored as it comes, and vault_ext's
+-- own readers take it.
+SELECT vault.create_secret('v1', 'nulltag', '', NULL, ARRAY['prod', NULL]);
+\echo :SQLSTATE
+SELECT vault.create_secret('v1', 'nulltag', '', NULL, ARRAY['prod']) IS NOT NULL AS created;
+SELECT vault.update_secret(id, new_tags => ARRAY[NULL]::text[]) FROM vault.secrets WHERE name = 'nulltag';
+\echo :SQLSTATE
+INSERT INTO vault.secrets (name, secret, tags) VALUES ('nulltag2', 'v2', '{a,NULL}');
+\echo :SQLSTATE
+UPDATE vault.secrets SET tags = array_append(tags, NULL) WHERE name = 'nulltag';
+\echo :SQLSTATE
+SELECT name, tags FROM vault.secrets WHERE name LIKE 'nulltag%';
+CREATE TEMP TABLE dumped AS SELECT * FROM vault.secrets WHERE name = 'nulltag';
+DELETE FROM vault.secrets WHERE name = 'nulltag';
+INSERT INTO vault.secrets SELECT id, name, description, secret, key_id, nonce, created_at, updated_at,
+       ARRAY['prod', NULL], expires_at, version FROM dumped;
+SELECT name, tags, decrypted_secret FROM vault.decrypted_secrets WHERE name = 'nulltag';
+SELECT name, tags, masked_secret FROM vault.masked_secrets WHERE name = 'nulltag';
+SELECT vault.update_secret(id, 'v1-new', new_description => 'kept tags') FROM vault.secrets WHERE name = 'nulltag';
+SELECT tags, decrypted_secret, description FROM vault.decrypted_secrets WHERE name = 'nulltag';
+SELECT vault.update_secret(id, new_tags => ARRAY['prod']) FROM vault.secrets WHERE name = 'nulltag';
+SELECT tags FROM vault.secrets WHERE name = 'nulltag';
+DELETE FROM vault.secrets;
