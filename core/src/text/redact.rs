@@ -90,6 +90,8 @@ pub const VAULT_NAMES: &[&str] = &[
     "revoke_api_token",
     "api_token_role",
     "_api_token_role",
+    "api_token_self",
+    "_api_token_self",
 ];
 
 /// Whether a log text refers to the vault by its own words: `vault` (schema, roles, extension) or
