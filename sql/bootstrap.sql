@@ -63,7 +63,10 @@ CREATE TABLE vault.secrets (
   tags text[] NOT NULL DEFAULT '{}',
   expires_at timestamptz,
   -- Bumped on every change of the value; earlier values are in vault.secret_versions.
-  version integer NOT NULL DEFAULT 1
+  version integer NOT NULL DEFAULT 1,
+  -- false: the value is only ever used inside the server (vault.hmac, vault.sign, ...), never
+  -- returned, also not to vault_admin; it cannot become true again (sql/use.sql).
+  exportable boolean NOT NULL DEFAULT true
 );
 CREATE UNIQUE INDEX secrets_name_idx ON vault.secrets (name) WHERE name IS NOT NULL;
 COMMENT ON TABLE vault.secrets IS 'Encrypted secrets. secret holds base64 ciphertext; insert plaintext with nonce NULL and a trigger encrypts it.';
@@ -75,6 +78,8 @@ CREATE TABLE vault.secret_acl (
   grantee regrole NOT NULL,
   granted_by regrole NOT NULL DEFAULT CURRENT_USER::regrole,
   granted_at timestamptz NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  -- 'read': read and use; 'use': only use (vault.hmac, vault.sign, ...).
+  privilege text NOT NULL DEFAULT 'read' CHECK (privilege IN ('read', 'use')),
   PRIMARY KEY (secret_id, grantee)
 );
 

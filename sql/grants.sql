@@ -53,22 +53,36 @@ CREATE TRIGGER secret_acl_stamp BEFORE INSERT ON vault.secret_acl
   FOR EACH ROW EXECUTE FUNCTION vault._stamp_grant();
 
 CREATE VIEW vault.secret_grants AS
-SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at
+SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at, a.privilege
   FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
 COMMENT ON VIEW vault.secret_grants IS 'Per-secret grants: who may read which secret besides vault_admin.';
 
-CREATE FUNCTION vault.grant_secret(secret_id uuid, grantee regrole) RETURNS void
+CREATE FUNCTION vault.grant_secret(secret_id uuid, grantee regrole, privilege text DEFAULT 'read') RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = ''
 AS $$
 BEGIN
+  IF grant_secret.privilege IS NULL OR grant_secret.privilege OPERATOR(pg_catalog.<>) ALL ('{read,use}'::text[]) THEN
+    RAISE EXCEPTION 'privilege must be ''read'' or ''use'', not %', COALESCE(pg_catalog.quote_literal(grant_secret.privilege), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''use'' lets the grantee compute with the secret (vault.hmac, vault.sign_jwt, ...); ''read'' also lets it read the value.';
+  END IF;
   IF NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) grant_secret.secret_id) THEN
     RAISE EXCEPTION 'secret % does not exist', grant_secret.secret_id USING ERRCODE = 'no_data_found';
   END IF;
   IF grant_secret.grantee IS NULL THEN
     RAISE EXCEPTION 'grantee must not be NULL' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  INSERT INTO vault.secret_acl (secret_id, grantee)
-  VALUES (grant_secret.secret_id, grant_secret.grantee)
+  -- '-'::regrole is OID 0, no role at all (the first review of issue 26 stored such a grant).
+  IF grant_secret.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN
+    RAISE EXCEPTION 'grantee must be a role, not "-"' USING ERRCODE = 'undefined_object';
+  END IF;
+  -- Another privilege for the same grantee replaces it: revoked, then granted (both audited).
+  DELETE FROM vault.secret_acl a
+   WHERE a.secret_id OPERATOR(pg_catalog.=) grant_secret.secret_id
+     AND a.grantee OPERATOR(pg_catalog.=) grant_secret.grantee
+     AND a.privilege OPERATOR(pg_catalog.<>) grant_secret.privilege;
+  INSERT INTO vault.secret_acl (secret_id, grantee, privilege)
+  VALUES (grant_secret.secret_id, grant_secret.grantee, grant_secret.privilege)
   ON CONFLICT DO NOTHING;
 END
 $$;

@@ -35,12 +35,12 @@ GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
 GRANT SELECT ON vault.audit_log TO vault_admin;
 GRANT SELECT ON vault.key_status TO vault_admin;
 GRANT INSERT, DELETE ON vault.secret_acl TO vault_admin;
-GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
-                          vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[], boolean),
+                          vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean),
                           vault.rollback_secret(uuid, integer), vault.purge_audit_log(interval),
                           vault._rekey(uuid, text, bytea, uuid, uuid),
                           vault.create_key(text, text, timestamptz, text),
-                          vault.grant_secret(uuid, regrole), vault.revoke_secret(uuid, regrole),
+                          vault.grant_secret(uuid, regrole, text), vault.revoke_secret(uuid, regrole),
                           vault.rotate_key(text, boolean), vault.reencrypt_secrets(uuid), vault.verify_secrets(),
                           vault._check_key_type(text), vault._loaded_fingerprint(),
                           vault._previous_fingerprint(), vault.rotate_root_key(),

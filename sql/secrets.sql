@@ -15,7 +15,7 @@ COMMENT ON VIEW vault.decrypted_secrets IS 'vault.secrets with decrypted_secret;
 
 CREATE FUNCTION vault.create_secret(
   new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT '',
-  new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL
+  new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL, new_exportable boolean DEFAULT true
 ) RETURNS uuid
 -- One INSERT: the BEFORE trigger encrypts (nonce NULL = plaintext) before the row is stored.
 -- A SQL function without SET search_path, unlike the others: the body names only vault.secrets
@@ -23,15 +23,16 @@ CREATE FUNCTION vault.create_secret(
 -- the caller's search_path can be reached, and it runs about 25% faster per call.
 LANGUAGE sql VOLATILE
 AS $$
-  INSERT INTO vault.secrets (secret, name, description, key_id, tags)
-  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id, COALESCE(new_tags, '{}'))
+  INSERT INTO vault.secrets (secret, name, description, key_id, tags, exportable)
+  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id, COALESCE(new_tags, '{}'),
+          COALESCE(new_exportable, true))
   RETURNING id
 $$;
 
 CREATE FUNCTION vault.update_secret(
   secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
   new_description text DEFAULT NULL, new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL,
-  expected_version integer DEFAULT NULL
+  expected_version integer DEFAULT NULL, new_exportable boolean DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = ''
 AS $$
@@ -48,6 +49,8 @@ BEGIN
                   WHEN new_key_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN NULL
                   ELSE new_key_id END,
     tags = COALESCE(new_tags, s.tags),
+    -- Only ever to false: a trigger refuses true again (sql/use.sql).
+    exportable = COALESCE(new_exportable, s.exportable),
     updated_at = pg_catalog.now()
   WHERE s.id OPERATOR(pg_catalog.=) secret_id
     -- Check-and-set: re-checked against the committed row when another session updated it.

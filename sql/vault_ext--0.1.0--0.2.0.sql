@@ -7,7 +7,8 @@
 ALTER TABLE vault.secrets
   ADD COLUMN tags text[] NOT NULL DEFAULT '{}',
   ADD COLUMN expires_at timestamptz,
-  ADD COLUMN version integer NOT NULL DEFAULT 1;
+  ADD COLUMN version integer NOT NULL DEFAULT 1,
+  ADD COLUMN exportable boolean NOT NULL DEFAULT true;
 -- Earlier values of each secret, as they were stored (ciphertext bound to the secret's id).
 -- created_at / created_by: when and by whom the value was replaced.
 CREATE TABLE vault.secret_versions (
@@ -290,7 +291,7 @@ DROP FUNCTION vault.create_secret(text, text, text, uuid);
 DROP FUNCTION vault.update_secret(uuid, text, text, text, uuid);
 CREATE FUNCTION vault.create_secret(
   new_secret text, new_name text DEFAULT NULL, new_description text DEFAULT '',
-  new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL
+  new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL, new_exportable boolean DEFAULT true
 ) RETURNS uuid
 -- One INSERT: the BEFORE trigger encrypts (nonce NULL = plaintext) before the row is stored.
 -- A SQL function without SET search_path, unlike the others: the body names only vault.secrets
@@ -298,14 +299,15 @@ CREATE FUNCTION vault.create_secret(
 -- the caller's search_path can be reached, and it runs about 25% faster per call.
 LANGUAGE sql VOLATILE
 AS $$
-  INSERT INTO vault.secrets (secret, name, description, key_id, tags)
-  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id, COALESCE(new_tags, '{}'))
+  INSERT INTO vault.secrets (secret, name, description, key_id, tags, exportable)
+  VALUES (new_secret, new_name, COALESCE(new_description, ''), new_key_id, COALESCE(new_tags, '{}'),
+          COALESCE(new_exportable, true))
   RETURNING id
 $$;
 CREATE FUNCTION vault.update_secret(
   secret_id uuid, new_secret text DEFAULT NULL, new_name text DEFAULT NULL,
   new_description text DEFAULT NULL, new_key_id uuid DEFAULT NULL, new_tags text[] DEFAULT NULL,
-  expected_version integer DEFAULT NULL
+  expected_version integer DEFAULT NULL, new_exportable boolean DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = ''
 AS $$
@@ -322,6 +324,8 @@ BEGIN
                   WHEN new_key_id OPERATOR(pg_catalog.=) '00000000-0000-0000-0000-000000000000'::uuid THEN NULL
                   ELSE new_key_id END,
     tags = COALESCE(new_tags, s.tags),
+    -- Only ever to false: a trigger refuses true again (sql/use.sql).
+    exportable = COALESCE(new_exportable, s.exportable),
     updated_at = pg_catalog.now()
   WHERE s.id OPERATOR(pg_catalog.=) secret_id
     -- Check-and-set: re-checked against the committed row when another session updated it.
@@ -822,8 +826,8 @@ REVOKE ALL ON vault.secret_versions, vault.decrypted_secret_versions, vault.mask
 REVOKE ALL ON FUNCTION vault._previous_fingerprint(), vault._rewrap(uuid, text, bytea, uuid),
                        vault._rekey(uuid, text, bytea, uuid, uuid), vault.mask(text),
                        vault._mask_secret(uuid, text, bytea, uuid), vault._decrypt(uuid, text, bytea, uuid),
-                       vault.create_secret(text, text, text, uuid, text[]),
-                       vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+                       vault.create_secret(text, text, text, uuid, text[], boolean),
+                       vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean),
                        vault.secrets_archive(), vault.secret_versions_guard(), vault._stamp_grant(),
                        vault._keys_in_use(), vault.rollback_secret(uuid, integer),
                        vault.expiring_secrets(interval), vault.rotate_root_key(),
@@ -845,8 +849,8 @@ REVOKE EXECUTE ON FUNCTION vault._decrypt(uuid, text, bytea, uuid, text, bigint,
 GRANT SELECT, UPDATE ON vault.secret_versions TO vault_admin;
 GRANT SELECT ON vault.decrypted_secret_versions TO vault_admin;
 GRANT SELECT ON vault.audit_log TO vault_admin;
-GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[]),
-                          vault.update_secret(uuid, text, text, text, uuid, text[], integer),
+GRANT EXECUTE ON FUNCTION vault.create_secret(text, text, text, uuid, text[], boolean),
+                          vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean),
                           vault.rollback_secret(uuid, integer), vault._rekey(uuid, text, bytea, uuid, uuid),
                           vault.purge_audit_log(interval),
                           vault._previous_fingerprint(), vault.rotate_root_key(),
@@ -974,3 +978,336 @@ COMMENT ON FUNCTION vault.migrate_from(regclass, boolean) IS 'Copy supabase_vaul
 REVOKE ALL ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault.migrate_from(regclass, boolean), vault._supabase_row_kind(uuid, text, bytea)
   TO vault_admin;
+
+-- Using a secret without reading it (SPEC §11, sql/use.sql, src/api/usage.rs): role vault_user,
+-- 'use' grants, non-exportable secrets (the exportable column is added above), signing keys
+-- and encryption keys.
+ALTER TABLE vault.secret_acl
+  ADD COLUMN privilege text NOT NULL DEFAULT 'read' CHECK (privilege IN ('read', 'use'));
+CREATE OR REPLACE VIEW vault.secret_grants AS
+SELECT a.secret_id, s.name AS secret_name, a.grantee, a.granted_by, a.granted_at, a.privilege
+  FROM vault.secret_acl a JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) a.secret_id;
+DROP FUNCTION vault.grant_secret(uuid, regrole);
+CREATE FUNCTION vault.grant_secret(secret_id uuid, grantee regrole, privilege text DEFAULT 'read') RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = ''
+AS $$
+BEGIN
+  IF grant_secret.privilege IS NULL OR grant_secret.privilege OPERATOR(pg_catalog.<>) ALL ('{read,use}'::text[]) THEN
+    RAISE EXCEPTION 'privilege must be ''read'' or ''use'', not %', COALESCE(pg_catalog.quote_literal(grant_secret.privilege), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = '''use'' lets the grantee compute with the secret (vault.hmac, vault.sign_jwt, ...); ''read'' also lets it read the value.';
+  END IF;
+  IF NOT EXISTS (SELECT FROM vault.secrets s WHERE s.id OPERATOR(pg_catalog.=) grant_secret.secret_id) THEN
+    RAISE EXCEPTION 'secret % does not exist', grant_secret.secret_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF grant_secret.grantee IS NULL THEN
+    RAISE EXCEPTION 'grantee must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- '-'::regrole is OID 0, no role at all (the first review of issue 26 stored such a grant).
+  IF grant_secret.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN
+    RAISE EXCEPTION 'grantee must be a role, not "-"' USING ERRCODE = 'undefined_object';
+  END IF;
+  -- Another privilege for the same grantee replaces it: revoked, then granted (both audited).
+  DELETE FROM vault.secret_acl a
+   WHERE a.secret_id OPERATOR(pg_catalog.=) grant_secret.secret_id
+     AND a.grantee OPERATOR(pg_catalog.=) grant_secret.grantee
+     AND a.privilege OPERATOR(pg_catalog.<>) grant_secret.privilege;
+  INSERT INTO vault.secret_acl (secret_id, grantee, privilege)
+  VALUES (grant_secret.secret_id, grant_secret.grantee, grant_secret.privilege)
+  ON CONFLICT DO NOTHING;
+END
+$$;
+
+-- vault_ext::api::usage::create_encryption_key
+CREATE  FUNCTION "create_encryption_key"(
+	"name" TEXT /* & str */
+) RETURNS uuid /* Uuid */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_encryption_key_wrapper';
+
+-- vault_ext::api::usage::create_signing_key
+CREATE  FUNCTION "create_signing_key"(
+	"name" TEXT, /* & str */
+	"description" TEXT DEFAULT '' /* & str */
+) RETURNS uuid /* Uuid */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'create_signing_key_wrapper';
+
+-- vault_ext::api::usage::decrypt
+CREATE  FUNCTION "decrypt"(
+	"key_name" TEXT, /* & str */
+	"ciphertext" TEXT, /* & str */
+	"context" TEXT DEFAULT '' /* & str */
+) RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'decrypt_bytea_wrapper';
+
+-- vault_ext::api::usage::decrypt_text
+CREATE  FUNCTION "decrypt_text"(
+	"key_name" TEXT, /* & str */
+	"ciphertext" TEXT, /* & str */
+	"context" TEXT DEFAULT '' /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'decrypt_text_wrapper';
+
+-- vault_ext::api::usage::encrypt
+CREATE  FUNCTION "encrypt"(
+	"key_name" TEXT, /* & str */
+	"plaintext" bytea, /* & [u8] */
+	"context" TEXT DEFAULT '' /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'encrypt_bytea_wrapper';
+
+-- vault_ext::api::usage::encrypt
+CREATE  FUNCTION "encrypt"(
+	"key_name" TEXT, /* & str */
+	"plaintext" TEXT, /* & str */
+	"context" TEXT DEFAULT '' /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'encrypt_text_wrapper';
+
+-- vault_ext::api::usage::hmac
+CREATE  FUNCTION "hmac"(
+	"secret_name" TEXT, /* & str */
+	"message" bytea, /* & [u8] */
+	"algorithm" TEXT DEFAULT 'sha256' /* & str */
+) RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'hmac_bytea_wrapper';
+
+-- vault_ext::api::usage::hmac
+CREATE  FUNCTION "hmac"(
+	"secret_name" TEXT, /* & str */
+	"message" TEXT, /* & str */
+	"algorithm" TEXT DEFAULT 'sha256' /* & str */
+) RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'hmac_text_wrapper';
+
+-- vault_ext::api::usage::hmac_verify
+CREATE  FUNCTION "hmac_verify"(
+	"secret_name" TEXT, /* & str */
+	"message" bytea, /* & [u8] */
+	"mac" bytea, /* & [u8] */
+	"algorithm" TEXT DEFAULT 'sha256' /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'hmac_verify_bytea_wrapper';
+
+-- vault_ext::api::usage::hmac_verify
+CREATE  FUNCTION "hmac_verify"(
+	"secret_name" TEXT, /* & str */
+	"message" TEXT, /* & str */
+	"mac" bytea, /* & [u8] */
+	"algorithm" TEXT DEFAULT 'sha256' /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'hmac_verify_text_wrapper';
+
+-- vault_ext::api::usage::public_key
+CREATE  FUNCTION "public_key"(
+	"name" TEXT /* & str */
+) RETURNS bytea /* Vec < u8 > */
+STRICT STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'signing_public_key_wrapper';
+
+-- vault_ext::api::usage::rewrap
+CREATE  FUNCTION "rewrap"(
+	"key_name" TEXT, /* & str */
+	"ciphertext" TEXT, /* & str */
+	"context" TEXT DEFAULT '' /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rewrap_ciphertext_wrapper';
+
+-- vault_ext::api::usage::rotate_encryption_key
+CREATE  FUNCTION "rotate_encryption_key"(
+	"name" TEXT /* & str */
+) RETURNS INT /* i32 */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rotate_encryption_key_wrapper';
+
+-- vault_ext::api::usage::sign
+CREATE  FUNCTION "sign"(
+	"name" TEXT, /* & str */
+	"message" bytea /* & [u8] */
+) RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sign_message_wrapper';
+
+-- vault_ext::api::usage::sign_jwt
+CREATE  FUNCTION "sign_jwt"(
+	"secret_name" TEXT, /* & str */
+	"claims" jsonb, /* JsonB */
+	"algorithm" TEXT DEFAULT 'HS256' /* & str */
+) RETURNS TEXT /* String */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sign_jwt_wrapper';
+
+-- vault_ext::api::usage::verify_jwt
+CREATE  FUNCTION "verify_jwt"(
+	"secret_name" TEXT, /* & str */
+	"token" TEXT /* & str */
+) RETURNS jsonb /* Option < JsonB > */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_jwt_wrapper';
+
+-- vault_ext::api::usage::verify_signature
+CREATE  FUNCTION "verify_signature"(
+	"public_key" bytea, /* & [u8] */
+	"message" bytea, /* & [u8] */
+	"signature" bytea /* & [u8] */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_signature_wrapper';
+
+-- vault_ext::api::usage::verify_webhook
+CREATE  FUNCTION "verify_webhook"(
+	"provider" TEXT, /* & str */
+	"secret_name" TEXT, /* & str */
+	"payload" TEXT, /* & str */
+	"headers" jsonb, /* JsonB */
+	"tolerance" interval DEFAULT '5 minutes' /* Interval */
+) RETURNS bool /* bool */
+STRICT VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_webhook_wrapper';
+
+-- vault_ext::api::usage::unexportable_changed
+CREATE FUNCTION "unexportable_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'unexportable_changed_wrapper';
+
+
+-- vault_user may use (vault.hmac, vault.sign_jwt, ...) every secret without per-secret grants
+-- and read none; reading implies using, so every reader is a user.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'vault_user') THEN
+    CREATE ROLE vault_user NOLOGIN;
+  END IF;
+  IF NOT pg_catalog.pg_has_role('vault_reader', 'vault_user', 'MEMBER') THEN
+    GRANT vault_user TO vault_reader;
+  END IF;
+END
+$$;
+
+-- Keys made by vault_ext (vault.create_signing_key, vault.create_encryption_key): what they are
+-- and, for signing keys, the public key. Written only by vault_ext's code as the bootstrap
+-- superuser; the value (private key, key versions) is the secret's, non-exportable.
+CREATE TABLE vault.secret_kinds (
+  secret_id uuid PRIMARY KEY REFERENCES vault.secrets (id) ON DELETE CASCADE ON UPDATE CASCADE,
+  kind text NOT NULL CHECK (kind IN ('signing_key', 'encryption_key')),
+  public_key bytea CHECK ((kind = 'signing_key') = (public_key IS NOT NULL)),
+  CHECK (public_key IS NULL OR pg_catalog.length(public_key) = 32)
+);
+COMMENT ON TABLE vault.secret_kinds IS 'Signing and encryption keys made by vault_ext: their kind and public key.';
+
+-- Every id that was ever non-exportable (no foreign key: deleting the secret keeps it), so the
+-- read path refuses it and no row comes back under that id as exportable. No unique key: a
+-- restore loads these rows and the trigger below may add the same ids.
+CREATE TABLE vault.unexportable_secrets (
+  secret_id uuid NOT NULL
+);
+CREATE INDEX unexportable_secrets_secret_id_idx ON vault.unexportable_secrets (secret_id);
+COMMENT ON TABLE vault.unexportable_secrets IS 'Ids of non-exportable secrets (kept after deletion); written by a trigger only.';
+CREATE TRIGGER unexportable_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.unexportable_secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.unexportable_changed();
+
+-- Every write to vault.secrets makes what the use path keeps (src/vault/usage.rs: decrypted
+-- keys, per role) stale, here at once and in every other backend when it commits.
+CREATE TRIGGER secrets_use_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vault.secrets
+  FOR EACH STATEMENT EXECUTE FUNCTION vault.unexportable_changed();
+
+-- exportable goes to false once and back by no path: update_secret, UPDATE, a restored or
+-- re-inserted row under the id (22023). Runs as the owner to record the id.
+CREATE FUNCTION vault._keep_unexportable() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
+AS $$
+BEGIN
+  IF NOT NEW.exportable THEN
+    IF NOT EXISTS (SELECT FROM vault.unexportable_secrets u WHERE u.secret_id OPERATOR(pg_catalog.=) NEW.id) THEN
+      INSERT INTO vault.unexportable_secrets (secret_id) VALUES (NEW.id);
+    END IF;
+  ELSIF (TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND NOT OLD.exportable)
+     OR EXISTS (SELECT FROM vault.unexportable_secrets u WHERE u.secret_id OPERATOR(pg_catalog.=) NEW.id) THEN
+    RAISE EXCEPTION 'secret % is not exportable, and cannot become exportable again', NEW.id
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A non-exportable secret is only ever used inside the server; create a new secret for a value that may be read.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+-- Plain inserts (nonce NULL: a new value) of exportable rows skip it, so create_secret costs
+-- nothing more; a row arriving as ciphertext (restore) is checked against the recorded ids.
+-- The names sort before secrets_encrypt, so the WHEN clauses see the row as it was written
+-- (nonce still NULL for plaintext). A new plaintext under a recorded id is accepted, but the
+-- read path still returns no value for that id: an id once non-exportable stays so.
+CREATE TRIGGER secrets_check_exportable BEFORE INSERT ON vault.secrets
+  FOR EACH ROW WHEN (NOT NEW.exportable OR NEW.nonce IS NOT NULL)
+  EXECUTE FUNCTION vault._keep_unexportable();
+CREATE TRIGGER secrets_check_exportable_update BEFORE UPDATE ON vault.secrets
+  FOR EACH ROW WHEN (NOT NEW.exportable OR NOT OLD.exportable OR NEW.id IS DISTINCT FROM OLD.id)
+  EXECUTE FUNCTION vault._keep_unexportable();
+
+COMMENT ON FUNCTION vault.hmac(text, bytea, text) IS 'HMAC-SHA-256/512 of a message with a secret the caller may use but not read.';
+COMMENT ON FUNCTION vault.verify_webhook(text, text, text, jsonb, interval) IS 'Whether a Stripe, GitHub, Slack or Standard Webhooks delivery is signed with the named secret and fresh.';
+COMMENT ON FUNCTION vault.sign_jwt(text, jsonb, text) IS 'A compact JWT (HS256, HS512 with a secret; EdDSA with a signing key).';
+COMMENT ON FUNCTION vault.verify_jwt(text, text) IS 'The claims of a JWT valid for the named secret or signing key (exp/nbf hold), else NULL.';
+COMMENT ON FUNCTION vault.encrypt(text, bytea, text) IS 'vault:v<N>: ciphertext of a value under an encryption key, with the context as associated data.';
+
+-- Privileges (privileges.sql, which runs last, takes everything from PUBLIC).
+GRANT USAGE ON SCHEMA vault TO vault_user;
+-- Metadata the read path consults as the calling role: key metadata, grants, non-exportable ids.
+GRANT SELECT ON vault.keys, vault.secret_acl, vault.unexportable_secrets TO vault_user;
+GRANT SELECT ON vault.unexportable_secrets, vault.secret_kinds TO vault_viewer;
+GRANT EXECUTE ON FUNCTION vault.hmac(text, bytea, text), vault.hmac(text, text, text),
+                          vault.hmac_verify(text, bytea, bytea, text), vault.hmac_verify(text, text, bytea, text),
+                          vault.verify_webhook(text, text, text, jsonb, interval),
+                          vault.sign_jwt(text, jsonb, text), vault.verify_jwt(text, text),
+                          vault.public_key(text), vault.sign(text, bytea),
+                          vault.verify_signature(bytea, bytea, bytea),
+                          vault.encrypt(text, bytea, text), vault.encrypt(text, text, text),
+                          vault.decrypt(text, text, text), vault.decrypt_text(text, text, text),
+                          vault.rewrap(text, text, text)
+  TO vault_user;
+GRANT EXECUTE ON FUNCTION vault.public_key(text) TO vault_viewer;
+GRANT EXECUTE ON FUNCTION vault.create_signing_key(text, text), vault.create_encryption_key(text),
+                          vault.rotate_encryption_key(text)
+  TO vault_admin;
+SELECT pg_catalog.pg_extension_config_dump('vault.secret_kinds', '');
+SELECT pg_catalog.pg_extension_config_dump('vault.unexportable_secrets', '');
+REVOKE ALL ON FUNCTION vault.grant_secret(uuid, regrole, text), vault._keep_unexportable(), vault.unexportable_changed(),
+                       vault.hmac(text, bytea, text), vault.hmac(text, text, text),
+                       vault.hmac_verify(text, bytea, bytea, text), vault.hmac_verify(text, text, bytea, text),
+                       vault.verify_webhook(text, text, text, jsonb, interval),
+                       vault.sign_jwt(text, jsonb, text), vault.verify_jwt(text, text),
+                       vault.public_key(text), vault.sign(text, bytea), vault.verify_signature(bytea, bytea, bytea),
+                       vault.encrypt(text, bytea, text), vault.encrypt(text, text, text),
+                       vault.decrypt(text, text, text), vault.decrypt_text(text, text, text),
+                       vault.rewrap(text, text, text), vault.create_signing_key(text, text),
+                       vault.create_encryption_key(text), vault.rotate_encryption_key(text)
+  FROM PUBLIC;
+REVOKE ALL ON vault.secret_kinds, vault.unexportable_secrets, vault.secret_grants FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.grant_secret(uuid, regrole, text) TO vault_admin;

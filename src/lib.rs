@@ -103,6 +103,32 @@ extension_sql_file!(
     name = "migrate",
     requires = ["tokens", api::secrets::supabase_row_kind]
 );
+extension_sql_file!(
+    "../sql/use.sql",
+    name = "use",
+    requires = [
+        "tokens",
+        api::usage::hmac_bytea,
+        api::usage::hmac_text,
+        api::usage::hmac_verify_bytea,
+        api::usage::hmac_verify_text,
+        api::usage::verify_webhook,
+        api::usage::sign_jwt,
+        api::usage::verify_jwt,
+        api::usage::create_signing_key,
+        api::usage::signing_public_key,
+        api::usage::sign_message,
+        api::usage::verify_signature,
+        api::usage::create_encryption_key,
+        api::usage::rotate_encryption_key,
+        api::usage::encrypt_bytea,
+        api::usage::encrypt_text,
+        api::usage::decrypt_bytea,
+        api::usage::decrypt_text,
+        api::usage::rewrap_ciphertext,
+        api::usage::unexportable_changed
+    ]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 fn fatal(message: String, hint: &str) -> ! {
@@ -126,7 +152,6 @@ pub extern "C-unwind" fn _PG_init() {
         vault::log_names::touches_vault,
         vault::log_names::decrypted,
     );
-    ffi::pg::on_transaction_end(vault::log_names::transaction_ended);
     ffi::pg::after_parse_analysis(vault::log_names::refresh);
     if sodium::init().is_err() {
         fatal(

@@ -114,6 +114,58 @@ check "after CHECKPOINT neither token is anywhere in the data directory (WAL inc
   "$(grep_data "$TOK" "$(datadir leak)") $(grep_data "$GONE" "$(datadir leak)")"
 rm -f "$WORK/tokens.sql"
 
+# --- 9. Used, never read: non-exportable values, plaintexts given to vault.encrypt, tokens -------
+# None of them reaches the data directory (WAL included) or a dump; a restore keeps the keys
+# working and the secrets non-exportable.
+NE="never-exported-$(date +%s%N)"
+PLAIN="column-plaintext-$(date +%s%N)"
+sql leak "CREATE ROLE u_app LOGIN IN ROLE vault_user;
+          SELECT vault.create_secret('$NE', 'ne', new_exportable => false);
+          SELECT vault.create_encryption_key('pii'); SELECT vault.create_signing_key('sig')" a >/dev/null
+sql leak "CREATE TABLE customers (id int, ssn text); GRANT ALL ON customers TO u_app" a >/dev/null
+as_role u_app "INSERT INTO customers SELECT 1, vault.encrypt('pii', '$PLAIN', 'user:1')" a >/dev/null
+JWT=$(as_role u_app "SELECT vault.sign_jwt('ne', '{\"sub\":\"1\"}')" a)
+MAC=$(as_role u_app "SELECT encode(vault.hmac('ne', 'm'), 'hex')" a)
+check "a vault_user computes with the non-exportable secret" "64" "${#MAC}"
+check "a vault_admin cannot read it (NULL in the view)" "t" \
+  "$(as_role r_admin "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'ne'" a)"
+check_contains "... nor through read_secret (42501)" "42501" "$(as_role r_admin "SELECT vault.read_secret('ne')" a)"
+NEROW=$(as_role r_admin "SELECT format('%L::uuid, %L, %L::bytea, %L::uuid', id, secret, nonce, key_id) FROM vault.decrypted_secrets WHERE name = 'ne'" a)
+check "... nor by calling _decrypt with its row, in this database" "t" "$(as_role r_admin "SELECT vault._decrypt($NEROW) IS NULL" a)"
+check "... nor in another database of the cluster (its ciphertext is sealed)" "t" \
+  "$(as_role r_admin "SELECT vault._decrypt($NEROW) IS NULL" b)"
+# A backend that keeps the decrypted key sees a new value written by another session at once.
+out=$(as_pg "$PG_BINDIR/psql" -h "$WORK" -p "$(port leak)" -U u_app -d a -XAtq \
+  -c "SELECT encode(vault.hmac('ne', 'm'), 'hex')" \
+  -c "\\! '$PG_BINDIR/psql' -h '$WORK' -p $(port leak) -U postgres -d a -Xq -c \"SELECT vault.update_secret(id, 'key') FROM vault.secrets WHERE name = 'ne'\" >/dev/null" \
+  -c "SELECT encode(vault.hmac('ne', 'The quick brown fox jumps over the lazy dog'), 'hex')" 2>&1)
+check "a kept key is dropped when another session writes the secret" \
+  "$MAC f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8" "$(echo $out)"
+MAC=$(as_role u_app "SELECT encode(vault.hmac('ne', 'm'), 'hex')" a)
+sql leak "CHECKPOINT" >/dev/null
+check "after CHECKPOINT no non-exportable value, column plaintext or token is in the data directory" "absent absent absent" \
+  "$(grep_data "$NE" "$(datadir leak)") $(grep_data "$PLAIN" "$(datadir leak)") $(grep_data "$JWT" "$(datadir leak)")"
+as_pg "$PG_BINDIR/pg_dump" -h "$WORK" -p "$(port leak)" -U postgres -Fp -f "$WORK/use.sql" a
+check "a plain pg_dump holds neither the value nor the column plaintext" "absent absent" \
+  "$(grep_data "$NE" "$WORK/use.sql") $(grep_data "$PLAIN" "$WORK/use.sql")"
+sql leak "CREATE DATABASE u" >/dev/null
+out=$(as_pg "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$(port leak)" -U postgres -d u -f "$WORK/use.sql" 2>&1 >/dev/null)
+check "the dump restores" "" "$out"
+check "restored: the same HMAC" "$MAC" "$(as_role u_app "SELECT encode(vault.hmac('ne', 'm'), 'hex')" u)"
+check "restored: the column decrypts" "$PLAIN" "$(as_role u_app "SELECT vault.decrypt_text('pii', ssn, 'user:1') FROM customers" u)"
+check "restored: the signing key signs for its public key" "t" \
+  "$(as_role u_app "SELECT vault.verify_signature(vault.public_key('sig'), 'x', vault.sign('sig', 'x'))" u)"
+check "restored: still not exportable" "f t" \
+  "$(sql leak "SELECT exportable FROM vault.secrets WHERE name = 'ne'" u) $(as_role r_admin "SELECT decrypted_secret IS NULL FROM vault.decrypted_secrets WHERE name = 'ne'" u)"
+# A dump edited to say exportable (the row's ciphertext as it was) does not restore the row.
+sql leak "CREATE DATABASE v" >/dev/null
+sed -E "s/^([0-9a-f-]{36}\tne\t.*\t)f$/\1t/" "$WORK/use.sql" >"$WORK/use_edited.sql"
+check "the edit changed the row" "1" "$(diff "$WORK/use.sql" "$WORK/use_edited.sql" | grep -c '^>')"
+out=$(as_pg "$PG_BINDIR/psql" -X -q -h "$WORK" -p "$(port leak)" -U postgres -d v -f "$WORK/use_edited.sql" 2>&1 >/dev/null)
+check "an edited dump (exportable = true) restores the row only as non-exportable, or not at all" "t" \
+  "$(sql leak "SELECT coalesce(bool_and(decrypted_secret IS NULL), true) FROM vault.decrypted_secrets WHERE name = 'ne'" v)"
+rm -f "$WORK/use.sql" "$WORK/use_edited.sql"
+
 # --- 5. Ciphertext arriving with a nonce is checked ----------------------------------------------
 out=$(sql leak "INSERT INTO vault.secrets (name, secret, nonce) VALUES ('fake', encode(convert_to('$VALUE', 'UTF8'), 'base64'), '\\x00112233445566778899aabbccddeeff')" a)
 check_contains "a base64 plaintext with a made-up nonce is refused (22023)" "22023" "$out"

@@ -159,6 +159,39 @@ done
 check "a JSON error keeps its DETAIL, the token masked" "2" "$(grep -c 'DETAIL:  Token "\*\*\*" is invalid.' "$(logfile logs)")"
 check "a JSON error's CONTEXT withholds the input" "2" "$(grep -c 'CONTEXT:  JSON data, line 1: (withheld by vault_ext)' "$(logfile logs)")"
 
+# The second review's ways past that (issue 26): dynamic SQL built from a value (QUERY, CONTEXT
+# "SQL statement", auto_explain's nested Query Text), unquoted input (`operator does not exist`,
+# `invalid type name`), and a value kept past its transaction (a WITH HOLD cursor, a setting).
+sql logs "SELECT vault.create_secret('$M-dyn', 'dyn-dflt'), vault.create_secret('$O-dyn', 'dyn-off');
+  CREATE FUNCTION public.dyn(n text, pre text, post text) RETURNS void LANGUAGE plpgsql
+    AS \$f\$ DECLARE v text := (SELECT c.v FROM public.creds c WHERE c.n = dyn.n); BEGIN EXECUTE pre || v || post; END \$f\$;
+  CREATE FUNCTION public.held(c text) RETURNS void LANGUAGE plpgsql
+    AS \$f\$ DECLARE r refcursor := c; v text; BEGIN FETCH r INTO v; PERFORM v::int; END \$f\$;
+  GRANT EXECUTE ON FUNCTION public.dyn(text, text, text), public.held(text) TO cast_reader" >/dev/null
+for mode in vault all off; do
+  if [ $mode = off ]; then name=dyn-off; else name=dyn-dflt; fi
+  PGOPTIONS="-c vault.log_redact=$mode" psql_s -c "SET ROLE cast_reader" \
+    -c "SELECT public.dyn('$name', 'SELECT ', '')" \
+    -c "SELECT public.dyn('$name', 'SELECT 1/0 AS \"', '\"')" \
+    -c "SELECT public.dyn('$name', 'SELECT 1 AS \"', '\"')" \
+    -c "SELECT vault.read_secret('$name')::regoper" \
+    -c "SELECT vault.read_secret('$name')::regtype" >/dev/null
+  PGOPTIONS="-c vault.log_redact=$mode" psql_s -c "SET ROLE cast_reader" \
+    -c "BEGIN" -c "DECLARE c CURSOR WITH HOLD FOR SELECT v FROM public.creds WHERE n = '$name'" -c "COMMIT" \
+    -c "SELECT public.held('c')" >/dev/null
+  PGOPTIONS="-c vault.log_redact=$mode" psql_s -c "SET ROLE cast_reader" \
+    -c "SELECT set_config('my.v', v, false) IS NOT NULL FROM public.creds WHERE n = '$name'" \
+    -c "SELECT current_setting('my.v')::int" >/dev/null
+done
+check "dynamic SQL, unquoted input, cursors and settings: no marker in the log" "0" "$(grep -c -- "$M-dyn" "$(logfile logs)")"
+check "(control, off) dynamic SQL built from the value shows it" "yes" "$(in_log "SELECT $O-dyn")"
+check "(control, off) ... and so do the casts to regoper and a WITH HOLD cursor" "yes yes" \
+  "$(in_log "operator does not exist: $O-dyn") $(in_log "type integer: \"$O-dyn\"")"
+check "the internal query is withheld" "yes" "$(in_log "QUERY:  (withheld by vault_ext)")"
+check "a CONTEXT's SQL statement is withheld" "yes" "$(in_log "SQL statement (withheld by vault_ext)")"
+check "a nested statement's auto_explain Query Text is withheld" "yes" "$(in_log "Query Text: (a nested statement, withheld by vault_ext)")"
+check "unquoted input after a colon is masked" "yes" "$(in_log "operator does not exist: ***")"
+
 # Numeric constants in statements that touch the vault (issue 26, finding 5); in every statement
 # under vault.log_redact = all. Markers are long digit strings.
 D=4111$RANDOM$RANDOM$RANDOM
@@ -207,5 +240,34 @@ check "... and one for the masked listing" "1" \
 check_contains "vault.audit_reads is superuser-only" "42501" \
   "$(sql logs "SET ROLE audited_reader; SET vault.audit_reads = off")"
 check "still no plaintext marker in the server log" "0" "$(grep -c "$M-" "$(logfile logs)")"
+
+# Using a secret without reading it (SPEC 11): payloads, plaintexts, claims, tokens and
+# ciphertexts given to these functions are user data, masked like values; errors too.
+U=USEDATA$RANDOM$RANDOM
+sql logs "SELECT vault.create_secret('$U-key', 'use_key'); SELECT vault.create_encryption_key('use_enc');
+          SELECT vault.create_signing_key('use_sig'); CREATE ROLE audited_user IN ROLE vault_user" >/dev/null
+TOKEN=$(sql logs "SELECT vault.sign_jwt('use_key', '{\"sub\":\"$U-claim\"}')")
+CT=$(sql logs "SELECT vault.encrypt('use_enc', '$U-plain', 'user:1')")
+sql logs "SELECT vault.hmac('use_key', '$U-message'), vault.hmac_verify('use_key', '$U-verify', '\\x00');
+          SELECT vault.verify_webhook('github', 'use_key', '$U-payload', '{\"X-Hub-Signature-256\": \"sha256=$U-sig\"}');
+          SELECT vault.verify_jwt('use_key', '$TOKEN'); SELECT vault.decrypt_text('use_enc', '$CT', 'user:1');
+          SELECT vault.rewrap('use_enc', '$CT', 'user:1'); SELECT vault.sign('use_sig', '$U-signed'::bytea)" >/dev/null
+check_contains "a failing use is logged, masked" "22023" "$(sql logs "SELECT vault.decrypt_text('use_enc', '$U-not-a-ciphertext')")"
+check_contains "a wrong context fails" "XX001" "$(sql logs "SELECT vault.decrypt_text('use_enc', '$CT', '$U-context')")"
+PGOPTIONS="-c search_path=public,vault" psql_s -c "SELECT encode(hmac('use_key', '$U-unqualified'), 'hex')" >/dev/null
+bench extended "SELECT vault.hmac('use_key', :m::text);" "m=$U-bind"
+bench extended "SELECT vault.encrypt('use_enc', :m::text);" "m=$U-bind-encrypt"
+sql logs "SELECT 1" >/dev/null # flush
+check "the token was made" "yes" "$([ ${#TOKEN} -gt 40 ] && echo yes || echo no)"
+check "use: no payload, plaintext or claim in the log" "0" "$(grep -c -- "$U-" "$(logfile logs)")"
+check "use: no token in the log" "0" "$(grep -cF -- "${TOKEN##*.}" "$(logfile logs)")"
+check "use: no ciphertext in the log" "0" "$(grep -cF -- "${CT:9:40}" "$(logfile logs)")"
+check_contains "use: the statement stays readable" "statement: SELECT vault.hmac('***', '***')" "$(cat "$(logfile logs)")"
+# vault.audit_reads: a use is logged like a read, with action use.
+UID_=$(sql logs "SELECT id FROM vault.secrets WHERE name = 'use_key'")
+sql logs "SET vault.audit_reads = on; SET ROLE audited_user; SELECT vault.hmac('use_key', 'x')" >/dev/null
+check "audit_reads on: one use line, naming role, session and secret" "1" \
+  "$(grep -c "LOG:  .*vault_ext audit: role \"audited_user\" (session \"postgres\") use secret $UID_" "$(logfile logs)")"
+check "no value of a used secret in the log" "0" "$(grep -c -- "$U-" "$(logfile logs)")"
 
 summary "log tests"

@@ -3,7 +3,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 cluster_init
-TESTS=(api privileges functions hijack grants rotation manager versions audit audit_guard batches tokens)
+TESTS=(api privileges functions hijack grants rotation manager versions audit audit_guard batches tokens use)
 new_cluster regress
 start regress || { cat "$(logfile regress)"; exit 1; }
 sql regress "CREATE DATABASE vault_regress" >/dev/null

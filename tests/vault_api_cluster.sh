@@ -159,6 +159,17 @@ vreq "$T_BILLING" GET /v1/secret/data/billing_key
 check "the granted role's token reads it" "200 sk-billing-0123456789abcdef" "$CODE $(body | jq -r .data.data.value)"
 vreq "$T_VIEWER" GET /v1/secret/data/shared_key
 check "a viewer token gets no value: 403" 403 "$CODE"
+# A non-exportable secret (issue 28) is used inside the server only: /v1/ reads it as /api/v1/ does.
+sql kv "SELECT vault.create_secret('sk-noexport-0123456789abcdef', 'noexport', '', NULL, NULL, false)" >/dev/null
+vreq "$T_ADMIN" GET /v1/secret/data/noexport
+check "a non-exportable secret, even with an admin token: 403, no value" "403 0" "$CODE $(body | grep -c sk-noexport)"
+curl -s --cacert "$WORK/ca.pem" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $T_ADMIN" \
+  "https://127.0.0.1:$WPORT/api/v1/secrets/noexport" >"$WORK/code"
+check "... as from /api/v1/" 403 "$(cat "$WORK/code")"
+CT=application/merge-patch+json vreq "$T_ADMIN" PATCH /v1/secret/data/noexport '{"data": {"a": 1}}'
+check "... PATCH (which must read it first): 403, unchanged" "403 1" "$CODE $(sql kv "SELECT version FROM vault.secrets WHERE name = 'noexport'")"
+vreq "$T_ADMIN" LIST /v1/secret/metadata/
+check "... listed by name" 1 "$(body | jq '[.data.keys[] | select(. == "noexport")] | length')"
 vreq "$T_READER" POST /v1/secret/data/reader_write '{"data": {"value": "x"}}'
 check "a reader token cannot write: 403, nothing created" "403 0" "$CODE $(sql kv "SELECT count(*) FROM vault.secrets WHERE name = 'reader_write'")"
 
@@ -219,7 +230,7 @@ vreq "$T_VIEWER" LIST /v1/secret/metadata
 a=$(body | jq -c .data.keys)
 vreq "$T_VIEWER" LIST /v1/secret/metadata/
 check "the mount root with or without /: the same folders" "$a" "$(body | jq -c .data.keys)"
-check "... holding app/, apple and sql_made" '["app/","apple","billing_key","shared_key","sql_made"]' "$a"
+check "... holding app/, apple and sql_made" '["app/","apple","billing_key","noexport","shared_key","sql_made"]' "$a"
 vreq "$T_VIEWER" LIST /v1/secret/metadata/nothing
 check "LIST of an empty folder: 404 {\"errors\":[]}" '404 {"errors":[]}' "$CODE $(body)"
 vreq "$T_ADMIN" POST /v1/secret/config '{}'

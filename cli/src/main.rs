@@ -679,8 +679,8 @@ fn secret_id(client: &mut Client, name: &str) -> Result<String, Failure> {
 fn may_write(client: &mut Client) -> Result<(), Failure> {
     let ok: bool = client
         .query_one(
-            "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[])', 'EXECUTE') \
-                AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer)', 'EXECUTE') \
+            "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[], boolean)', 'EXECUTE') \
+                AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean)', 'EXECUTE') \
                 AND has_table_privilege('vault.secrets', 'SELECT')",
             &[],
         )?
@@ -870,12 +870,13 @@ fn read_value(name: &str) -> Result<Zeroizing<String>, Failure> {
     Ok(value)
 }
 
-/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out
-/// reads as NULL.
+/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out, or
+/// of a non-exportable secret (never returned, also not to vault_admin), reads as NULL.
 fn not_granted(name: &str) -> Failure {
     Failure::denied(format!(
         "secret {} is not readable by this role: vault.grant_secret narrowed it to other roles \
-         (see vault.secret_grants)",
+         (see vault.secret_grants), or it is not exportable (only used inside the server, by \
+         vault.hmac, vault.sign_jwt, ...)",
         text::escape(name)
     ))
 }
@@ -1037,7 +1038,7 @@ fn select(rows: Vec<Row>, tags: &[String], only: &[String]) -> Result<Secrets, F
                 return Err(not_granted(&name));
             }
             eprintln!(
-                "pgvault: warning: skipping secret {}: its grants leave this role out",
+                "pgvault: warning: skipping secret {}: its grants leave this role out, or it is not exportable",
                 text::escape(&name)
             );
             continue;

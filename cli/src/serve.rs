@@ -1430,7 +1430,7 @@ async fn get_secret(Extension(auth): Extension<Auth>, Path(name): Path<String>) 
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out"
+                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out, or it is not exportable (only used inside the server)"
                 ),
                 Some("42501"),
             ));

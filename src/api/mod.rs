@@ -8,3 +8,4 @@ pub mod mask;
 pub mod secrets;
 pub mod tokens;
 pub mod triggers;
+pub mod usage;

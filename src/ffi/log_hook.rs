@@ -89,11 +89,85 @@ unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes())
 }
 
+/// The first line of a CONTEXT says a RAISE in a PL/pgSQL function of schema vault.
+fn raised_by_vault_plpgsql(context: &[u8]) -> bool {
+    let first = context.split(|&b| b == b'\n').next().unwrap_or_default();
+    first.starts_with(b"PL/pgSQL function vault.") && first.ends_with(b" at RAISE")
+}
+
+/// Everything after the first ": " of a message (where PostgreSQL puts input it could not use,
+/// often unquoted: `operator does not exist: ...`), for records of a session that decrypted.
+fn mask_after_colon(text: &[u8]) -> Option<Vec<u8>> {
+    let p = text.windows(2).position(|w| w == b": ")?;
+    if &text[p + 2..] == b"\"***\"" {
+        return None; // already masked where it was quoted
+    }
+    let mut out = text[..p + 2].to_vec();
+    out.extend_from_slice(b"***");
+    Some(out)
+}
+
+/// `redact_message` on each line of a CONTEXT (a line quotes input: `invalid type name "..."`).
+fn redact_message_lines(text: &[u8]) -> Option<Vec<u8>> {
+    let lines: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .map(|l| redact_message(l).unwrap_or_else(|| l.to_vec()))
+        .collect();
+    let out = lines.join(&b'\n');
+    (out != text).then_some(out)
+}
+
+/// For a record of a session that decrypted a value: the internal query and the CONTEXT lines
+/// `SQL statement "..."` are withheld (dynamic SQL may be built from the value, and only its
+/// literals and numbers would be masked: identifiers and comments carry it too), and so is
+/// auto_explain's Query Text of a statement other than the one the client sent (nested).
+///
+/// # Safety
+/// `e` is the ErrorData being reported (see `redact_hook`).
+unsafe fn withhold_dynamic_sql(e: &mut pg_sys::ErrorData, statement: Option<&[u8]>, server_only: bool) {
+    // SAFETY: the fields are NULL or valid C strings; the copies are palloc'd in the current
+    // (error) memory context, as `redact_field` does.
+    unsafe {
+        if !e.internalquery.is_null() {
+            e.internalquery = pg_sys::pstrdup(c"(withheld by vault_ext)".as_ptr());
+            e.internalpos = 0;
+        }
+        redact_field(&mut e.context, |c| {
+            let mut changed = false;
+            let lines: Vec<&[u8]> = c
+                .split(|&b| b == b'\n')
+                .map(|l| {
+                    if l.starts_with(b"SQL statement \"") {
+                        changed = true;
+                        b"SQL statement (withheld by vault_ext)".as_slice()
+                    } else {
+                        l
+                    }
+                })
+                .collect();
+            changed.then(|| lines.join(&b'\n'))
+        });
+        if server_only {
+            redact_field(&mut e.message, |m| {
+                let p = m.windows(12).position(|w| w == b"Query Text: ")?;
+                let query = &m[p + 12..];
+                let top = statement.is_some_and(|s| !s.is_empty() && query.starts_with(s));
+                if top {
+                    return None;
+                }
+                let mut out = m[..p + 12].to_vec();
+                out.extend_from_slice(b"(a nested statement, withheld by vault_ext)");
+                Some(out)
+            });
+        }
+    }
+}
+
 /// Replace `*field` with its redacted copy (palloc'd in the current, error, memory context).
 ///
 /// # Safety
 /// `*field` is NULL or a NUL-terminated string owned by the error data.
-unsafe fn redact_field(field: &mut *mut c_char, redact: fn(&[u8]) -> Option<Vec<u8>>) {
+unsafe fn redact_field(field: &mut *mut c_char, redact: impl Fn(&[u8]) -> Option<Vec<u8>>) {
     // SAFETY: see the function's contract.
     let Some(text) = (unsafe { bytes(*field) }) else { return };
     if text.len() > MAX_MASKED {
@@ -159,7 +233,19 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                 let server_only = e.elevel <= pg_sys::LOG as i32 || e.elevel == pg_sys::LOG_SERVER_ONLY as i32;
                 // vault_ext's own records (funcname "vault_ext": its errors, its audit lines)
                 // never carry a value: their message and DETAIL keep ids and quoted names.
-                let own = bytes(e.funcname).is_some_and(|f| f == b"vault_ext");
+                // A RAISE in one of vault's own PL/pgSQL functions (nobody else may create one in
+                // schema vault) is its own too: its message names arguments, never a value.
+                let own = bytes(e.funcname).is_some_and(|f| f == b"vault_ext")
+                    || bytes(e.context).is_some_and(raised_by_vault_plpgsql);
+                // This session has decrypted a value (it may be anywhere now: a cursor, a setting,
+                // dynamic SQL built from it): the second review of issue 26 logged values through
+                // the text of dynamic statements (QUERY, CONTEXT "SQL statement", auto_explain's
+                // nested Query Text) and through unquoted input in messages (`operator does not
+                // exist: ...`). Such records lose those texts.
+                let tainted = decrypted() && !own;
+                if tainted {
+                    withhold_dynamic_sql(e, statement, server_only);
+                }
                 if server_only && !own {
                     let sql = bytes(e.message).is_some_and(is_statement_line);
                     redact_field(&mut e.message, if sql { redact_sql } else { redact_literals });
@@ -185,6 +271,10 @@ unsafe extern "C-unwind" fn redact_hook(edata: *mut pg_sys::ErrorData) {
                     }
                     for field in fields {
                         redact_field(field, redact_message);
+                    }
+                    if tainted {
+                        redact_field(&mut e.message, mask_after_colon);
+                        redact_field(&mut e.context, redact_message_lines);
                     }
                     if XML_INPUT_ERRORS.iter().any(|&c| c as i32 == e.sqlerrcode) {
                         for field in [&mut e.detail, &mut e.detail_log] {

@@ -38,6 +38,12 @@ pub fn current_user_has_privs_of(role: pg_sys::Oid) -> bool {
     unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
 }
 
+/// The current user (as SET ROLE and SECURITY DEFINER make it).
+pub fn current_user() -> pg_sys::Oid {
+    // SAFETY: reads a backend global; no arguments.
+    unsafe { pg_sys::GetUserId() }
+}
+
 /// Whether the current user (as a SECURITY DEFINER function sees it) is a superuser.
 pub fn current_user_is_superuser() -> bool {
     // SAFETY: a catalog lookup through syscache, valid inside a transaction.
@@ -64,15 +70,16 @@ pub fn at_process_exit(f: fn()) {
     unsafe { pg_sys::on_proc_exit(Some(trampoline), pg_sys::Datum::from(f as usize)) };
 }
 
-/// Call `f` on every relation cache invalidation this process receives (any relation, or
-/// all of them): other sessions' committed changes to vault.keys / vault.secret_acl arrive
-/// this way (see `announce_change`). Register once, in the postmaster while preloading.
-pub fn on_relcache_invalidation(f: fn()) {
+/// Call `f` with the relation's OID on every relation cache invalidation this process receives
+/// (InvalidOid: all of them): other sessions' committed changes to vault.keys /
+/// vault.secret_acl arrive this way (see `announce_change`). Register once, in the postmaster
+/// while preloading. `f` must not touch the catalogs.
+pub fn on_relcache_invalidation(f: fn(pg_sys::Oid)) {
     #[pgrx::pg_guard]
-    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, _relid: pg_sys::Oid) {
-        // SAFETY: `arg` is the `fn()` pointer registered below, converted losslessly.
-        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(arg.value()) };
-        f();
+    unsafe extern "C-unwind" fn trampoline(arg: pg_sys::Datum, relid: pg_sys::Oid) {
+        // SAFETY: `arg` is the `fn(Oid)` pointer registered below, converted losslessly.
+        let f: fn(pg_sys::Oid) = unsafe { std::mem::transmute::<usize, fn(pg_sys::Oid)>(arg.value()) };
+        f(relid);
     }
     // SAFETY: the callback table is per process and inherited by forked backends; a fn
     // pointer fits in a Datum and lives for the program's lifetime.
@@ -382,8 +389,8 @@ unsafe extern "C-unwind" fn with_truncate_companions(pstmt: *mut pg_sys::Planned
     }
 }
 
-/// The RangeVars to add to a TRUNCATE naming vault.secrets: vault.secret_acl and
-/// vault.secret_versions unless already listed. None when it does not name vault.secrets.
+/// The RangeVars to add to a TRUNCATE naming vault.secrets: vault.secret_acl,
+/// vault.secret_versions and vault.secret_kinds unless already listed. None when it does not name vault.secrets.
 unsafe fn truncate_companions(t: *mut pg_sys::TruncateStmt) -> Option<Vec<*mut pg_sys::RangeVar>> {
     // SAFETY: see truncate_hook; lookups with missing_ok and NoLock never raise for a missing
     // relation (a lock is taken by TRUNCATE itself).
@@ -394,6 +401,7 @@ unsafe fn truncate_companions(t: *mut pg_sys::TruncateStmt) -> Option<Vec<*mut p
         }
         let rel = |name: &CStr| pg_sys::get_relname_relid(name.as_ptr(), nsp);
         let (secrets, acl, versions) = (rel(c"secrets"), rel(c"secret_acl"), rel(c"secret_versions"));
+        let kinds = rel(c"secret_kinds");
         if secrets == pg_sys::InvalidOid {
             return None;
         }
@@ -414,7 +422,11 @@ unsafe fn truncate_companions(t: *mut pg_sys::TruncateStmt) -> Option<Vec<*mut p
             return None;
         }
         let mut extra = Vec::new();
-        for (oid, name) in [(acl, c"secret_acl"), (versions, c"secret_versions")] {
+        for (oid, name) in [
+            (acl, c"secret_acl"),
+            (versions, c"secret_versions"),
+            (kinds, c"secret_kinds"),
+        ] {
             if oid != pg_sys::InvalidOid && !listed.contains(&oid) {
                 extra.push(pg_sys::makeRangeVar(
                     pg_sys::pstrdup(c"vault".as_ptr()),

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 /// functions change the current user within a transaction, even within a statement.
 struct Acl {
     vault_admin: Option<pg_sys::Oid>,
-    grants: HashMap<[u8; 16], Vec<pg_sys::Oid>>,
+    /// Per secret: the grantees, and whether each may read (`read`) or only use (`use`).
+    grants: HashMap<[u8; 16], Vec<(pg_sys::Oid, bool)>>,
 }
 
 thread_local! {
@@ -27,15 +28,21 @@ thread_local! {
     static ACL_QUERY: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
 }
 
-const ACL_SQL: &str = "SELECT secret_id, grantee::oid FROM vault.secret_acl";
+/// Whether a grant allows reading: `privilege` is not 'use'. Read through to_jsonb so the query
+/// also runs against 0.1.0's table (no such column; every grant reads) between installing this
+/// library and ALTER EXTENSION UPDATE.
+const ACL_SQL: &str = "SELECT a.secret_id, a.grantee::oid, \
+                       (pg_catalog.to_jsonb(a) OPERATOR(pg_catalog.->>) 'privilege') IS DISTINCT FROM 'use' \
+                       FROM vault.secret_acl a";
 
 fn load() -> VResult<Acl> {
-    let mut grants: HashMap<[u8; 16], Vec<pg_sys::Oid>> = HashMap::new();
+    let mut grants: HashMap<[u8; 16], Vec<(pg_sys::Oid, bool)>> = HashMap::new();
     Spi::connect(|client| -> Result<(), pgrx::spi::Error> {
         let rows = cache::plans::select(&ACL_QUERY, client, ACL_SQL, &[], None, &[])?;
         for row in rows {
             if let (Some(id), Some(role)) = (row.get::<Uuid>(1)?, row.get::<pg_sys::Oid>(2)?) {
-                grants.entry(*id.as_bytes()).or_default().push(role);
+                let read = row.get::<bool>(3)?.unwrap_or(false);
+                grants.entry(*id.as_bytes()).or_default().push((role, read));
             }
         }
         Ok(())
@@ -77,15 +84,35 @@ pub enum Access {
     Denied,
 }
 
-/// The current user's access to secret `id`.
+/// What the caller wants to do with a secret: read its value, or only use it (vault.hmac, ...).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Need {
+    Read,
+    Use,
+}
+
+/// The current user's access to secret `id` for reading it.
 pub fn access(id: &[u8; 16]) -> VResult<Access> {
+    access_to(id, Need::Read)
+}
+
+/// The current user's access to secret `id` for `need`: a `read` grant allows both, a `use`
+/// grant only using.
+pub fn access_to(id: &[u8; 16], need: Need) -> VResult<Access> {
     let acl = acl()?;
     if acl.grants.is_empty() {
         return Ok(Access::Open);
     }
     Ok(match acl.grants.get(id) {
         None => Access::Open,
-        Some(roles) if is_admin(&acl) || roles.iter().any(|&r| pg::current_user_has_privs_of(r)) => Access::Granted,
+        Some(roles)
+            if is_admin(&acl)
+                || roles
+                    .iter()
+                    .any(|&(r, read)| (read || need == Need::Use) && pg::current_user_has_privs_of(r)) =>
+        {
+            Access::Granted
+        }
         Some(_) => Access::Denied,
     })
 }

@@ -31,25 +31,22 @@ thread_local! {
     static NAMES: RefCell<Option<(HashSet<Vec<u8>>, Stamp)>> = const { RefCell::new(None) };
     /// Set while the names are being computed: the catalog queries are parsed too.
     static REFRESHING: Cell<bool> = const { Cell::new(false) };
-    /// Set when this backend decrypts a value; cleared at the end of the transaction.
+    /// Set when this backend decrypts a value, for the rest of the session: a value outlives its
+    /// transaction in a WITH HOLD cursor or a setting (the second review of issue 26 logged one
+    /// through both after the transaction that decrypted it had ended).
     static DECRYPTED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Note that a value was decrypted in this transaction: until it ends, every log record counts
-/// as touching the vault (an error may quote the value, reached through a view or a function
-/// whose name the log text does not show).
+/// Note that a value was decrypted in this session: from then on every log record counts as
+/// touching the vault (an error may quote the value, reached through a view or a function whose
+/// name the log text does not show).
 pub fn note_decryption() {
     DECRYPTED.with(|d| d.set(true));
 }
 
-/// Whether this transaction has decrypted a value (for the log hook).
+/// Whether this session has decrypted a value (for the log hook).
 pub fn decrypted() -> bool {
     DECRYPTED.with(Cell::get)
-}
-
-/// Called at the end of every transaction.
-pub fn transaction_ended() {
-    DECRYPTED.with(|d| d.set(false));
 }
 
 /// Objects of schema vault (any kind), with their OIDs.

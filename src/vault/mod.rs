@@ -6,10 +6,12 @@
 
 pub mod audit;
 pub mod data_keys;
+pub mod exportable;
 pub mod grants;
 pub mod keys;
 pub mod log_names;
 pub mod read;
 pub mod tokens;
+pub mod usage;
 pub mod versions;
 pub mod write;

@@ -5,6 +5,7 @@ use crate::cache;
 use crate::error::{shown_name, VResult, VaultError};
 use crate::ffi::pg;
 use crate::settings;
+use crate::vault::exportable;
 use crate::vault::grants::{self, Access};
 use crate::vault::keys::{self, KeyInfo};
 use crate::vault::log_names;
@@ -31,11 +32,11 @@ pub fn with_key_columns(
     key_fingerprint: Option<&str>,
 ) -> VResult<Option<String>> {
     let access = grants::access(id.as_bytes())?;
-    if access == Access::Denied {
+    if access == Access::Denied || exportable::is_unexportable(id.as_bytes())? {
         return Ok(None);
     }
     let key = KeyInfo::from_columns(key_uuid, key_type, key_num, key_context, key_status, key_fingerprint)?;
-    match decrypt_for(access, id.as_bytes(), secret.as_bytes(), nonce, &key)? {
+    match decrypt_for(access, id.as_bytes(), secret.as_bytes(), nonce, &key, None)? {
         Some(plain) => into_text(plain, id.as_bytes()).map(Some),
         None => Ok(None),
     }
@@ -72,14 +73,29 @@ pub fn by_name(name: Option<&str>) -> VResult<String> {
     let Some((Some(id), Some(secret), nonce, key_id)) = found else {
         return Err(VaultError::UnknownSecret(shown()));
     };
+    if exportable::is_unexportable(id.as_bytes())? {
+        return Err(not_exportable(&shown()));
+    }
     match for_caller(&id, &secret, nonce.as_deref(), key_id, "read")? {
         Some(plain) => into_text(plain, id.as_bytes()),
         None => Err(VaultError::SecretDenied(shown())),
     }
 }
 
+/// vault.read_secret of a non-exportable secret: 42501, pointing to the functions that use it.
+pub fn not_exportable(name: &str) -> VaultError {
+    VaultError::Refused {
+        code: pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message: format!("secret \"{name}\" is not exportable: its value is never returned"),
+        hint: "Use it inside the server instead: vault.hmac, vault.hmac_verify, vault.verify_webhook, \
+               vault.sign_jwt, vault.verify_jwt, vault.sign, vault.encrypt and vault.decrypt."
+            .into(),
+    }
+}
+
 /// The read path shared by `_decrypt`, `_mask_secret` and `read_secret`: None when per-secret
-/// grants keep the calling role out; otherwise the audit line (if on) and the plaintext.
+/// grants keep the calling role out or the secret is not exportable; otherwise the audit line
+/// (if on) and the plaintext.
 pub fn for_caller(
     id: &Uuid,
     secret: &str,
@@ -89,12 +105,12 @@ pub fn for_caller(
 ) -> VResult<Option<SecretVec>> {
     let id = id.as_bytes();
     let access = grants::access(id)?;
-    if access == Access::Denied {
+    if access == Access::Denied || exportable::is_unexportable(id)? {
         return Ok(None);
     }
     let key_id = key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes());
     let key = keys::lookup_for_read(&key_id)?;
-    let plain = decrypt_for(access, id, secret.as_bytes(), nonce, &key)?;
+    let plain = decrypt_for(access, id, secret.as_bytes(), nonce, &key, None)?;
     if plain.is_some() {
         audit_read(id, what);
     }
@@ -103,20 +119,28 @@ pub fn for_caller(
 
 /// Decrypt for a caller whose grants say `access` (not Denied). A restricted ciphertext of a
 /// secret that has no grants here (another database, a deleted or renamed secret, a copy from a
-/// backup) is only for superusers and vault_admin: None for anyone else.
-fn decrypt_for(
+/// backup) is only for superusers and vault_admin: None for anyone else. A sealed
+/// (non-exportable) ciphertext is None for reads (`use_sealed` None), wherever it turns up; the
+/// use path passes Some(whether it expects it sealed).
+pub fn decrypt_for(
     access: Access,
     id: &[u8; 16],
     secret_b64: &[u8],
     nonce: Option<&[u8]>,
     key: &KeyInfo,
+    use_sealed: Option<bool>,
 ) -> VResult<Option<SecretVec>> {
     let expected = match access {
         Access::Granted => Binding::Restricted,
         _ => Binding::Open,
-    };
+    }
+    .sealed(use_sealed.unwrap_or(false));
     let (plain, binding) = decrypt(id, secret_b64, nonce, key, expected)?;
-    if access == Access::Open && binding == Binding::Restricted && !grants::caller_is_admin()? {
+    if binding.is_sealed() && use_sealed.is_none() {
+        drop(plain); // wiped
+        return Ok(None);
+    }
+    if access == Access::Open && binding.is_restricted() && !grants::caller_is_admin()? {
         drop(plain); // wiped
         return Ok(None);
     }
@@ -124,7 +148,7 @@ fn decrypt_for(
 }
 
 /// With vault.audit_reads on: one LOG line per value handed out (never the value itself).
-fn audit_read(id: &[u8; 16], what: &str) {
+pub fn audit_read(id: &[u8; 16], what: &str) {
     if settings::audit_reads() {
         let (current, session) = pg::role_names();
         crate::error::log_line(format!(
@@ -161,7 +185,8 @@ pub fn decode_ciphertext(id: &[u8; 16], secret_b64: &[u8]) -> VResult<SecretVec>
 }
 
 /// Decrypt a stored (base64) secret bound to its row id and nonce, trying the `expected`
-/// binding first and then the other; returns the plaintext and the binding that authenticated.
+/// binding first and then the others (`Binding::candidates`); returns the plaintext and the
+/// binding that authenticated.
 pub fn decrypt(
     id: &[u8; 16],
     secret_b64: &[u8],
@@ -184,9 +209,14 @@ pub fn decrypt_with(
     let secret = || keys::uuid_string(id);
     log_names::note_decryption();
     let blob = decode_ciphertext(id, secret_b64)?;
-    let candidates = [expected, expected.other()];
+    let candidates = expected.candidates();
     let ads = candidates.map(|b| AssociatedData::new(id, b));
-    let ads = [ads[0].as_slice(), ads[1].as_slice()];
+    let ads = [
+        ads[0].as_slice(),
+        ads[1].as_slice(),
+        ads[2].as_slice(),
+        ads[3].as_slice(),
+    ];
     let (plain, which) = dk.decrypt_any(blob, &ads, nonce).map_err(|e| match e {
         CipherError::Malformed => VaultError::Malformed {
             secret: secret(),

@@ -138,6 +138,12 @@ pub fn guard<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<Row<'a>>> {
         || col::<Uuid>(&old, "key_id")? != key_id;
     if content_changed {
         write::check_version_ciphertext(&id, secret, nonce, key_id, true)?;
+        let old_secret = col::<&str>(&old, "secret")?.unwrap_or_default();
+        write::check_version_value_kept(
+            &id,
+            (old_secret, col::<&[u8]>(&old, "nonce")?, col::<Uuid>(&old, "key_id")?),
+            (secret, nonce, key_id),
+        )?;
     }
     Ok(Some(new))
 }

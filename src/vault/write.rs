@@ -129,28 +129,15 @@ fn check_ciphertext(
     secret_b64: &[u8],
     nonce: &[u8],
     key: &KeyInfo,
+    seal: bool,
 ) -> VResult<Option<(String, Vec<u8>)>> {
     well_formed(id, secret_b64, nonce, key)?;
     if !can_verify(key) {
         warn_unverified(key);
         return Ok(None);
     }
-    let wanted = wanted_binding(&[id])?;
-    let found = decrypt_with(id, secret_b64, Some(nonce), key, &*key.for_rebinding()?, wanted);
-    // vault.rotate_root_key() stores what _rewrap made under the current root key before it
-    // records the new fingerprint on the key: a key still on the previous root key may carry
-    // ciphertext under the current one.
-    let found = match (found, key.root) {
-        (Err(VaultError::DecryptFailed { .. }), Some(Root::Previous)) => {
-            let current = KeyInfo {
-                root: Some(Root::Current),
-                ..key.clone()
-            };
-            decrypt_with(id, secret_b64, Some(nonce), key, &*current.for_rebinding()?, wanted)
-        }
-        (found, _) => found,
-    };
-    let (plain, binding) = match found {
+    let wanted = wanted_binding(&[id])?.sealed(seal);
+    let (plain, binding) = match open_for_check(id, secret_b64, nonce, key, wanted) {
         Ok(found) => found,
         Err(VaultError::DecryptFailed { secret, key, .. }) => {
             return Err(VaultError::BadArgument {
@@ -164,9 +151,13 @@ fn check_ciphertext(
         Err(e) => return Err(e),
     };
     // Only ever tightened here: a restricted ciphertext of a secret without grants stays
-    // restricted (readable by vault_admin) until its grants change.
-    if binding == Binding::Open && wanted == Binding::Restricted {
-        return reseal_with(id, plain.as_slice(), key, wanted).map(Some);
+    // restricted (readable by vault_admin) until its grants change; a sealed one stays sealed
+    // (a row restored as exportable does not unseal it), and a non-exportable row is sealed.
+    let target = binding
+        .sealed(binding.is_sealed() || seal)
+        .other_if(!binding.is_restricted() && wanted.is_restricted());
+    if target != binding {
+        return reseal_with(id, plain.as_slice(), key, target).map(Some);
     }
     Ok(None)
 }
@@ -195,10 +186,68 @@ pub fn check_version_ciphertext(
     };
     let key = keys::lookup(&key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes()))?;
     if decrypts {
-        check_ciphertext(id, secret.as_bytes(), nonce, &key).map(|_| ())
+        check_ciphertext(id, secret.as_bytes(), nonce, &key, false).map(|_| ())
     } else {
         well_formed(id, secret.as_bytes(), nonce, &key)
     }
+}
+
+/// Ciphertext of row `id` opened for a check, whatever the key's status. vault.rotate_root_key()
+/// stores what _rewrap made under the current root key before it records the new fingerprint on
+/// the key: a key still on the previous root key may carry ciphertext under the current one.
+fn open_for_check(
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: &[u8],
+    key: &KeyInfo,
+    wanted: Binding,
+) -> VResult<(SecretVec, Binding)> {
+    let found = decrypt_with(id, secret_b64, Some(nonce), key, &*key.for_rebinding()?, wanted);
+    match (found, key.root) {
+        (Err(VaultError::DecryptFailed { .. }), Some(Root::Previous)) => {
+            let current = KeyInfo {
+                root: Some(Root::Current),
+                ..key.clone()
+            };
+            decrypt_with(id, secret_b64, Some(nonce), key, &*current.for_rebinding()?, wanted)
+        }
+        (found, _) => found,
+    }
+}
+
+/// A kept version's new ciphertext (key rotation) must hold the value the version held: an
+/// UPDATE of vault.secret_versions re-encrypts, it never changes what a version was (the second
+/// review stored a value the secret never had, made in a rolled-back savepoint). Unchecked when
+/// either root key is not loaded here.
+pub fn check_version_value_kept(
+    id: &Uuid,
+    old: (&str, Option<&[u8]>, Option<Uuid>),
+    new: (&str, Option<&[u8]>, Option<Uuid>),
+) -> VResult<()> {
+    let id_bytes = id.as_bytes();
+    let open = |(secret, nonce, key_id): (&str, Option<&[u8]>, Option<Uuid>)| -> VResult<Option<SecretVec>> {
+        let key = keys::lookup(&key_id.map_or(keys::COMPAT_KEY_ID, |k| *k.as_bytes()))?;
+        match nonce {
+            Some(nonce) if can_verify(&key) => {
+                let wanted = wanted_binding(&[id_bytes])?;
+                open_for_check(id_bytes, secret.as_bytes(), nonce, &key, wanted).map(|(p, _)| Some(p))
+            }
+            _ => Ok(None),
+        }
+    };
+    if let (Some(before), Some(after)) = (open(old)?, open(new)?) {
+        if before.as_slice() != after.as_slice() {
+            return Err(VaultError::Refused {
+                code: PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "a kept version of secret {} may be re-encrypted, never given another value",
+                    keys::uuid_string(id_bytes)
+                ),
+                hint: "Versions are written by vault_ext when a secret's value changes.".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether ciphertext under `key` can be decrypted here: its root key is loaded (its status
@@ -244,10 +293,16 @@ fn reseal_with(id: &[u8; 16], plain: &[u8], key: &KeyInfo, binding: Binding) -> 
 /// An UPDATE that leaves the value alone (metadata, or the no-op update vault.secret_acl's
 /// triggers make when grants change): rebind the ciphertext when the grants changed whether it
 /// must be restricted. A ciphertext that cannot be decrypted here is left as it is.
-fn reseal(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo) -> VResult<Option<(String, Vec<u8>)>> {
-    let wanted = wanted_binding(&[id])?;
+fn reseal(
+    id: &[u8; 16],
+    secret_b64: &[u8],
+    nonce: Option<&[u8]>,
+    key: &KeyInfo,
+    seal: bool,
+) -> VResult<Option<(String, Vec<u8>)>> {
+    let wanted = wanted_binding(&[id])?.sealed(seal);
     if !can_verify(key) {
-        if wanted == Binding::Restricted {
+        if wanted.is_restricted() || seal {
             pgrx::warning!(
                 "vault_ext could not bind secret {} to its grants: its key {} belongs to root key {}, which this server has not loaded",
                 keys::uuid_string(id),
@@ -258,7 +313,10 @@ fn reseal(id: &[u8; 16], secret_b64: &[u8], nonce: Option<&[u8]>, key: &KeyInfo)
         return Ok(None);
     }
     match decrypt_with(id, secret_b64, nonce, key, &*key.for_rebinding()?, wanted) {
-        Ok((plain, binding)) if binding != wanted => reseal_with(id, plain.as_slice(), key, wanted).map(Some),
+        // The seal is never taken off (update_secret(new_exportable => false) seals here).
+        Ok((plain, binding)) if binding != wanted.sealed(seal || binding.is_sealed()) => {
+            reseal_with(id, plain.as_slice(), key, wanted.sealed(seal || binding.is_sealed())).map(Some)
+        }
         Ok(_) => Ok(None),
         Err(VaultError::NoMemory { bytes }) => Err(VaultError::NoMemory { bytes }),
         Err(_) => Ok(None),
@@ -294,6 +352,8 @@ struct Columns {
     secret: NonZeroUsize,
     key_id: NonZeroUsize,
     nonce: NonZeroUsize,
+    /// `exportable` (SPEC §11); None in 0.1.0's table, where every secret is exportable.
+    exportable: Option<NonZeroUsize>,
 }
 
 thread_local! {
@@ -330,6 +390,7 @@ fn columns(trigger: &PgTrigger<'_>, row: &PgHeapTuple<'_, impl pgrx::WhoAllocate
         secret: find("secret", text)?,
         key_id: find("key_id", uuid)?,
         nonce: find("nonce", bytea)?,
+        exportable: find("exportable", (pg_sys::BOOLOID, "boolean")).ok(),
     };
     COLUMNS.with(|x| x.set(Some((relid, c, Stamp::across_transactions()))));
     Ok(c)
@@ -341,6 +402,8 @@ struct Row<'t> {
     secret: Option<&'t str>,
     key_id: Option<[u8; 16]>,
     nonce: Option<&'t [u8]>,
+    /// `exportable = false`: the ciphertext is sealed (never returned by the read path).
+    sealed: bool,
 }
 
 fn read_row<'t>(t: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>, c: &Columns) -> VResult<Row<'t>> {
@@ -350,6 +413,10 @@ fn read_row<'t>(t: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>, c: &Columns) ->
         secret: t.get_by_index::<&str>(c.secret).map_err(|_| shape_err())?,
         key_id: uuid(c.key_id).map_err(|_| shape_err())?,
         nonce: t.get_by_index::<&[u8]>(c.nonce).map_err(|_| shape_err())?,
+        sealed: match c.exportable {
+            Some(n) => t.get_by_index::<bool>(n).map_err(|_| shape_err())? == Some(false),
+            None => false,
+        },
     })
 }
 
@@ -360,8 +427,8 @@ enum Action {
     Encrypt,
     /// NEW.secret is ciphertext: check it is well formed.
     Check,
-    /// Same value, new id or key: decrypt OLD, encrypt for NEW.
-    Reencrypt(SecretVec),
+    /// Same value, new id or key: decrypt OLD, encrypt for NEW (and whether OLD was sealed).
+    Reencrypt(SecretVec, bool),
 }
 
 /// What the BEFORE INSERT OR UPDATE trigger on vault.secrets does to NEW:
@@ -412,8 +479,9 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
                     (false, false) if o.id != new.id || o.key_id != new.key_id => {
                         let old_id = o.id.unwrap_or(id);
                         let old_key = keys::lookup(o.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
-                        let expected = wanted_binding(&[&old_id])?;
-                        Action::Reencrypt(decrypt(&old_id, secret.as_bytes(), o.nonce, &old_key, expected)?.0)
+                        let expected = wanted_binding(&[&old_id])?.sealed(o.sealed);
+                        let (plain, found) = decrypt(&old_id, secret.as_bytes(), o.nonce, &old_key, expected)?;
+                        Action::Reencrypt(plain, found.is_sealed())
                     }
                     (false, false) => Action::Keep,
                 }
@@ -421,12 +489,13 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         };
 
     let reencrypted;
+    let mut old_sealed = false;
     let plain = match action {
         Action::Keep | Action::Check => {
             let key = keys::lookup(new.key_id.as_ref().unwrap_or(&keys::COMPAT_KEY_ID))?;
             let sealed = match action {
-                Action::Keep => reseal(&id, secret.as_bytes(), new.nonce, &key)?,
-                _ => check_ciphertext(&id, secret.as_bytes(), new.nonce.unwrap_or_default(), &key)?,
+                Action::Keep => reseal(&id, secret.as_bytes(), new.nonce, &key, new.sealed)?,
+                _ => check_ciphertext(&id, secret.as_bytes(), new.nonce.unwrap_or_default(), &key, new.sealed)?,
             };
             return Ok(match sealed {
                 None => Some(new_tuple),
@@ -438,7 +507,8 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
         }
         // NEW.secret is the plaintext: encrypted straight from the row, never copied.
         Action::Encrypt => secret.as_bytes(),
-        Action::Reencrypt(p) => {
+        Action::Reencrypt(p, was_sealed) => {
+            old_sealed = was_sealed;
             reencrypted = p;
             reencrypted.as_slice()
         }
@@ -456,7 +526,9 @@ pub fn encrypt_row<'a>(trigger: &'a PgTrigger<'a>) -> VResult<Option<PgHeapTuple
     let binding = match old.as_ref() {
         None => Binding::Open,
         Some(o) => wanted_binding(&[&id, &o.id.unwrap_or(id)])?,
-    };
+    }
+    // Sealed once, sealed for good: a non-exportable row, or a value that was sealed.
+    .sealed(new.sealed || old_sealed);
     let (text, nonce) = encrypt(&id, plain, &key, &dk, binding)?;
     let mut values = vec![(cols.secret, text.into_datum()), (cols.nonce, nonce.into_datum())];
     // Leave key_id alone when it already names this key.

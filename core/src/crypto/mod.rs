@@ -5,6 +5,10 @@
 pub mod binding;
 pub mod cipher;
 pub mod encoding;
+pub mod envelope;
+pub mod jwt;
 pub mod kdf;
+pub mod mac;
 pub mod root_key;
 pub mod token;
+pub mod webhook;

@@ -92,6 +92,26 @@ pub const VAULT_NAMES: &[&str] = &[
     "_api_token_role",
     "api_token_self",
     "_api_token_self",
+    // Using a secret without reading it (sql/use.sql, src/api/usage.rs).
+    "hmac",
+    "hmac_verify",
+    "verify_webhook",
+    "sign_jwt",
+    "verify_jwt",
+    "create_signing_key",
+    "public_key",
+    "sign",
+    "verify_signature",
+    "create_encryption_key",
+    "rotate_encryption_key",
+    "encrypt",
+    "decrypt",
+    "decrypt_text",
+    "rewrap",
+    "secret_kinds",
+    "unexportable_secrets",
+    "unexportable_changed",
+    "_keep_unexportable",
 ];
 
 /// Whether a log text refers to the vault by its own words: `vault` (schema, roles, extension) or

@@ -135,6 +135,19 @@ SELECT vault.update_secret(:'hid', 'GUARD-HIST-4');
 SELECT version, created_by FROM vault.secret_versions WHERE secret_id = :'hid' ORDER BY version;
 RESET ROLE;
 RESET vault.max_versions;
+-- A kept version may be re-encrypted, never given a value the secret did not hold there: a
+-- rolled-back savepoint makes valid ciphertext of any value for this id (second review).
+SET ROLE regress_guard;
+BEGIN;
+SAVEPOINT s;
+UPDATE vault.secrets SET secret = 'FORGED-never-held' WHERE id = :'hid'
+RETURNING secret AS forged_secret, nonce AS forged_nonce \gset
+ROLLBACK TO s;
+UPDATE vault.secret_versions SET secret = :'forged_secret', nonce = :'forged_nonce'
+ WHERE secret_id = :'hid' AND version = (SELECT min(version) FROM vault.secret_versions WHERE secret_id = :'hid');
+ROLLBACK;
+SELECT count(*) AS forged FROM vault.decrypted_secret_versions WHERE decrypted_secret = 'FORGED-never-held';
+RESET ROLE;
 -- A grant's grantor and time are the inserting role's and now, whatever the INSERT says.
 SET ROLE regress_guard;
 INSERT INTO vault.secret_acl (secret_id, grantee, granted_by, granted_at)

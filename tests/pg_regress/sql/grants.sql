@@ -18,6 +18,8 @@ SELECT vault.grant_secret(id, 'regress_second') FROM vault.secrets WHERE name = 
 SELECT vault.grant_secret(id, 'regress_team') FROM vault.secrets WHERE name = 'team_only'; -- again: no-op
 SELECT vault.grant_secret('11111111-1111-1111-1111-111111111111', 'regress_team');
 \echo :SQLSTATE
+SELECT vault.grant_secret(id, '-') FROM vault.secrets WHERE name = 'team_only'; -- OID 0: no role
+\echo :SQLSTATE
 SELECT secret_name, grantee, granted_by FROM vault.secret_grants ORDER BY grantee::text;
 SELECT name, decrypted_secret FROM vault.decrypted_secrets ORDER BY name; -- admins see all
 RESET ROLE;
