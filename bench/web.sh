@@ -128,9 +128,9 @@ pgbench_tps() {
   echo "$tps"
 }
 
-declare -a WEB DIRECT BOUNCER
+declare -a WEB DIRECT BOUNCER P50 P99
 for round in $(seq "$ROUNDS"); do
-  w=$(wrk -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" -s "$WORK/get.lua" "https://127.0.0.1:$WPORT/" 2>&1)
+  w=$(wrk --latency -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" -s "$WORK/get.lua" "https://127.0.0.1:$WPORT/" 2>&1)
   if grep -qE 'Non-2xx|Socket errors' <<<"$w"; then
     echo "wrk saw errors:"; echo "$w"; tail -5 "$WORK/serve.out"; exit 1
   fi
@@ -139,7 +139,9 @@ for round in $(seq "$ROUNDS"); do
   DIRECT+=("$tps")
   b=$(pgbench_tps "$WORK/pgbouncer") || { echo "$b"; exit 1; }
   BOUNCER+=("$b")
-  echo "# round $round: web ${WEB[-1]} req/s, direct $tps TPS, through pgbouncer $b TPS"
+  # wrk --latency: the 50% and 99% lines of its distribution (e.g. "50%  301.00us").
+  P50+=("$(awk '$1 == "50%" {print $2}' <<<"$w")"); P99+=("$(awk '$1 == "99%" {print $2}' <<<"$w")")
+  echo "# round $round: web ${WEB[-1]} req/s (p50 ${P50[-1]}, p99 ${P99[-1]}), direct $tps TPS, through pgbouncer $b TPS"
 done
 # The same HTTPS path without the database (a static file), once: what pgvault serve and wrk
 # themselves cost on this machine.

@@ -50,9 +50,16 @@ def wait(driver, cond, what, timeout=10):
 
 
 def row(driver, name):
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#secrets-body tr"):
-        if tr.get_attribute("data-name") == name:
-            return tr
+    """The list's row for NAME; looked up again when the list was re-rendered under the lookup
+    (a save reloads the list after its message shows)."""
+    for _ in range(50):
+        try:
+            for tr in driver.find_elements(By.CSS_SELECTOR, "#secrets-body tr"):
+                if tr.get_attribute("data-name") == name:
+                    return tr
+            return None
+        except StaleElementReferenceException:
+            time.sleep(0.1)
     return None
 
 
@@ -137,15 +144,26 @@ def run(driver):
     check("tags and description shown", ("prod web", "made in a browser"),
           (" ".join(t.text for t in tr.find_elements(By.CSS_SELECTOR, ".tag")), tr.find_element(By.CSS_SELECTOR, "td.description").text))
 
+    created = tr.find_element(By.CSS_SELECTOR, "td.created").text
+    check("the list shows when it was created", (True, True), (created.startswith("20"), created.endswith("UTC")))
+    style = lambda e, p: driver.execute_script("return getComputedStyle(arguments[0])[arguments[1]]", e, p)
+    check("names and the row's actions stay on one line", ("nowrap", "nowrap"),
+          (style(tr.find_element(By.CSS_SELECTOR, "td.name"), "whiteSpace"),
+           style(tr.find_element(By.CSS_SELECTOR, "td.actions"), "whiteSpace")))
+
     tr.find_element(By.CSS_SELECTOR, "button.reveal").click()
     shown = wait(driver, lambda d: row(d, "browser_key").find_element(By.CSS_SELECTOR, "td.value").text == v1, "revealed")
     check("Reveal shows the value", True, bool(shown))
+    check("a revealed value has a Copy button", True,
+          row(driver, "browser_key").find_element(By.CSS_SELECTOR, "button.copy").is_displayed())
     row(driver, "browser_key").find_element(By.CSS_SELECTOR, "button.reveal").click()
     check("Hide masks it again, and the value leaves the page", ("sk-b****irst", False),
           (row(driver, "browser_key").find_element(By.CSS_SELECTOR, "td.value").text, v1 in driver.page_source))
 
     row(driver, "browser_key").find_element(By.CSS_SELECTOR, "button.edit").click()
     check("the edit form never gets the value back", "", driver.find_element(By.ID, "edit-value").get_attribute("value"))
+    check("the form opens above the list, where the user is looking", True,
+          driver.find_element(By.ID, "editor").location["y"] < driver.find_element(By.ID, "secrets").location["y"])
     typed(driver, "edit-value", v2)
     driver.find_element(By.ID, "edit-save").click()
     ok = wait(driver, lambda d: "Saved" in d.find_element(By.ID, "message").text, "saved")
@@ -184,6 +202,11 @@ def run(driver):
     check("no element was made from them", 0, len(driver.find_elements(By.CSS_SELECTOR, "#secrets-body img, #secrets-body script")))
     check("no dialog opened", True, no_alert(driver))
     driver.save_screenshot(os.path.join(SHOTS, "console-admin.png"))
+    driver.set_window_size(390, 844)
+    check("at a phone's width the page does not overflow sideways (the list scrolls in its box)", True,
+          driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"))
+    driver.save_screenshot(os.path.join(SHOTS, "console-phone.png"))
+    driver.set_window_size(1400, 900)
 
     driver.find_element(By.ID, "show-audit").click()
     ok = wait(driver, lambda d: any(td.text == "rollback" for td in d.find_elements(By.CSS_SELECTOR, "#audit-body td")), "audit")

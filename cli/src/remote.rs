@@ -5,8 +5,11 @@
 //! PEM file) when given. The token goes only into the `Authorization` header: never into a
 //! message, a URL or a child process.
 
-use crate::Failure;
-use serde_json::Value;
+use crate::api::types::{ErrorBody, SecretMeta, Session};
+use crate::error::{Failure, Kind, ROLES_HINT};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::de::DeserializeOwned;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -33,13 +36,15 @@ pub enum Fetched {
     NotFound,
 }
 
-/// The remote server named by `url` (else `PGVAULT_URL`), or None when neither is set.
-pub fn from_env(url: Option<&str>) -> Result<Option<Remote>, Failure> {
+/// The server at `url` (`--server` / `PGVAULT_URL`), trusting the system's roots and
+/// `cacert` (`--cacert` / `PGVAULT_CACERT`), with the token in `PGVAULT_TOKEN`; None without
+/// a URL. The token is read from the environment only: on a command line, ps would show it.
+pub fn open(url: Option<&str>, cacert: Option<&Path>) -> Result<Option<Remote>, Failure> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let Some(url) = url.map(str::to_string).or_else(|| env("PGVAULT_URL")) else {
+    let Some(url) = url else {
         return Ok(None);
     };
-    let base = check_url(&url)?;
+    let base = check_url(url)?;
     let token = Zeroizing::new(env("PGVAULT_TOKEN").ok_or_else(|| {
         Failure::usage("PGVAULT_URL is set but PGVAULT_TOKEN is not: the server needs a token (pgvault token create)")
     })?);
@@ -48,7 +53,7 @@ pub fn from_env(url: Option<&str>) -> Result<Option<Remote>, Failure> {
             "PGVAULT_TOKEN contains white space or control characters",
         ));
     }
-    let roots = roots(env("PGVAULT_CACERT").as_deref())?;
+    let roots = roots(cacert)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::Specific(Arc::new(roots)))
@@ -84,14 +89,15 @@ fn check_url(url: &str) -> Result<String, Failure> {
 }
 
 /// The system's trusted roots, plus the certificates of `cafile`.
-fn roots(cafile: Option<&str>) -> Result<Vec<Certificate<'static>>, Failure> {
+fn roots(cafile: Option<&Path>) -> Result<Vec<Certificate<'static>>, Failure> {
     let mut out: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .iter()
         .map(|c| Certificate::from_der(c.as_ref()).to_owned())
         .collect();
-    if let Some(file) = cafile {
-        let pem = std::fs::read(file).map_err(|e| Failure::usage(format!("cannot read PGVAULT_CACERT {file}: {e}")))?;
+    if let Some(path) = cafile {
+        let file = path.display();
+        let pem = std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read PGVAULT_CACERT {file}: {e}")))?;
         let before = out.len();
         for item in ureq::tls::parse_pem(&pem) {
             match item {
@@ -109,22 +115,29 @@ fn roots(cafile: Option<&str>) -> Result<Vec<Certificate<'static>>, Failure> {
     Ok(out)
 }
 
-/// A path segment with everything but unreserved characters percent-encoded.
+/// Everything but RFC 3986's unreserved characters.
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A path segment (or query value) with everything but unreserved characters percent-encoded.
 fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    utf8_percent_encode(s, RESERVED).to_string()
+}
+
+/// A server's answer: its status and body, kept in memory that is wiped after use.
+struct Answer {
+    status: u16,
+    text: Zeroizing<String>,
+}
+
+impl Answer {
+    fn json<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.text).ok()
     }
-    out
 }
 
 impl Remote {
-    /// GET `path`: the status and the JSON body.
-    fn get(&self, path: &str) -> Result<(u16, Value), Failure> {
+    /// GET `path`: the status and the body.
+    fn get(&self, path: &str) -> Result<Answer, Failure> {
         let url = format!("{}{path}", self.base);
         let auth = Zeroizing::new(format!("Bearer {}", self.token.as_str()));
         let mut resp = self
@@ -143,8 +156,7 @@ impl Remote {
                 .read_to_string()
                 .map_err(|e| self.unreachable(e))?,
         );
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok((status, body))
+        Ok(Answer { status, text })
     }
 
     fn unreachable(&self, e: ureq::Error) -> Failure {
@@ -155,40 +167,50 @@ impl Remote {
         Failure::connect(msg)
     }
 
-    /// A refusal as pgvault's exit codes: 401 -> 5 (like a wrong password), 403 -> 4,
-    /// 404 -> 3, 400 -> 7, others 1.
-    fn refused(&self, status: u16, body: &Value) -> Failure {
-        let msg = body["error"].as_str().unwrap_or("no message").to_string();
+    /// A refusal as pgvault's exit codes: by the SQLSTATE the server sent, through the one
+    /// table in error.rs, else by the HTTP status (401: like a wrong password).
+    fn refused(&self, answer: &Answer) -> Failure {
+        let body: ErrorBody = answer.json().unwrap_or_default();
+        let shown = if body.error.is_empty() {
+            "no message"
+        } else {
+            body.error.as_str()
+        };
         let msg = format!(
-            "{} answered {status}: {}",
+            "{} answered {}: {}",
             crate::text::escape(&self.base),
-            crate::text::escape(&msg)
+            answer.status,
+            crate::text::escape(shown)
         );
-        match status {
-            401 => Failure::connect(format!(
-                "{msg}\nhint: check PGVAULT_TOKEN (pgvault token list shows which are active)"
-            )),
-            403 => Failure::denied(format!("{msg}\n{}", crate::ROLES_HINT)),
-            404 => Failure::not_found(msg),
-            400 => Failure::input(msg),
-            _ => Failure::new(1, msg),
+        let kind = match body.sqlstate.as_deref() {
+            Some(code) => Kind::of_sqlstate(code),
+            None => Kind::of_http_status(answer.status),
+        };
+        match kind {
+            Kind::Unauthenticated => Failure::of(
+                kind,
+                format!("{msg}\nhint: check PGVAULT_TOKEN (pgvault token list shows which are active)"),
+            ),
+            Kind::Denied => Failure::of(kind, format!("{msg}\n{ROLES_HINT}")),
+            _ => Failure::of(kind, msg),
         }
+        .with_sqlstate(body.sqlstate)
     }
 
     /// The token's role may read values (vault_reader), or the refusal `get` / `run` gives
     /// over SQL for a role that may not.
     pub fn may_read(&self) -> Result<(), Failure> {
-        let (status, body) = self.get("/api/v1/session")?;
-        if status != 200 {
-            return Err(self.refused(status, &body));
+        let answer = self.get("/api/v1/session")?;
+        if answer.status != 200 {
+            return Err(self.refused(&answer));
         }
-        if body["rights"]["read"].as_bool() == Some(true) {
+        let session: Option<Session> = answer.json();
+        if session.as_ref().and_then(|s| s.rights).is_some_and(|r| r.read) {
             return Ok(());
         }
         Err(Failure::denied(format!(
-            "permission denied: the token's role {} may not read values (vault_reader)\n{}",
-            crate::text::escape(body["user"].as_str().unwrap_or("?")),
-            crate::ROLES_HINT
+            "permission denied: the token's role {} may not read values (vault_reader)\n{ROLES_HINT}",
+            crate::text::escape(session.as_ref().map_or("?", |s| s.user.as_str())),
         )))
     }
 
@@ -200,34 +222,39 @@ impl Remote {
         } else {
             format!("/api/v1/secrets?{}", query.join("&"))
         };
-        let (status, body) = self.get(&path)?;
-        if status != 200 {
-            return Err(self.refused(status, &body));
+        let answer = self.get(&path)?;
+        if answer.status != 200 {
+            return Err(self.refused(&answer));
         }
-        let items = body
-            .as_array()
-            .ok_or_else(|| Failure::new(1, "the server's list is not a JSON array"))?;
+        let items: Vec<SecretMeta> = answer
+            .json()
+            .ok_or_else(|| Failure::failed("the server's list is not a JSON array of secrets"))?;
         Ok(items
-            .iter()
+            .into_iter()
             .map(|i| Listed {
-                name: i["name"].as_str().map(str::to_string),
-                expired: i["expired"].as_bool().unwrap_or(false),
+                name: i.name,
+                expired: i.expired,
             })
             .collect())
     }
 
     /// The value of secret `name` (call [`Remote::may_read`] first).
     pub fn value(&self, name: &str) -> Result<Fetched, Failure> {
-        let (status, body) = self.get(&format!("/api/v1/secrets/{}", segment(name)))?;
-        match status {
-            200 => match &body["value"] {
-                Value::String(v) => Ok(Fetched::Value(Zeroizing::new(v.clone()))),
-                _ => Err(Failure::new(1, "the server's answer has no value")),
+        let answer = self.get(&format!("/api/v1/secrets/{}", segment(name)))?;
+        match answer.status {
+            200 => match answer.json::<crate::api::types::Secret>() {
+                Some(s) => Ok(Fetched::Value(s.value)),
+                None => Err(Failure::failed("the server's answer has no value")),
             },
             404 => Ok(Fetched::NotFound),
             // After may_read, a 403 is the per-secret grants'.
-            403 if body["sqlstate"] == "42501" => Ok(Fetched::NotGranted),
-            _ => Err(self.refused(status, &body)),
+            403 if answer
+                .json::<ErrorBody>()
+                .is_some_and(|b| b.sqlstate.as_deref() == Some("42501")) =>
+            {
+                Ok(Fetched::NotGranted)
+            }
+            _ => Err(self.refused(&answer)),
         }
     }
 }

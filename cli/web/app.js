@@ -5,6 +5,8 @@
 
 const state = { csrf: null, user: null, rights: {}, secrets: [], editing: null };
 const $ = (id) => document.getElementById(id);
+// How long a copied value stays on the clipboard.
+const COPY_SECONDS = 20;
 
 // el("td", {class: "x"}, "text", child): an element whose string children are text nodes.
 function el(tag, attrs, ...children) {
@@ -105,19 +107,35 @@ function row(s) {
     el("td", {}, ...s.tags.map((t) => el("span", { class: "tag" }, t))),
     el("td", { class: "description" }, s.description),
     el("td", { class: "expires" }, s.expires_at ? fmt(s.expires_at) + (s.expired ? " (expired)" : s.expiring_soon ? " (soon)" : "") : "never"),
-    el("td", {}, fmt(s.updated_at)),
+    el("td", { class: "created" }, fmt(s.created_at)),
+    el("td", { class: "updated" }, fmt(s.updated_at)),
     actions);
   if (s.name === null) return tr;
   if (state.rights.read) {
     const b = el("button", { type: "button", class: "reveal" }, "Reveal");
+    const copy = el("button", { type: "button", class: "copy" }, "Copy");
+    copy.hidden = true;
+    const hide = () => { value.textContent = s.masked; value.className = "masked"; b.textContent = "Reveal"; copy.hidden = true; };
     b.addEventListener("click", async () => {
-      if (b.textContent === "Hide") { value.textContent = s.masked; value.className = "masked"; b.textContent = "Reveal"; return; }
+      if (b.textContent === "Hide") { hide(); return; }
       try {
         const full = await api("GET", "/api/v1/secrets/" + encodeURIComponent(s.name));
-        value.textContent = full.value; value.className = "revealed"; b.textContent = "Hide";
+        value.textContent = full.value; value.className = "revealed"; b.textContent = "Hide"; copy.hidden = false;
       } catch (e) { show(e.message); }
     });
-    actions.append(b);
+    // Copies the revealed value; the clipboard is emptied again after COPY_SECONDS (if the page
+    // is still open), and the value is hidden again.
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(value.textContent);
+        copy.textContent = "Copied (cleared in " + COPY_SECONDS + " s)";
+        setTimeout(async () => {
+          try { await navigator.clipboard.writeText(""); } catch (_) { /* the page lost focus */ }
+          copy.textContent = "Copy"; hide();
+        }, COPY_SECONDS * 1000);
+      } catch (e) { show("Cannot copy: " + e.message); }
+    });
+    actions.append(b, copy);
   }
   if (state.rights.admin) {
     actions.append(el("button", { type: "button", class: "edit", onclick: () => edit(s) }, "Edit"));
@@ -152,6 +170,9 @@ function edit(s) {
   $("edit-tags").value = s ? s.tags.join(",") : "";
   $("edit-expires").value = s && s.expires_at ? s.expires_at : "";
   $("editor").hidden = false;
+  // The form opens above the list, where the toolbar's button is; from a row further down, it
+  // is scrolled to where the user is looking.
+  $("editor").scrollIntoView({ block: "nearest" });
   (s ? $("edit-value") : $("edit-name")).focus();
 }
 

@@ -131,8 +131,20 @@ fn use_signal() -> Option<pg_sys::Oid> {
     // Provisional, so the lookup's own parse (which may load the log hook's names) does not
     // look it up again.
     USE_SIGNAL.with(|s| s.set(Some(None)));
+    // A read-only SPI connection: Spi::get_one takes a mutable one, which assigns a transaction
+    // id, and on a standby every statement then failed ("cannot assign TransactionIds during
+    // recovery"; this lookup runs at the first load of the log hook's names).
     let oid = pg::as_user(pg::bootstrap_superuser(), || {
-        pgrx::Spi::get_one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass('vault.secret_kinds')::pg_catalog.oid")
+        pgrx::Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT pg_catalog.to_regclass('vault.secret_kinds')::pg_catalog.oid",
+                    Some(1),
+                    &[],
+                )?
+                .first()
+                .get_one::<pg_sys::Oid>()
+        })
     })
     .ok()
     .flatten();

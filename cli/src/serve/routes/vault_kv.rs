@@ -3,22 +3,29 @@
 //! vault_ext unchanged.
 //!
 //! Every request but `sys/health` carries a vault_ext API token (`X-Vault-Token`, or
-//! `Authorization: Bearer`) and runs exactly as a Bearer request of `/api/v1/` does: on a
-//! connection of the server's own role, switched to the token's role (`db` with `Who::Token`),
-//! so privileges, per-secret grants and non-exportable secrets hold the same way, and every
-//! write is audited with the token's role. Cookies are never read here (see `guard`).
+//! `Authorization: Bearer`), from which the guard (`serve/auth.rs`) makes a token [`Caller`];
+//! it runs exactly as a Bearer request of `/api/v1/` does: through `db.rs`'s token path, on a
+//! connection of the server's own role switched to the token's role, so privileges,
+//! per-secret grants and non-exportable secrets hold the same way, and every write is audited
+//! with the token's role. Cookies are never read on `/v1/`. The statements are in
+//! `store/kv.rs`; refusals are written in Vault's shape (`reply::Shape::Vault`) with Vault's
+//! statuses (`error.rs`).
 //!
 //! Data mapping: a KV object `{"value": "<string>"}` is stored as that bare text; any other
 //! object is stored as its JSON text and the secret carries the tag [`JSON_TAG`], which is how a
 //! read knows to give the object back. A secret without the tag reads as `{"value": "<text>"}`.
 
-use super::{db, json_response, random_hex, tags_of, ApiError, App, Auth, Who, MAX_BODY};
-use axum::extract::{Extension, Request};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use crate::serve::auth::Caller;
+use crate::serve::db::db;
+use crate::serve::reply::{json_response, ApiError, Shape};
+use crate::serve::sessions::{close, random_hex, MAX_BODY};
+use crate::serve::state::App;
+use crate::store::kv;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use postgres::types::Type;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -26,23 +33,6 @@ use zeroize::Zeroizing;
 /// `value`). SQL readers see the JSON text.
 pub const JSON_TAG: &str = "kv:json";
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
-
-/// An RFC 3339 UTC time, as Vault writes them (to the microsecond).
-macro_rules! ts {
-    ($col:literal) => {
-        concat!(
-            "pg_catalog.to_char(",
-            $col,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        )
-    };
-}
-
-/// Whether a request's path is Vault's: the guard then reads no cookie and no Bearer header
-/// for it (this module reads the token).
-pub fn is_vault_path(path: &str) -> bool {
-    path == "/v1" || path.starts_with("/v1/")
-}
 
 /// A mount name as `--kv-mount` gives it: without surrounding slashes; never a name of Vault's
 /// own system paths.
@@ -59,28 +49,6 @@ pub fn check_mount(mount: &str) -> Result<String, String> {
         return Err(format!("--kv-mount cannot be under {first}/ (a Vault system path)"));
     }
     Ok(m.to_string())
-}
-
-impl ApiError {
-    /// The error as Vault answers one: `{"errors": [...]}` with Vault's status. A request whose
-    /// token does not act gets 403 `permission denied`, as from Vault (clients read 403 as "not
-    /// authenticated"); a missing secret 404 with no message; a version mismatch 400.
-    pub(super) fn into_vault_response(self) -> Response {
-        let (status, errors) = match self.status {
-            StatusCode::UNAUTHORIZED => (StatusCode::FORBIDDEN, vec!["permission denied".to_string()]),
-            StatusCode::FORBIDDEN => {
-                let mut e = vec!["permission denied".to_string()];
-                if self.message != "permission denied" {
-                    e.push(self.message);
-                }
-                (StatusCode::FORBIDDEN, e)
-            }
-            StatusCode::NOT_FOUND => (StatusCode::NOT_FOUND, vec![]),
-            StatusCode::CONFLICT => (StatusCode::BAD_REQUEST, vec![self.message]),
-            s => (s, vec![self.message]),
-        };
-        json_response(status, &json!({ "errors": errors }))
-    }
 }
 
 fn vault_error(status: StatusCode, message: &str) -> ApiError {
@@ -128,29 +96,6 @@ fn envelope(data: Value, auth: Value) -> Result<Response, ApiError> {
             "auth": auth,
         }),
     ))
-}
-
-/// The token of a Vault request: `X-Vault-Token`, else `Authorization: Bearer`. None when
-/// missing, repeated or malformed (all answered 403, as Vault does).
-fn vault_token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
-    let one = |name: header::HeaderName| -> Option<Option<&HeaderValue>> {
-        let mut all = headers.get_all(name).iter();
-        let first = all.next();
-        all.next().is_none().then_some(first)
-    };
-    let token = match one(header::HeaderName::from_static("x-vault-token"))? {
-        Some(v) => v.to_str().ok()?.trim().to_string(),
-        None => {
-            let v = one(header::AUTHORIZATION)??.to_str().ok()?;
-            let (scheme, token) = v.trim().split_once(' ')?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return None;
-            }
-            token.trim().to_string()
-        }
-    };
-    let token = Zeroizing::new(token);
-    (!token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(token)
 }
 
 /// `%XX` escapes decoded; None for a bad escape or bytes that are not UTF-8.
@@ -250,15 +195,16 @@ pub fn list_keys<'a>(prefix: &str, names: impl Iterator<Item = &'a str>) -> Vec<
     keys.into_iter().collect()
 }
 
-/// Every request under `/v1/`.
-pub async fn handle(Extension(auth): Extension<Auth>, req: Request) -> Response {
-    match route(auth, req).await {
+/// Every request under `/v1/`: `caller` is the token the guard found in `X-Vault-Token` or
+/// `Authorization: Bearer` (None: missing or malformed, refused here after `sys/health`).
+pub(crate) async fn handle(State(app): State<Arc<App>>, caller: Option<Caller>, req: Request) -> Response {
+    match route(app, caller, req).await {
         Ok(r) => r,
-        Err(e) => e.into_vault_response(),
+        Err(e) => e.render(Shape::Vault),
     }
 }
 
-async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
+async fn route(app: Arc<App>, caller: Option<Caller>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
     let raw = parts.uri.path().strip_prefix("/v1/").unwrap_or_default();
@@ -271,11 +217,7 @@ async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
         .await
         .map_err(|_| vault_error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))?;
     if path == "sys/health" {
-        return if get {
-            health(auth.app.clone()).await
-        } else {
-            Err(unsupported())
-        };
+        return if get { health(app).await } else { Err(unsupported()) };
     }
     if headers
         .get("x-vault-namespace")
@@ -285,13 +227,12 @@ async fn route(auth: Auth, req: Request) -> Result<Response, ApiError> {
             "namespaces are not supported: send no X-Vault-Namespace header (or an empty one)",
         ));
     }
-    let token = vault_token(headers).ok_or_else(permission_denied)?;
-    let who = Who::Token {
-        app: auth.app.clone(),
-        token: Arc::new(token),
-        acted: auth.acted.clone(),
+    // Only a token acts here (the guard never makes a session caller on /v1/).
+    let who = match caller {
+        Some(c @ Caller::Token { .. }) => c,
+        _ => return Err(permission_denied()),
     };
-    let mount = auth.app.kv_mount.clone();
+    let mount = app.kv_mount.clone();
     if let Some(p) = path.strip_prefix("sys/internal/ui/mounts/") {
         if !get {
             return Err(unsupported());
@@ -381,61 +322,31 @@ fn secret_name(p: &str) -> Result<String, ApiError> {
     Ok(p.to_string())
 }
 
-/// The value (and what a KV read needs with it) in one statement, with parameter types given
-/// so that it is one round trip; NULL value: per-secret grants or a non-exportable secret keep
-/// it from this role.
-const READ: &str = concat!(
-    "SELECT d.v, d.id::pg_catalog.text, d.tags, ",
-    ts!("d.updated_at"),
-    ", pg_catalog.has_table_privilege('vault.secrets', 'SELECT') \
-       FROM (SELECT s.decrypted_secret AS v, s.id, s.tags, s.updated_at \
-               FROM vault.decrypted_secrets s WHERE s.name OPERATOR(pg_catalog.=) $1 OFFSET 0) d"
-);
-
-async fn read(who: &Who, name: String, version: Option<i32>) -> Result<Response, ApiError> {
+/// KV read: the current value with its version, or `version`'s (vault_admin: earlier
+/// versions), from `store::kv`. A value kept from this role (per-secret grants, a
+/// non-exportable secret) is 403.
+async fn read(who: &Caller, name: String, version: Option<i32>) -> Result<Response, ApiError> {
     let body = db(who, move |c| {
-        let Some(r) = c.query_typed_opt(READ, &[(&name, Type::TEXT)])? else {
+        let Some(cur) = kv::current(c, &name)? else {
             return Err(missing());
         };
-        let value = r.get::<_, Option<String>>(0).map(Zeroizing::new).ok_or_else(permission_denied)?;
-        let id: String = r.get(1);
-        let tagged = tags_of(&r, 2).iter().any(|t| t == JSON_TAG);
-        let may_versions: bool = r.get(4);
-        let current: i32 = if may_versions {
-            c.query_typed_one(
-                "SELECT version FROM vault.secrets WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
-                &[(&id, Type::TEXT)],
-            )?
-            .get(0)
-        } else {
-            0
-        };
+        let value = cur.value.ok_or_else(permission_denied)?;
+        let tagged = cur.tags.iter().any(|t| t == JSON_TAG);
+        let current: i32 = if cur.may_versions { kv::version(c, &cur.id)? } else { 0 };
         let (value, created, version) = match version {
             Some(n) if n != current => {
-                if !may_versions {
+                if !cur.may_versions {
                     return Err(vault_error(
                         StatusCode::FORBIDDEN,
                         "earlier versions are readable by vault_admin only",
                     ));
                 }
-                let Some(v) = c.query_typed_opt(
-                    concat!(
-                        "SELECT v.decrypted_secret, ",
-                        ts!("coalesce(p.created_at, CASE WHEN v.version OPERATOR(pg_catalog.=) 1 THEN s.created_at END, v.created_at)"),
-                        " FROM vault.decrypted_secret_versions v JOIN vault.secrets s ON s.id OPERATOR(pg_catalog.=) v.secret_id \
-                          LEFT JOIN vault.secret_versions p ON p.secret_id OPERATOR(pg_catalog.=) v.secret_id \
-                               AND p.version OPERATOR(pg_catalog.=) (v.version OPERATOR(pg_catalog.-) 1) \
-                         WHERE v.secret_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid AND v.version OPERATOR(pg_catalog.=) $2"
-                    ),
-                    &[(&id, Type::TEXT), (&n, Type::INT4)],
-                )?
-                else {
+                let Some((old, at)) = kv::kept_version(c, &cur.id, n)? else {
                     return Err(missing());
                 };
-                let old = v.get::<_, Option<String>>(0).map(Zeroizing::new).ok_or_else(permission_denied)?;
-                (old, v.get::<_, String>(1), n)
+                (old.ok_or_else(permission_denied)?, at, n)
             }
-            _ => (value, r.get::<_, String>(3), current),
+            _ => (value, cur.updated, current),
         };
         let data = decode(&value, tagged);
         Ok(json!({
@@ -475,15 +386,11 @@ fn write_body(body: &[u8], patch: bool) -> Result<(Value, Option<i32>), ApiError
 /// KV write (`patch`: a merge patch into the current object): a new version of the secret, or
 /// the secret created, through vault.update_secret (with `expected_version` for cas) and
 /// vault.create_secret, so versions and the audit log are vault_ext's own.
-async fn write(who: &Who, name: String, body: &[u8], patch: bool) -> Result<Response, ApiError> {
+async fn write(who: &Caller, name: String, body: &[u8], patch: bool) -> Result<Response, ApiError> {
     let (data, cas) = write_body(body, patch)?;
     let meta = db(who, move |c| {
-        let existing = c.query_typed_opt(
-            "SELECT id::pg_catalog.text, version, tags FROM vault.secrets \
-              WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-            &[(&name, Type::TEXT)],
-        )?;
-        let current = existing.as_ref().map(|r| r.get::<_, i32>(1)).unwrap_or(0);
+        let existing = kv::lock_for_write(c, &name)?;
+        let current = existing.as_ref().map(|r| r.version).unwrap_or(0);
         if cas.is_some_and(|n| n != current) {
             return Err(cas_mismatch());
         }
@@ -491,17 +398,8 @@ async fn write(who: &Who, name: String, body: &[u8], patch: bool) -> Result<Resp
             let Some(row) = &existing else {
                 return Err(missing());
             };
-            let id: String = row.get(0);
-            let text = c
-                .query_typed_one(
-                    "SELECT decrypted_secret FROM vault.decrypted_secrets \
-                      WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
-                    &[(&id, Type::TEXT)],
-                )?
-                .get::<_, Option<String>>(0)
-                .map(Zeroizing::new)
-                .ok_or_else(permission_denied)?;
-            let tagged = tags_of(row, 2).iter().any(|t| t == JSON_TAG);
+            let text = kv::value_by_id(c, &row.id)?.ok_or_else(permission_denied)?;
+            let tagged = row.tags.iter().any(|t| t == JSON_TAG);
             let mut merged = Value::Object(decode(&text, tagged));
             merge_patch(&mut merged, &data);
             merged
@@ -514,13 +412,13 @@ async fn write(who: &Who, name: String, body: &[u8], patch: bool) -> Result<Resp
         let (text, json) = encode(&data);
         drop(data);
         if text.contains('\0') {
-            return Err(ApiError::bad("the data contains a NUL character, which text cannot hold"));
+            return Err(ApiError::bad(
+                "the data contains a NUL character, which text cannot hold",
+            ));
         }
-        let text: &str = &text;
-        let id: String = match &existing {
+        let id: String = match existing {
             Some(row) => {
-                let id: String = row.get(0);
-                let mut tags = tags_of(row, 2);
+                let mut tags = row.tags;
                 let had = tags.iter().any(|t| t == JSON_TAG);
                 let new_tags = if json && !had {
                     tags.push(JSON_TAG.into());
@@ -531,40 +429,25 @@ async fn write(who: &Who, name: String, body: &[u8], patch: bool) -> Result<Resp
                 } else {
                     None
                 };
-                let expected = Some(current);
-                c.execute(
-                    "SELECT vault.update_secret($1::pg_catalog.text::pg_catalog.uuid, $2, NULL, NULL, NULL, $3::pg_catalog.text[], $4)",
-                    &[&id, &text, &new_tags, &expected],
-                )
-                .map_err(|e| match e.code().map(|c| c.code()) {
-                    Some("40001") => cas_mismatch(),
-                    _ => ApiError::from(e),
+                kv::update(c, &row.id, &text, new_tags.as_deref(), current).map_err(|e| {
+                    match e.code().map(|c| c.code()) {
+                        Some("40001") => cas_mismatch(),
+                        _ => ApiError::from(e),
+                    }
                 })?;
-                id
+                row.id
             }
             None => {
                 let tags: Vec<String> = if json { vec![JSON_TAG.into()] } else { vec![] };
-                c.query_one(
-                    "SELECT vault.create_secret($1, $2, '', NULL, $3::pg_catalog.text[])::pg_catalog.text",
-                    &[&text, &name, &tags],
-                )
-                .map_err(|e| match e.code().map(|c| c.code()) {
+                kv::create(c, &name, &text, &tags).map_err(|e| match e.code().map(|c| c.code()) {
                     Some("23505") => cas_mismatch(),
                     _ => ApiError::from(e),
                 })?
-                .get(0)
             }
         };
-        let r = c.query_typed_one(
-            concat!(
-                "SELECT version, ",
-                ts!("updated_at"),
-                " FROM vault.secrets WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
-            ),
-            &[(&id, Type::TEXT)],
-        )?;
-        Ok(json!({"created_time": r.get::<_, String>(1), "custom_metadata": null, "deletion_time": "",
-                  "destroyed": false, "version": r.get::<_, i32>(0)}))
+        let (version, at) = kv::written(c, &id)?;
+        Ok(json!({"created_time": at, "custom_metadata": null, "deletion_time": "",
+                  "destroyed": false, "version": version}))
     })
     .await?;
     envelope(meta, Value::Null)
@@ -572,50 +455,25 @@ async fn write(who: &Who, name: String, body: &[u8], patch: bool) -> Result<Resp
 
 /// `DELETE data/<path>` and `DELETE metadata/<path>`: the secret and its versions are gone
 /// (vault_ext keeps no deleted versions); 204 also when there was none, as Vault answers.
-async fn delete(who: &Who, name: String) -> Result<Response, ApiError> {
-    db(who, move |c| {
-        c.execute(
-            "DELETE FROM vault.secrets WHERE name OPERATOR(pg_catalog.=) $1",
-            &[&name],
-        )?;
-        Ok(())
-    })
-    .await?;
+async fn delete(who: &Caller, name: String) -> Result<Response, ApiError> {
+    db(who, move |c| Ok(kv::delete(c, &name)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn read_metadata(who: &Who, name: String) -> Result<Response, ApiError> {
+async fn read_metadata(who: &Caller, name: String) -> Result<Response, ApiError> {
     let data = db(who, move |c| {
-        let Some(s) = c.query_typed_opt(
-            concat!(
-                "SELECT id::pg_catalog.text, version, ",
-                ts!("created_at"),
-                ", ",
-                ts!("updated_at"),
-                ", coalesce(pg_catalog.current_setting('vault.max_versions', true)::integer, 10) \
-                   FROM vault.secrets WHERE name OPERATOR(pg_catalog.=) $1"
-            ),
-            &[(&name, Type::TEXT)],
-        )?
-        else {
+        let Some(m) = kv::metadata(c, &name)? else {
             return Err(missing());
         };
-        let (id, current): (String, i32) = (s.get(0), s.get(1));
-        let (created, updated): (String, String) = (s.get(2), s.get(3));
+        let kv::Metadata {
+            current,
+            created,
+            updated,
+            max_versions,
+            kept,
+        } = m;
         // A kept version's row is written when a newer value replaces it: version N was
         // written when version N - 1 was kept.
-        let kept: BTreeMap<i32, String> = c
-            .query_typed(
-                concat!(
-                    "SELECT version, ",
-                    ts!("created_at"),
-                    " FROM vault.secret_versions WHERE secret_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
-                ),
-                &[(&id, Type::TEXT)],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
         let written = |n: i32, fallback: &str| {
             kept.get(&(n - 1))
                 .cloned()
@@ -638,7 +496,7 @@ async fn read_metadata(who: &Who, name: String) -> Result<Response, ApiError> {
             "updated_time": updated,
             "current_version": current,
             "oldest_version": if oldest <= 1 { 0 } else { oldest },
-            "max_versions": s.get::<_, i32>(4),
+            "max_versions": max_versions,
             "cas_required": false,
             "delete_version_after": "0s",
             "custom_metadata": null,
@@ -649,19 +507,14 @@ async fn read_metadata(who: &Who, name: String) -> Result<Response, ApiError> {
     envelope(data, Value::Null)
 }
 
-async fn list_secrets(who: &Who, prefix: String) -> Result<Response, ApiError> {
+async fn list_secrets(who: &Caller, prefix: String) -> Result<Response, ApiError> {
     let prefix = match prefix.trim_start_matches('/') {
         "" => String::new(),
         p if p.ends_with('/') => p.to_string(),
         p => format!("{p}/"),
     };
     let keys = db(who, move |c| {
-        let rows = c.query_typed(
-            "SELECT name FROM vault.masked_secrets \
-              WHERE name IS NOT NULL AND pg_catalog.starts_with(name, $1)",
-            &[(&prefix, Type::TEXT)],
-        )?;
-        let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let names = kv::names_under(c, &prefix)?;
         Ok(list_keys(&prefix, names.iter().map(String::as_str)))
     })
     .await?;
@@ -674,65 +527,15 @@ async fn list_secrets(who: &Who, prefix: String) -> Result<Response, ApiError> {
 /// What `lookup-self` and `renew-self` tell of the token (never the token itself), from
 /// `vault.api_token_self` as the token's role: its role (named as its one policy: a vault_ext
 /// token has no Vault policies), name, seconds left (0: no expiry) and times.
-struct TokenSelf {
-    role: String,
-    name: String,
-    ttl: i64,
-    expire_time: Option<String>,
-    issue_time: Option<String>,
-    creation_time: i64,
-    creation_ttl: i64,
-}
-
-const TOKEN_SELF: &str = concat!(
-    "SELECT current_user::pg_catalog.text, j->>'name', coalesce((j->>'ttl')::pg_catalog.int8, 0), ",
-    ts!("(j->>'expires_at')::pg_catalog.timestamptz"),
-    ", ",
-    ts!("(j->>'created_at')::pg_catalog.timestamptz"),
-    ", coalesce(pg_catalog.date_part('epoch', (j->>'created_at')::pg_catalog.timestamptz)::pg_catalog.int8, 0), \
-       coalesce(pg_catalog.date_part('epoch', (j->>'expires_at')::pg_catalog.timestamptz \
-                OPERATOR(pg_catalog.-) (j->>'created_at')::pg_catalog.timestamptz)::pg_catalog.int8, 0) \
-       FROM vault.api_token_self($1) j"
-);
-
-async fn token_self(who: &Who) -> Result<TokenSelf, ApiError> {
-    let Who::Token { token, .. } = who else {
+async fn token_self(who: &Caller) -> Result<kv::TokenSelf, ApiError> {
+    let Caller::Token { token, .. } = who else {
         return Err(permission_denied());
     };
     let token = token.clone();
-    db(who, move |c| {
-        // A role without USAGE on schema vault cannot call the function: its role alone.
-        let usage: bool = c
-            .query_one("SELECT pg_catalog.has_schema_privilege('vault', 'USAGE')", &[])?
-            .get(0);
-        if !usage {
-            let role: String = c.query_one("SELECT current_user::pg_catalog.text", &[])?.get(0);
-            return Ok(TokenSelf {
-                role,
-                name: String::new(),
-                ttl: 0,
-                expire_time: None,
-                issue_time: None,
-                creation_time: 0,
-                creation_ttl: 0,
-            });
-        }
-        let t: &str = &token;
-        let r = c.query_one(TOKEN_SELF, &[&t])?;
-        Ok(TokenSelf {
-            role: r.get(0),
-            name: r.get::<_, Option<String>>(1).unwrap_or_default(),
-            ttl: r.get(2),
-            expire_time: r.get(3),
-            issue_time: r.get(4),
-            creation_time: r.get(5),
-            creation_ttl: r.get(6),
-        })
-    })
-    .await
+    db(who, move |c| Ok(kv::token_self(c, &token)?)).await
 }
 
-async fn lookup_self(who: &Who) -> Result<Response, ApiError> {
+async fn lookup_self(who: &Caller) -> Result<Response, ApiError> {
     let t = token_self(who).await?;
     envelope(
         json!({
@@ -759,7 +562,7 @@ async fn lookup_self(who: &Who) -> Result<Response, ApiError> {
 
 /// The token's `auth` block, as after a renewal that changed nothing: a vault_ext token's
 /// expiry is set when it is made, and `renew-self` never extends it.
-async fn renew_self(who: &Who) -> Result<Response, ApiError> {
+async fn renew_self(who: &Caller) -> Result<Response, ApiError> {
     let t = token_self(who).await?;
     envelope(
         Value::Null,
@@ -785,14 +588,14 @@ async fn health(app: Arc<App>) -> Result<Response, ApiError> {
     let checked = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let (mut c, _) = app.tokens.take(&app.target)?;
-        let r = c.query_one("SELECT pg_catalog.pg_is_in_recovery()", &[]);
-        match r {
-            Ok(row) => {
-                app.tokens.give(c);
-                Ok::<bool, ApiError>(row.get(0))
+        match kv::in_recovery(&mut c) {
+            Ok(standby) => {
+                // One statement outside a transaction: nothing of it stays on the connection.
+                app.tokens.give(c, true);
+                Ok::<bool, ApiError>(standby)
             }
             Err(e) => {
-                super::close(c);
+                close(c);
                 Err(e.into())
             }
         }
@@ -867,21 +670,6 @@ mod tests {
         assert_eq!(list_keys("app/", names.iter().copied()), vec!["api/", "db"]);
         assert_eq!(list_keys("", names.iter().copied()), vec!["app/", "apple", "top"]);
         assert!(list_keys("none/", names.iter().copied()).is_empty());
-    }
-
-    #[test]
-    fn the_token_comes_from_x_vault_token_or_bearer_once() {
-        let mut h = HeaderMap::new();
-        assert!(vault_token(&h).is_none());
-        h.insert("x-vault-token", HeaderValue::from_static("pgv_abc"));
-        assert_eq!(vault_token(&h).unwrap().as_str(), "pgv_abc");
-        h.append("x-vault-token", HeaderValue::from_static("pgv_def"));
-        assert!(vault_token(&h).is_none(), "two X-Vault-Token headers are refused");
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer pgv_xyz"));
-        assert_eq!(vault_token(&h).unwrap().as_str(), "pgv_xyz");
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(vault_token(&h).is_none());
     }
 
     #[test]

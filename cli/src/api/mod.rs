@@ -1,0 +1,3 @@
+//! The JSON API of `pgvault serve` (SPEC §9): the types both sides of the wire use.
+
+pub mod types;

@@ -1,0 +1,27 @@
+//! `pgvault history`: the versions of a secret, without values.
+
+use super::{secret_id, Ctx};
+use crate::error::Failure;
+use crate::store::secrets;
+use crate::text;
+use std::io;
+
+/// The versions of a secret, without values (vault_admin)
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  pgvault history stripe_key")]
+pub struct History {
+    name: String,
+}
+
+impl History {
+    pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
+        let mut client = ctx.connect()?;
+        let id = secret_id(&mut client, &self.name)?;
+        let mut table = vec![["VERSION", "STATE", "SINCE", "BY"].map(String::from)];
+        for v in secrets::history(&mut client, &id)? {
+            table.push([v.version.to_string(), v.state, v.since, text::escape(&v.by)]);
+        }
+        text::write_table(&mut io::stdout().lock(), &table)?;
+        Ok(())
+    }
+}

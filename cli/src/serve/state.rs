@@ -1,0 +1,50 @@
+//! The server's state: its settings, its sessions, the login limiter and the token pool.
+
+use crate::conn;
+use crate::serve::limiter::LoginLimiter;
+use crate::serve::sessions::Session;
+use postgres::Client;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub(crate) struct App {
+    pub(crate) target: conn::Target,
+    pub(crate) sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Failed logins and those being checked, against their limits.
+    pub(crate) logins: LoginLimiter,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub(crate) trusted_proxies: Vec<IpAddr>,
+    /// The open connections (`limits`).
+    pub(crate) limits: Arc<crate::limits::Limits>,
+    /// Time for a request's body (`--first-request-timeout`).
+    pub(crate) body_timeout: Duration,
+    /// Database connections the file descriptors allow for sessions (`limits`): a login takes
+    /// its session's and the password check's before it connects.
+    pub(crate) db_budget: Arc<Semaphore>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) tokens: TokenPool,
+    pub(crate) session_connections: usize,
+    pub(crate) max_sessions_per_role: usize,
+    /// Logins being checked at once (see `login`).
+    pub(crate) login_slots: Arc<Semaphore>,
+    /// The KV v2 mount of HashiCorp Vault's API under /v1/ (`--kv-mount`, routes/vault_kv.rs).
+    pub(crate) kv_mount: String,
+}
+
+/// The role a response was made for, for the access log.
+#[derive(Clone)]
+pub(crate) struct LoggedRole(pub(crate) String);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The connections of the server's own login role (its connection options), for Bearer-token
+/// requests: at most `slots` at once, idle ones kept for the next request.
+pub(crate) struct TokenPool {
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) idle: Mutex<Vec<Client>>,
+}
