@@ -9,7 +9,7 @@ APT_PACKAGES=(build-essential pkg-config clang libclang-dev postgresql-15 postgr
   postgresql-contrib sudo python3 libssl-dev openssl
   pgbouncer postgresql-15-cron patroni etcd-server etcd-client
   dpkg-dev file
-  curl jq chromium chromium-driver python3-pip)
+  curl jq chromium chromium-driver python3-pip wrk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -26,6 +26,26 @@ if ! python3 -c 'import selenium' 2>/dev/null; then
   echo "setup: installing selenium (pip)"
   python3 -m pip install -q --root-user-action=ignore selenium 2>/dev/null ||
     python3 -m pip install -q --root-user-action=ignore --break-system-packages selenium
+fi
+
+# HashiCorp Vault's own clients for tests/vault_api_cluster.sh, pinned: hvac (PyPI) and
+# node-vault (npm, locked in tests/vault_clients/node/package-lock.json; node_modules not committed).
+HVAC_VERSION=2.4.0
+if [ "$(python3 -m pip show hvac 2>/dev/null | sed -n 's/^Version: //p')" != "$HVAC_VERSION" ]; then
+  echo "setup: installing hvac $HVAC_VERSION (pip)"
+  python3 -m pip install -q --root-user-action=ignore "hvac==$HVAC_VERSION" 2>/dev/null ||
+    python3 -m pip install -q --root-user-action=ignore --break-system-packages "hvac==$HVAC_VERSION"
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs and npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+NODE_CLIENTS="$(cd "$(dirname "$0")/.." && pwd)/tests/vault_clients/node"
+NODE_VAULT_VERSION=$(sed -n 's/^ *"node-vault": "\(.*\)"$/\1/p' "$NODE_CLIENTS/package.json")
+if [ "$(node -p "require('$NODE_CLIENTS/node_modules/node-vault/package.json').version" 2>/dev/null)" != "$NODE_VAULT_VERSION" ]; then
+  echo "setup: installing node-vault (npm ci)"
+  (cd "$NODE_CLIENTS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 if ! cargo pgrx --version 2>/dev/null | grep -q '0\.18\.1'; then

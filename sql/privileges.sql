@@ -59,7 +59,7 @@ GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
   TO vault_admin;
 -- Any role may check a token (a server's login role needs no vault rights of its own): the
 -- answer is a role name only for a live token, which its holder knows anyway.
-GRANT EXECUTE ON FUNCTION vault.api_token_role(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.api_token_role(text), vault.api_token_self(text) TO PUBLIC;
 -- GRANT and REVOKE ... ALL FUNCTIONS do not cover procedures: named here.
 REVOKE ALL ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_admin;

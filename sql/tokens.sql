@@ -45,3 +45,9 @@ CREATE FUNCTION vault.api_token_role(token text)
 RETURNS name LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
 AS $$ SELECT vault._api_token_role(token)::pg_catalog.name $$;
 COMMENT ON FUNCTION vault.api_token_role(text) IS 'The role an API token acts as; NULL for an unknown, expired or revoked token.';
+
+-- What a live token may know about itself (pgvault serve's Vault token lookup); NULL otherwise.
+CREATE FUNCTION vault.api_token_self(token text)
+RETURNS jsonb LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+AS $$ SELECT vault._api_token_self(token)::pg_catalog.jsonb $$;
+COMMENT ON FUNCTION vault.api_token_self(text) IS 'A live API token''s name, role, created_at, expires_at and ttl (seconds left, 0 = none) as JSON; NULL for an unknown, expired or revoked token. Never the token.';

@@ -145,6 +145,13 @@ VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'api_token_role_wrapper';
 
+CREATE  FUNCTION "_api_token_self"(
+	"token" TEXT /* Option < & str > */
+) RETURNS TEXT /* Option < String > */
+VOLATILE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'api_token_self_wrapper';
+
 CREATE  FUNCTION "purge_audit_log"(
 	"older_than" interval /* Option < Interval > */
 ) RETURNS bigint /* i64 */
@@ -802,6 +809,12 @@ RETURNS name LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
 AS $$ SELECT vault._api_token_role(token)::pg_catalog.name $$;
 COMMENT ON FUNCTION vault.api_token_role(text) IS 'The role an API token acts as; NULL for an unknown, expired or revoked token.';
 
+-- What a live token may know about itself (pgvault serve's Vault token lookup); NULL otherwise.
+CREATE FUNCTION vault.api_token_self(token text)
+RETURNS jsonb LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ''
+AS $$ SELECT vault._api_token_self(token)::pg_catalog.jsonb $$;
+COMMENT ON FUNCTION vault.api_token_self(text) IS 'A live API token''s name, role, created_at, expires_at and ttl (seconds left, 0 = none) as JSON; NULL for an unknown, expired or revoked token. Never the token.';
+
 SELECT pg_catalog.pg_extension_config_dump('vault.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.api_token_hashes', '');
 SELECT pg_catalog.pg_extension_config_dump('vault.api_token_uses', '');
@@ -859,14 +872,15 @@ GRANT EXECUTE ON PROCEDURE vault.reencrypt_in_batches(uuid, integer) TO vault_ad
 
 -- API tokens: vault_admin creates, lists and revokes them; any role may check one.
 REVOKE ALL ON FUNCTION vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text),
-                       vault._api_token_role(text), vault.create_api_token(text, regrole, timestamptz)
+                       vault._api_token_role(text), vault._api_token_self(text),
+                       vault.create_api_token(text, regrole, timestamptz)
   FROM PUBLIC;
 REVOKE ALL ON vault.api_token_hashes, vault.api_token_uses, vault.api_tokens FROM PUBLIC;
 GRANT SELECT ON vault.api_tokens TO vault_admin;
 GRANT EXECUTE ON FUNCTION vault.create_api_token(text, regrole, timestamptz),
                           vault._create_api_token(text, oid, timestamptz), vault.revoke_api_token(text)
   TO vault_admin;
-GRANT EXECUTE ON FUNCTION vault.api_token_role(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION vault.api_token_role(text), vault.api_token_self(text) TO PUBLIC;
 
 -- Migration from supabase_vault (issue 26).
 CREATE  FUNCTION "_supabase_row_kind"(

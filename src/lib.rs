@@ -94,7 +94,8 @@ extension_sql_file!(
         "rotation",
         api::tokens::create_api_token,
         api::tokens::revoke_api_token,
-        api::tokens::api_token_role
+        api::tokens::api_token_role,
+        api::tokens::api_token_self
     ]
 );
 extension_sql_file!(

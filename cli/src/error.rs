@@ -83,6 +83,17 @@ impl Kind {
         }
     }
 
+    /// The status HashiCorp Vault's API (`/v1/`, SPEC §12) answers with where `pgvault serve`
+    /// answers `http` (`http_status`): a token that does not act is 403 there (Vault's clients
+    /// read 403 as "not authenticated"), and a version mismatch 400 (check-and-set).
+    pub const fn vault_status(http: u16) -> u16 {
+        match http {
+            401 => 403,
+            409 => 400,
+            s => s,
+        }
+    }
+
     /// The kind of an HTTP refusal that carries no SQLSTATE.
     pub fn of_http_status(status: u16) -> Kind {
         match status {

@@ -27,3 +27,9 @@ fn revoke_api_token(name: Option<&str>) {
 fn api_token_role(token: Option<&str>) -> Option<String> {
     tokens::role_of(token).or_raise()
 }
+
+/// vault.api_token_self(token): called only through its SECURITY DEFINER wrapper.
+#[pg_extern(volatile, name = "_api_token_self")]
+fn api_token_self(token: Option<&str>) -> Option<String> {
+    tokens::self_of(token).or_raise()
+}

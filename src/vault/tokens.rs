@@ -249,6 +249,30 @@ pub fn revoke(name: Option<&str>) -> VResult<()> {
 /// the extension owner (the SQL wrapper is SECURITY DEFINER). Notes the use at most once a
 /// minute per token, and never on a standby or in a read-only transaction.
 pub fn role_of(presented: Option<&str>) -> VResult<Option<String>> {
+    Ok(live(presented)?.map(|(_, role)| role))
+}
+
+/// vault.api_token_self: what a live token may know about itself, as JSON (name, role,
+/// created_at, expires_at, ttl in whole seconds left or 0 for none), for `pgvault serve`'s
+/// Vault token lookup; None for anything `role_of` refuses. Never the token or its hash.
+pub fn self_of(presented: Option<&str>) -> VResult<Option<String>> {
+    let Some((id, role)) = live(presented)? else {
+        return Ok(None);
+    };
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.json_build_object('name', t.name, 'role', $2::pg_catalog.text, \
+                'created_at', t.created_at, 'expires_at', t.expires_at, \
+                'ttl', CASE WHEN t.expires_at IS NULL THEN 0 \
+                            ELSE pg_catalog.ceil(pg_catalog.date_part('epoch', \
+                                   t.expires_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()))::pg_catalog.int8 END)::pg_catalog.text \
+           FROM vault.api_token_hashes t WHERE t.id OPERATOR(pg_catalog.=) $1",
+        &[id.into(), role.into()],
+    )
+    .map_err(VaultError::spi("read vault.api_token_hashes"))
+}
+
+/// The id and role of a live token (see `role_of`).
+fn live(presented: Option<&str>) -> VResult<Option<(pgrx::Uuid, String)>> {
     let Some(hash) = presented.and_then(token::hash) else {
         return Ok(None);
     };
@@ -308,5 +332,5 @@ pub fn role_of(presented: Option<&str>) -> VResult<Option<String>> {
         )
         .map_err(VaultError::spi("write vault.api_token_hashes"))?;
     }
-    Ok(Some(role))
+    Ok(Some((id, role)))
 }

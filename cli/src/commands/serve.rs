@@ -67,6 +67,9 @@ pub struct Serve {
     /// Seconds a kept-alive connection may wait for its next request's head before it is closed
     #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive_timeout: u64,
+    /// The mount of HashiCorp Vault's KV version 2 API under /v1/ (hvac, node-vault, vault kv get)
+    #[arg(long, default_value = "secret", value_name = "NAME")]
+    pub kv_mount: String,
 }
 
 impl Serve {

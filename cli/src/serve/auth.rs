@@ -1,12 +1,12 @@
 //! Who a request acts for (a session's cookie or a Bearer token), the CSRF check, the security
 //! headers and the access log: decided once per request, before any handler.
 
-use crate::serve::reply::ApiError;
+use crate::serve::reply::{ApiError, Shape};
 use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY};
 use crate::serve::state::{lock, App, LoggedRole};
 use crate::text::escape;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -49,6 +49,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// The caller when there is one: routes that also answer without one (HashiCorp Vault's
+/// `sys/health`, and its own refusal of a missing token) take `Option<Caller>`.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Caller>, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned())
+    }
+}
+
+/// Whether a request's path is HashiCorp Vault's API (routes/vault_kv.rs).
+pub(crate) fn is_vault_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
 /// Every request: the session from the cookie or the Bearer token, the CSRF check for
 /// state-changing methods, `no-store` on the API, one access-log line (method, path, status,
 /// role, duration) in the format and escaping the tests check.
@@ -88,8 +103,14 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
     // the header on its own), and one that also carries a session cookie is refused rather
     // than guessing which of the two it meant.
-    let bearer = bearer_token(req.headers());
+    // HashiCorp Vault's API (/v1/) reads its own token header (X-Vault-Token, else Bearer) and
+    // never a cookie: no session, no CSRF check there; a missing or malformed token leaves the
+    // request without a caller, which the route refuses as Vault does (403).
+    let vault = is_vault_path(&path);
+    let vault_caller = if vault { vault_token(req.headers()) } else { None };
+    let bearer = if vault { None } else { bearer_token(req.headers()) };
     let session = match bearer {
+        None if vault => None,
         None => app.session(req.headers()),
         Some(_) => None,
     };
@@ -120,7 +141,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     };
     let mut response = refusal.map(|e| {
         let close = matches!(e.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT);
-        let mut r = e.into_response();
+        let mut r = e.render(if vault { Shape::Vault } else { Shape::Api });
         if close {
             // What is left of the body is not read: the connection cannot carry another request.
             r.headers_mut()
@@ -131,7 +152,8 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     let mut role = session.as_ref().map(|s| s.user.clone());
     if response.is_none() {
         let acted = Arc::new(Mutex::new(None));
-        let caller = match (bearer.and_then(Result::ok), session) {
+        let bearer = bearer.and_then(Result::ok).or(vault_caller);
+        let caller = match (bearer, session) {
             (Some(token), _) => Some(Caller::Token {
                 app: app.clone(),
                 token: Arc::new(token),
@@ -154,7 +176,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     }
     let mut response = response.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     // The security headers every response has are set by the router's layers (routes/mod.rs).
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || vault {
         let h = response.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -192,6 +214,29 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<Result<Zeroizing<Strin
     }))
 }
 
+/// The token of a HashiCorp Vault request: `X-Vault-Token`, else `Authorization: Bearer`. None
+/// when missing, repeated or malformed (all answered 403, as Vault does).
+pub(crate) fn vault_token(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    let one = |name: header::HeaderName| -> Option<Option<&HeaderValue>> {
+        let mut all = headers.get_all(name).iter();
+        let first = all.next();
+        all.next().is_none().then_some(first)
+    };
+    let token = match one(header::HeaderName::from_static("x-vault-token"))? {
+        Some(v) => v.to_str().ok()?.trim().to_string(),
+        None => {
+            let v = one(header::AUTHORIZATION)??.to_str().ok()?;
+            let (scheme, token) = v.trim().split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            token.trim().to_string()
+        }
+    };
+    let token = Zeroizing::new(token);
+    (!token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c.is_control())).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +263,21 @@ mod tests {
         assert_eq!(token(&["Bearer "]), Some(Err(())));
         assert_eq!(token(&["Bearer a b"]), Some(Err(())));
         assert_eq!(token(&["Bearer a", "Bearer b"]), Some(Err(())), "two headers");
+    }
+
+    #[test]
+    fn the_vault_token_comes_from_x_vault_token_or_bearer_once() {
+        let mut h = HeaderMap::new();
+        assert!(vault_token(&h).is_none());
+        h.insert("x-vault-token", HeaderValue::from_static("pgv_abc"));
+        assert_eq!(vault_token(&h).unwrap().as_str(), "pgv_abc");
+        h.append("x-vault-token", HeaderValue::from_static("pgv_def"));
+        assert!(vault_token(&h).is_none(), "two X-Vault-Token headers are refused");
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer pgv_xyz"));
+        assert_eq!(vault_token(&h).unwrap().as_str(), "pgv_xyz");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(vault_token(&h).is_none());
+        assert!(is_vault_path("/v1/secret/data/x") && is_vault_path("/v1") && !is_vault_path("/v10"));
     }
 }

@@ -70,6 +70,8 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
         session_connections: usize::from(opts.session_connections).max(1),
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
         login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
+        // Checked by `run` (and clap's callers) first; a bad one here serves the default.
+        kv_mount: routes::vault_kv::check_mount(&opts.kv_mount).unwrap_or_else(|_| "secret".into()),
     })
 }
 
@@ -105,6 +107,7 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
             ))
         }
     };
+    routes::vault_kv::check_mount(&opts.kv_mount).map_err(Failure::usage)?;
     if session_budget(opts) < usize::from(opts.session_connections).max(1) + 1 {
         eprintln!(
             "pgvault serve: warning: the open-file limit leaves no room for a console session's database \

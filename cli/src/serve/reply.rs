@@ -107,6 +107,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// How a refusal is written: vault_ext's `{"error", "sqlstate"}` (`/api/v1/`, the console), or
+/// HashiCorp Vault's `{"errors": [...]}` with Vault's statuses (`/v1/`, routes/vault_kv.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Api,
+    Vault,
+}
+
+impl ApiError {
+    /// The refusal in `shape`.
+    pub(crate) fn render(self, shape: Shape) -> Response {
+        match shape {
+            Shape::Api => self.into_response(),
+            Shape::Vault => self.into_vault_response(),
+        }
+    }
+
+    /// The refusal as Vault answers one: `{"errors": [...]}` with the status of
+    /// [`Kind::vault_status`]. A token that does not act gets `permission denied` alone; a
+    /// refusal by the database (403) `permission denied` and its reason; a missing secret or
+    /// route 404 with no message, as from Vault.
+    pub(crate) fn into_vault_response(self) -> Response {
+        let status = StatusCode::from_u16(Kind::vault_status(self.status.as_u16())).unwrap_or(self.status);
+        let errors = match self.status {
+            StatusCode::UNAUTHORIZED => vec!["permission denied".to_string()],
+            StatusCode::FORBIDDEN => {
+                let mut e = vec!["permission denied".to_string()];
+                if self.message != "permission denied" {
+                    e.push(self.message);
+                }
+                e
+            }
+            StatusCode::NOT_FOUND => vec![],
+            _ => vec![self.message],
+        };
+        json_response(status, &serde_json::json!({ "errors": errors }))
+    }
+}
+
 /// `body` as JSON with `status`.
 pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let Ok(text) = serde_json::to_string(body) else {

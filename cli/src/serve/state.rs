@@ -30,6 +30,8 @@ pub(crate) struct App {
     pub(crate) max_sessions_per_role: usize,
     /// Logins being checked at once (see `login`).
     pub(crate) login_slots: Arc<Semaphore>,
+    /// The KV v2 mount of HashiCorp Vault's API under /v1/ (`--kv-mount`, routes/vault_kv.rs).
+    pub(crate) kv_mount: String,
 }
 
 /// The role a response was made for, for the access log.

@@ -7,6 +7,7 @@
 //! otherwise supply one).
 
 pub mod audit;
+pub mod kv;
 pub mod secrets;
 pub mod tokens;
 

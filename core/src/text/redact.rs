@@ -90,6 +90,8 @@ pub const VAULT_NAMES: &[&str] = &[
     "revoke_api_token",
     "api_token_role",
     "_api_token_role",
+    "api_token_self",
+    "_api_token_self",
     // Using a secret without reading it (sql/use.sql, src/api/usage.rs).
     "hmac",
     "hmac_verify",

@@ -111,6 +111,13 @@ RESET ROLE;
 GRANT USAGE ON SCHEMA vault TO regress_tok_nobody;
 SET ROLE regress_tok_nobody;
 SELECT vault.api_token_role(:'tok') AS role;
+-- ... and what a live token may know about itself (pgvault serve's Vault token lookup): its
+-- name, role, expiry and seconds left (0: none), never the token; NULL for any other token.
+SELECT j->>'name' AS name, j->>'role' AS role, j->'expires_at' = 'null' AS no_expiry, j->'ttl' AS ttl,
+       strpos(j::text, substr(:'tok', 5)) AS token_at
+  FROM vault.api_token_self(:'tok') j;
+SELECT vault.api_token_self(x) IS NULL AS none
+  FROM (VALUES (NULL), ('pgv_' || repeat('A', 43)), (:'tok2')) v(x);
 -- ... but not create, list or revoke tokens; neither may a reader.
 SELECT vault.create_api_token('mine', 'regress_tok_nobody');
 \echo :SQLSTATE
@@ -153,6 +160,7 @@ SELECT vault.api_token_role(:'tok3') AS role;
 SET ROLE regress_tok_admin;
 SELECT vault.revoke_api_token('ci-deploy');
 SELECT vault.api_token_role(:'tok') AS role;
+SELECT vault.api_token_self(:'tok') IS NULL AS revoked_self;
 SELECT vault.revoke_api_token('ci-deploy');
 \echo :SQLSTATE
 SELECT vault.create_api_token('ci-deploy', 'regress_tok_reader') AS tok4 \gset
@@ -162,6 +170,10 @@ SELECT name, role, revoked_at IS NOT NULL AS revoked FROM vault.api_tokens WHERE
 SELECT "current_role", action, detail->>'token' AS token_name, detail->>'role' AS role
   FROM vault.audit_log WHERE action IN ('create_token', 'revoke_token') ORDER BY at;
 SELECT count(*) AS audit_rows_with_token FROM vault.audit_log WHERE strpos(detail::text, substr(:'tok', 5)) > 0;
+-- A token with an expiry knows how long it has left.
+SELECT vault.create_api_token('later', 'regress_tok_service', now() + interval '1 hour') AS tok5 \gset
+SELECT (j->>'ttl')::int BETWEEN 3590 AND 3600 AS ttl_left, (j->>'expires_at')::timestamptz > now() AS expires
+  FROM vault.api_token_self(:'tok5') j;
 RESET ROLE;
 DELETE FROM vault.api_token_hashes;
 DROP OWNED BY regress_tok_admin, regress_tok_reader, regress_tok_nobody;

@@ -5,6 +5,7 @@ pub(crate) mod assets;
 pub(crate) mod grants;
 pub(crate) mod secrets;
 pub(crate) mod session;
+pub(crate) mod vault_kv;
 
 use admin::{audit, keys, verify};
 use assets::{asset, not_found, APP_CSS, APP_JS, INDEX_HTML};
@@ -44,6 +45,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/keys", get(keys))
         .route("/api/v1/verify", get(verify))
+        .route("/v1/{*rest}", axum::routing::any(vault_kv::handle))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         // The headers every response has, refusals included (SPEC 9).
