@@ -347,7 +347,11 @@ pub mod rows {
     use pgrx::prelude::*;
     use pgrx::{PgTrigger, Uuid};
 
-    fn col<'t, T>(row: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>, name: &'static str) -> VResult<Option<T>>
+    /// A column of a trigger's row, by name (also used by the versions' triggers).
+    pub(crate) fn col<'t, T>(
+        row: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>,
+        name: &'static str,
+    ) -> VResult<Option<T>>
     where
         T: FromDatum + IntoDatum + pgrx::datum::UnboxDatum<As<'t> = T> + 't,
     {

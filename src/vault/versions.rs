@@ -14,15 +14,7 @@ use pgrx::{AllocatedByPostgres, PgSqlErrorCode, PgTrigger, Uuid};
 
 type Row<'a> = PgHeapTuple<'a, AllocatedByPostgres>;
 
-fn col<'t, T>(row: &'t PgHeapTuple<'_, impl pgrx::WhoAllocated>, name: &'static str) -> VResult<Option<T>>
-where
-    T: FromDatum + IntoDatum + pgrx::datum::UnboxDatum<As<'t> = T> + 't,
-{
-    row.get_by_name::<T>(name).map_err(|_| VaultError::MissingColumn {
-        column: name,
-        typ: "as CREATE EXTENSION made it",
-    })
-}
+use super::audit::rows::col;
 
 const KEEP_SQL: &str = "\
 INSERT INTO vault.secret_versions (secret_id, version, secret, key_id, nonce, created_at, created_by)
