@@ -91,6 +91,8 @@ pub const VAULT_NAMES: &[&str] = &[
     "api_token_role",
     "_api_token_role",
     "api_token_self",
+    // issue 30: the NOTIFY trigger function
+    "_notify_changed",
     "_api_token_self",
     // Using a secret without reading it (sql/use.sql, src/api/usage.rs).
     "hmac",
