@@ -895,6 +895,32 @@ touch "$WORK/watch2.log.stop"
 wait $wpid
 check "a command that ends by itself ends pgvault --watch with its status" 0 "$?"
 
+# A restart reaches the command's own children (a shell that does not exec, a wrapper): the
+# review of issue 30 saw an old worker keep running on the old secret, holding the output pipe,
+# so the new command did not start until it ended.
+rm -f "$WORK/watch3.log" "$WORK/watch3.log.pids"
+PGUSER=app_reader "$PGVAULT" run --watch --grace 2 --only watched -- \
+  sh -c 'sh -c "echo \$\$ >>$0.pids; echo worker \$WATCHED >>$0; exec sleep 300"; echo done' "$WORK/watch3.log" \
+  >"$WORK/watch3.out" 2>"$WORK/watch3.err" &
+w3pid=$!
+watch_lines_in "$WORK/watch3.log" 1 10
+first_worker=$(head -1 "$WORK/watch3.log.pids")
+sql cli "SELECT vault.update_secret(id, 'watch-value-5') FROM vault.secrets WHERE name = 'watched'" >/dev/null
+watch_lines_in "$WORK/watch3.log" 2 15
+check "a restart starts the command again although its child ignores nothing and holds the output" \
+  "worker watch-value-5" "$(tail -1 "$WORK/watch3.log")"
+check "... and the old worker (the command's child) is gone" gone \
+  "$(case "$(ps -o stat= -p "$first_worker" 2>/dev/null)" in ''|Z*) echo gone ;; *) echo alive ;; esac)"
+# Any login role may NOTIFY the channel: a flood makes a watcher rebuild at most once a second.
+before=$(grep -c 'vault.decrypted_secrets' "$(logfile cli)")
+sql cli "DO \$\$ BEGIN FOR i IN 1..2000 LOOP PERFORM pg_notify('vault_ext_changed', ''); COMMIT; END LOOP; END \$\$" >/dev/null
+sleep 3
+rebuilds=$(( $(grep -c 'vault.decrypted_secrets' "$(logfile cli)") - before ))
+check "2,000 NOTIFYs in a second or two: a handful of rebuilds, not one each" yes "$([ "$rebuilds" -le 10 ] && echo yes || echo "no: $rebuilds")"
+check "... and no restart (nothing changed)" 2 "$(wc -l <"$WORK/watch3.log")"
+# (The command's own children hold the output pipe: end them, then pgvault.)
+kill $(cat "$WORK/watch3.log.pids") 2>/dev/null; kill -TERM $w3pid; wait $w3pid 2>/dev/null
+
 # The server logs every statement and its parameters (log_statement = all): the controls show
 # that statement text, pgvault's included, reaches the log, so a value's absence means something.
 CONTROL=log-control-$RANDOM$RANDOM

@@ -61,6 +61,58 @@ pub fn send(sig: i32) -> io::Result<()> {
     rustix::process::kill_process(pid, sig).map_err(io::Error::from)
 }
 
+/// Sends `sig` to the running child and to every process below it (read from /proc), so a
+/// restart under --watch also reaches what a shell, a wrapper script or `npm start` started:
+/// signalled alone, the child's own children kept running on the old secrets, and held the
+/// output pipes so the new child waited for them (the review of issue 30). A process that
+/// left the tree (a daemon that double-forked) is not found.
+pub fn send_tree(sig: i32) -> io::Result<()> {
+    let root = CHILD.load(Ordering::SeqCst);
+    if root <= 0 {
+        return Ok(());
+    }
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = parent_of(pid) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        if let Some(c) = children.get(&tree[i]) {
+            tree.extend(c);
+        }
+        i += 1;
+    }
+    let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
+        return Ok(());
+    };
+    let mut result = Ok(());
+    for pid in tree {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            if let Err(e) = rustix::process::kill_process(pid, sig) {
+                if pid.as_raw_nonzero().get() == root {
+                    result = Err(io::Error::from(e));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// A process's parent, from /proc/PID/stat (the field after the parenthesised name).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A started child and the threads pumping its output.
 pub struct Running {
     child: Child,

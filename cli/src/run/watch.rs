@@ -93,7 +93,7 @@ pub fn supervise(
         );
         // Stop the child: the signal, the grace period, then SIGKILL. Environments built
         // meanwhile replace the one to start with.
-        let _ = child::send(restart.signal);
+        let _ = child::send_tree(restart.signal);
         let deadline = Instant::now() + restart.grace;
         let mut killed = false;
         loop {
@@ -112,7 +112,7 @@ pub fn supervise(
                         "pgvault: the command did not stop within {} s: killing it",
                         restart.grace.as_secs()
                     );
-                    let _ = child::send(signal_hook::consts::SIGKILL);
+                    let _ = child::send_tree(signal_hook::consts::SIGKILL);
                     killed = true;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Err(Failure::failed("the watch stopped")),
@@ -148,6 +148,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// LISTENs on a connection of its own, reconnecting with backoff; sends the environment built
 /// after each (re)connection and each notification.
+/// The least time between two rebuilds of the environment on notifications.
+const MIN_REBUILD: Duration = Duration::from_secs(1);
+
 fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
     let mut backoff = Duration::from_secs(1);
     let mut lost = false;
@@ -182,12 +185,18 @@ fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
             if closed {
                 break;
             }
-            // Wait for a notification; those that came meanwhile are one change.
-            let mut notes = client.notifications();
-            match notes.blocking_iter().next() {
-                Ok(Some(_)) => {}
-                _ => break,
+            // Wait for a notification; those that came meanwhile are one change. At most one
+            // rebuild a second: any login role may NOTIFY the channel, and a flood of them made
+            // every watcher decrypt its selection again for each (the review of issue 30).
+            let built_at = Instant::now();
+            let notified = matches!(client.notifications().blocking_iter().next(), Ok(Some(_)));
+            if !notified {
+                break;
             }
+            if let Some(rest) = MIN_REBUILD.checked_sub(built_at.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            let mut notes = client.notifications();
             while let Ok(Some(_)) = notes.iter().next() {}
         }
         eprintln!("pgvault: lost the connection that listens for changes; the command keeps running, reconnecting");
