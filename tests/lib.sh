@@ -45,6 +45,17 @@ scram_only() {
   printf 'local all postgres trust\nlocal all all scram-sha-256\n' >"$(datadir "$1")/pg_hba.conf"
 }
 
+# wait_https NAME PORT: wait (up to 10 s) until the pgvault serve started as NAME (its output in
+# $WORK/NAME.out) answers HTTPS on 127.0.0.1:PORT with the test CA; else show its output.
+wait_https() {
+  local _
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --cacert "$WORK/ca.pem" "https://127.0.0.1:$2/" && return 0
+    sleep 0.1
+  done
+  echo "pgvault serve $1 did not start:"; cat "$WORK/$1.out"; return 1
+}
+
 # test_certificate: a test CA ($WORK/ca.pem) and a server certificate for localhost and
 # 127.0.0.1 signed by it ($WORK/server.pem, $WORK/server.key).
 test_certificate() {

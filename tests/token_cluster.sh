@@ -56,12 +56,7 @@ serve_bg() {
   PGPASSWORD=$PW "$PGVAULT" --dsn "$(dsn "$2" "$4")" serve --listen "127.0.0.1:$3" \
     --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" >"$WORK/$1.out" 2>&1 &
   SERVERS+=($!)
-  local _
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --cacert "$WORK/ca.pem" "https://127.0.0.1:$3/" && return 0
-    sleep 0.1
-  done
-  echo "pgvault serve $1 did not start:"; cat "$WORK/$1.out"; return 1
+  wait_https "$1" "$3"
 }
 # breq TOKEN METHOD PATH [JSON] [curl args...]: a Bearer request (no cookie, no CSRF token) to
 # ${URL:-the main server}; sets CODE and $WORK/body.

@@ -52,12 +52,7 @@ serve_bg() {
   PGPASSWORD=$PW "$PGVAULT" --dsn "${SERVE_DSN:-$(dsn kv authenticator)}" serve --listen "127.0.0.1:$p" \
     --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" "$@" >"$WORK/$name.out" 2>&1 &
   SERVERS+=($!)
-  local _
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --cacert "$WORK/ca.pem" "https://127.0.0.1:$p/" && return 0
-    sleep 0.1
-  done
-  echo "pgvault serve $name did not start:"; cat "$WORK/$name.out"; return 1
+  wait_https "$name" "$p"
 }
 # vreq TOKEN METHOD PATH [JSON] [curl args...]: a Vault request with X-Vault-Token to
 # ${URL:-the main server}; sets CODE, $WORK/body and $WORK/hdrs.
