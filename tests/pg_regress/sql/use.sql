@@ -241,7 +241,7 @@ SELECT id, left(ssn, 9) AS prefix, vault.decrypt_text('pii', ssn, 'user:' || id)
 SELECT vault.decrypt('pii', vault.encrypt('pii', '\x00ff'::bytea)) AS bytes;
 SELECT vault.decrypt_text('pii', ssn, 'user:2') FROM customers WHERE id = 1;
 \echo :SQLSTATE
-SELECT vault.decrypt_text('pii', 'vault:v1:' || encode(set_byte(decode(substr(ssn, 10), 'base64'), 30, 0), 'base64'), 'user:1') FROM customers WHERE id = 1;
+SELECT vault.decrypt_text('pii', 'vault:v1:' || encode(set_byte(decode(substr(ssn, 10), 'base64'), 30, get_byte(decode(substr(ssn, 10), 'base64'), 30) # 1), 'base64'), 'user:1') FROM customers WHERE id = 1;
 \echo :SQLSTATE
 SELECT vault.decrypt_text('pii', 'not a ciphertext');
 \echo :SQLSTATE
