@@ -174,8 +174,8 @@ impl Failure {
     }
 }
 
-impl From<postgres::Error> for Failure {
-    fn from(e: postgres::Error) -> Failure {
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
         let kind = match e.code() {
             Some(c) => Kind::of_sqlstate(c.code()),
             None if e.is_closed() => Kind::Connect,
@@ -201,7 +201,7 @@ impl From<io::Error> for Failure {
 }
 
 /// A server error as psql shows it: severity, message, SQLSTATE, detail and hint.
-pub fn error_text(e: &postgres::Error) -> String {
+pub fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());

@@ -6,7 +6,7 @@
 //! argv, messages, logs or files pgvault writes.
 //!
 //! Layers, each using only those after it: `commands` (one file per command) and `serve` (the
-//! HTTPS server) → `run` (masking, signals, --watch) and `inject` (references in a file) → `remote` (the HTTPS client), `api` (the JSON types both sides share) →
+//! HTTPS server) → `run` (masking, signals, --watch) and `inject` (references in a file) → `selection` (which secrets a command uses) → `remote` (the HTTPS client), `api` (the JSON types both sides share) →
 //! `store` (every SQL statement) → `conn` (connecting as libpq does) → `error` (one table from
 //! SQLSTATE to exit code and HTTP status), `text`, `when`, `dotenv`, `envplan`, `prompt` →
 //! `ffi` (the only unsafe code).
@@ -24,6 +24,7 @@ pub mod limits;
 pub mod prompt;
 pub mod remote;
 pub mod run;
+pub mod selection;
 pub mod serve;
 pub mod store;
 pub mod text;

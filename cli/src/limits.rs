@@ -27,10 +27,10 @@ use tokio::net::TcpStream;
 /// File descriptors kept back from connections: logins, the listener, the certificate files,
 /// the standard streams.
 const RESERVED_DESCRIPTORS: u64 = 64;
-/// What one database connection costs in file descriptors with the synchronous driver: its
-/// socket and the runtime it starts for itself (an epoll and an eventfd per worker, measured:
-/// 8 connections took 40 descriptors).
-pub const DESCRIPTORS_PER_DATABASE_CONNECTION: u64 = 5;
+/// What one database connection costs in file descriptors: its socket (the asynchronous
+/// driver runs every connection on the server's own runtime; the synchronous one it replaced
+/// started a runtime per connection and took 5).
+pub const DESCRIPTORS_PER_DATABASE_CONNECTION: u64 = 1;
 
 fn open_file_limit() -> u64 {
     rustix::process::getrlimit(rustix::process::Resource::Nofile)

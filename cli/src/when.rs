@@ -50,7 +50,7 @@ impl When {
 }
 
 /// The failure for a moment the database could not read: a usage error naming the option.
-pub fn bad_when<'a>(what: &'a str, s: &'a str) -> impl Fn(postgres::Error) -> Failure + 'a {
+pub fn bad_when<'a>(what: &'a str, s: &'a str) -> impl Fn(tokio_postgres::Error) -> Failure + 'a {
     move |e| {
         match e.code().map(|c| c.code()) {
         Some("22007" | "22008" | "22P02" | "22015") => Failure::usage(format!(

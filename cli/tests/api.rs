@@ -61,6 +61,9 @@ fn sql(statements: &str) -> Vec<Option<String>> {
     .expect("sql thread")
 }
 
+/// Tests that count authenticator_logged's lines in the server log run one at a time.
+static LOGGED_ROLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn sql_one(statement: &str) -> String {
     sql(statement).pop().flatten().unwrap_or_default()
 }
@@ -748,6 +751,7 @@ async fn the_https_client_reads_what_the_server_sends() {
 /// role and nothing lingers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_request_checks_and_switches_in_one_statement_and_skips_the_reset() {
+    let _log = LOGGED_ROLE.lock().await;
     create_secret("rt_secret", "round-trip-value-0123456789");
     let token = sql_one("SELECT vault.create_api_token('api-rt-reader', 'tok_reader')");
     let api = Api::as_role("authenticator_logged", &["--token-connections", "1"]);
@@ -789,4 +793,105 @@ async fn a_token_request_checks_and_switches_in_one_statement_and_skips_the_rese
         0,
         "no reset after requests that ended with their transaction"
     );
+}
+
+/// The token path keeps its statements prepared on its pooled connection: the value's GET is
+/// parsed once and then only executed, under one statement name, request after request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_connection_keeps_its_prepared_statements() {
+    let _log = LOGGED_ROLE.lock().await;
+    create_secret("prep_secret", "prepared-value-0123456789");
+    let token = sql_one("SELECT vault.create_api_token('api-prep-reader', 'tok_reader')");
+    let api = Api::as_role("authenticator_logged", &["--token-connections", "1"]);
+    let log = env("PGVAULT_TEST_LOG");
+    let mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    for _ in 0..4 {
+        let r = api
+            .bearer(&token, Method::GET, "/api/v1/secrets/prep_secret", None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read(&log).expect("server log");
+    let text = String::from_utf8_lossy(&text[mark.min(text.len())..]).into_owned();
+    // "LOG:  execute s3: SELECT d.v, ..." for each GET: the name after "execute".
+    let names: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" authenticator_logged ") && l.contains("FROM vault.decrypted_secrets s WHERE"))
+        .filter_map(|l| l.split("execute ").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(names.len(), 4, "one execution per GET:\n{text}");
+    assert!(
+        names.iter().all(|n| *n == names[0] && *n != "<unnamed>"),
+        "one prepared statement for every GET: {names:?}"
+    );
+}
+
+/// A request whose client went away half way (its future dropped inside its transaction)
+/// leaves nothing behind: the connection is rolled back before its next request, on the
+/// token pool and on a session alike, and what the request did is not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_half_way_is_rolled_back_before_the_connection_is_reused() {
+    let before = "value-before-the-dropped-put";
+    create_secret("dropped_put", before);
+    let token = sql_one("SELECT vault.create_api_token('api-drop-admin', 'tok_admin')");
+    let api = Api::new(&["--token-connections", "1", "--session-connections", "1"]);
+    let admin = api.login("api_admin").await;
+    let path = "/api/v1/secrets/dropped_put";
+    for by_token in [true, false] {
+        // A superuser transaction holds the secret's row: the PUT waits in its FOR UPDATE,
+        // after its BEGIN (and, for the token, its SET LOCAL ROLE).
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let dsn = format!(
+            "host={} port={} dbname=postgres user=postgres",
+            env("PGVAULT_TEST_HOST"),
+            env("PGVAULT_TEST_PORT")
+        );
+        let holder = std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("superuser connection");
+            let mut tx = c.transaction().unwrap();
+            tx.query("SELECT 1 FROM vault.secrets WHERE name = 'dropped_put' FOR UPDATE", &[])
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = released.recv();
+            tx.commit().unwrap();
+        });
+        locked.recv().unwrap();
+        let body = Some(json!({"value": "written-by-a-dropped-request", "description": "dropped"}));
+        let put = async {
+            if by_token {
+                api.bearer(&token, Method::PUT, path, body).await
+            } else {
+                api.call(Some(&admin), Method::PUT, path, body).await
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), put).await.is_err(),
+            "the PUT waits for the row lock (by_token {by_token})"
+        );
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        let r = if by_token {
+            api.bearer(&token, Method::GET, path, None).await
+        } else {
+            api.call(Some(&admin), Method::GET, path, None).await
+        };
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "the next request (by_token {by_token}): {}",
+            r.text()
+        );
+        assert_eq!(r.json()["value"], before);
+        assert_eq!(r.json()["description"], "made by the api tests");
+        let who = if by_token { "authenticator" } else { "api_admin" };
+        assert_eq!(
+            sql_one(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = '{who}' AND state LIKE 'idle in transaction%'"
+            )),
+            "0",
+            "no transaction left open on {who}'s connection"
+        );
+    }
 }

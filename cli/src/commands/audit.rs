@@ -26,7 +26,9 @@ impl Audit {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
         let since = self.since.as_deref().map(When::parse).transpose()?;
         let instant = since.as_ref().map(When::instant).unwrap_or_default();
-        let rows = audit::recent(&mut ctx.connect()?, self.secret.as_deref(), instant, self.limit)
+        let db = ctx.connect()?;
+        let rows = db
+            .wait(audit::recent(db.client(), self.secret.as_deref(), instant, self.limit))
             .map_err(bad_when("--since", self.since.as_deref().unwrap_or("")))?;
         let mut table = vec![["AT", "ROLE", "ACTION", "SECRET", "DETAIL"].map(String::from)];
         for r in rows {

@@ -1,9 +1,10 @@
 //! `pgvault get`: print a secret's value.
 
 use super::reading::Via;
-use super::{not_granted, Ctx};
+use super::Ctx;
 use crate::error::Failure;
 use crate::remote::Fetched;
+use crate::selection::not_granted;
 use crate::store::secrets;
 use crate::text;
 use std::io::{self, Write};
@@ -32,7 +33,10 @@ impl Get {
                     Fetched::NotFound => None,
                 }
             }
-            None => secrets::value(&mut ctx.connect()?, &self.name)?,
+            None => {
+                let db = ctx.connect()?;
+                db.wait(secrets::value(db.client(), &self.name))?
+            }
         };
         write_value(&self.name, found, self.no_newline)
     }

@@ -15,9 +15,9 @@ pub struct Grant {
 
 impl Grant {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let mut client = ctx.connect()?;
-        let id = secret_id(&mut client, &self.name)?;
-        secrets::grant(&mut client, &id, &self.role)?;
+        let db = ctx.connect()?;
+        let id = secret_id(&db, &self.name)?;
+        db.wait(secrets::grant(db.client(), &id, &self.role))?;
         eprintln!(
             "pgvault: {} may read secret {} (with vault_reader)",
             text::escape(&self.role),
@@ -37,10 +37,10 @@ pub struct Revoke {
 
 impl Revoke {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let mut client = ctx.connect()?;
-        let id = secret_id(&mut client, &self.name)?;
+        let db = ctx.connect()?;
+        let id = secret_id(&db, &self.name)?;
         let (role, name) = (text::escape(&self.role), text::escape(&self.name));
-        if secrets::revoke(&mut client, &id, &self.role)? {
+        if db.wait(secrets::revoke(db.client(), &id, &self.role))? {
             eprintln!("pgvault: revoked {role}'s grant on secret {name}");
         } else {
             eprintln!("pgvault: warning: {role} had no grant on secret {name}");

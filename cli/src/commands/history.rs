@@ -15,10 +15,10 @@ pub struct History {
 
 impl History {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let mut client = ctx.connect()?;
-        let id = secret_id(&mut client, &self.name)?;
+        let db = ctx.connect()?;
+        let id = secret_id(&db, &self.name)?;
         let mut table = vec![["VERSION", "STATE", "SINCE", "BY"].map(String::from)];
-        for v in secrets::history(&mut client, &id)? {
+        for v in db.wait(secrets::history(db.client(), &id))? {
             table.push([v.version.to_string(), v.state, v.since, text::escape(&v.by)]);
         }
         text::write_table(&mut io::stdout().lock(), &table)?;

@@ -55,20 +55,21 @@ impl Import {
                 eprintln!("pgvault: warning: {file}: {key} is given more than once; the last one wins");
             }
         }
-        let mut client = ctx.connect()?;
-        let mut tx = client.transaction()?;
-        let (mut created, mut updated, mut unchanged) = (0, 0, 0);
-        for (i, (key, value)) in pairs.iter().enumerate() {
-            if last[key.as_str()] != i {
-                continue;
+        let mut db = ctx.connect()?;
+        let (created, updated, unchanged) = db.transaction(async |tx| {
+            let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if last[key.as_str()] != i {
+                    continue;
+                }
+                match upsert(tx, key, Some(value), None, &self.tag, true).await? {
+                    Outcome::Created => created += 1,
+                    Outcome::Updated => updated += 1,
+                    Outcome::Unchanged => unchanged += 1,
+                }
             }
-            match upsert(&mut tx, key, Some(value), None, &self.tag, true)? {
-                Outcome::Created => created += 1,
-                Outcome::Updated => updated += 1,
-                Outcome::Unchanged => unchanged += 1,
-            }
-        }
-        tx.commit()?;
+            Ok((created, updated, unchanged))
+        })?;
         eprintln!(
             "pgvault: imported {} secrets ({created} created, {updated} updated, {unchanged} unchanged)",
             last.len()

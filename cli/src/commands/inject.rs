@@ -45,8 +45,10 @@ impl Inject {
                 })
             }
             None => {
-                let mut client = ctx.connect()?;
-                crate::inject::main(&self.input, output, &mut |n| Ok(secrets::value(&mut client, n)?))
+                let db = ctx.connect()?;
+                crate::inject::main(&self.input, output, &mut |n| {
+                    Ok(db.wait(secrets::value(db.client(), n))?)
+                })
             }
         }
     }

@@ -34,7 +34,8 @@ struct Item<'a> {
 
 impl List {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let rows = secrets::list(&mut ctx.connect()?, &self.tag, None)?;
+        let db = ctx.connect()?;
+        let rows = db.wait(secrets::list(db.client(), &self.tag, None))?;
         let mut out = io::stdout().lock();
         if self.json {
             let items: Vec<Item<'_>> = rows

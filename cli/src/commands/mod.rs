@@ -21,7 +21,6 @@ mod verify;
 use crate::error::Failure;
 use crate::{conn, remote, text};
 use clap::{Parser, Subcommand};
-use postgres::Client;
 
 const EXIT_CODES: &str = "\
 Connection: --dsn (a postgresql:// URL, key=value pairs, or service=NAME), else DATABASE_URL,
@@ -81,8 +80,8 @@ impl Ctx {
     }
 
     /// A connection to a database with vault_ext.
-    pub fn connect(&self) -> Result<Client, Failure> {
-        conn::connect(&self.target()?)
+    pub fn connect(&self) -> Result<conn::Db, Failure> {
+        conn::Db::open(&self.target()?)
     }
 
     /// `pgvault serve` to read through instead (get, run, export), when PGVAULT_URL is set.
@@ -127,8 +126,8 @@ impl Cli {
 }
 
 /// The id of the secret named `name`, or exit 3.
-fn secret_id(client: &mut Client, name: &str) -> Result<String, Failure> {
-    crate::store::secrets::id(client, name)?
+fn secret_id(db: &conn::Db, name: &str) -> Result<String, Failure> {
+    db.wait(crate::store::secrets::id(db.client(), name))?
         .ok_or_else(|| Failure::not_found(format!("no secret named {}", text::escape(name))))
 }
 
@@ -162,17 +161,6 @@ fn check_value(name: &str, value: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// The value of a secret whose per-secret grants (vault.grant_secret) leave this role out, or
-/// of a non-exportable secret (never returned, also not to vault_admin), reads as NULL.
-pub(crate) fn not_granted(name: &str) -> Failure {
-    Failure::denied(format!(
-        "secret {} is not readable by this role: vault.grant_secret narrowed it to other roles \
-         (see vault.secret_grants), or it is not exportable (only used inside the server, by \
-         vault.hmac, vault.sign_jwt, ...)",
-        text::escape(name)
-    ))
 }
 
 /// A JSON document on standard output, pretty-printed.

@@ -1,13 +1,12 @@
 //! What get, run and export share: reading values over SQL or through `pgvault serve`, and
 //! choosing which of them to use.
 
-use super::{not_granted, Ctx};
+use super::Ctx;
 use crate::error::Failure;
-use crate::remote::{self, Remote};
-use crate::store::secrets::{self, Value};
-use crate::text;
+use crate::remote::Remote;
+use crate::selection::{fetch_remote, select, Secrets};
+use crate::store::secrets;
 use std::path::PathBuf;
-use zeroize::Zeroizing;
 
 /// Where values are read: the database (--dsn and the libpq settings), or `pgvault serve`.
 #[derive(clap::Args, Default)]
@@ -30,75 +29,15 @@ impl Via {
     }
 }
 
-pub type Secrets = Vec<(String, Zeroizing<String>)>;
-
 /// The named secrets with every tag in `tags` (and in `only`, when given), read where `via`
 /// says, then narrowed by [`select`].
 pub fn secrets(ctx: &Ctx, via: &Via, tags: &[String], only: &[String]) -> Result<Secrets, Failure> {
     let rows = match via.remote(ctx)? {
         Some(r) => fetch_remote(&r, tags, only)?,
-        None => secrets::values(&mut ctx.connect()?, tags, only)?,
+        None => {
+            let db = ctx.connect()?;
+            db.wait(secrets::values(db.client(), tags, only))?
+        }
     };
     select(rows, tags, only)
-}
-
-/// [`secrets::values`] through `pgvault serve`: the list (the same filter and order), then
-/// each value.
-pub(crate) fn fetch_remote(r: &Remote, tags: &[String], only: &[String]) -> Result<Vec<Value>, Failure> {
-    r.may_read()?;
-    let mut rows = Vec::new();
-    for item in r.list(tags)? {
-        let Some(name) = item.name else { continue };
-        if !only.is_empty() && !only.contains(&name) {
-            continue;
-        }
-        let value = match r.value(&name)? {
-            remote::Fetched::Value(v) => Some(v),
-            remote::Fetched::NotGranted => None,
-            // Deleted since the list was made.
-            remote::Fetched::NotFound => continue,
-        };
-        rows.push(Value {
-            name,
-            value,
-            expired: item.expired,
-        });
-    }
-    Ok(rows)
-}
-
-/// Name and value of the rows this role may read; the others are left out with a warning,
-/// and an error when named in `only` (each of which must exist).
-pub(crate) fn select(rows: Vec<Value>, tags: &[String], only: &[String]) -> Result<Secrets, Failure> {
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let name = r.name.clone();
-        let Some(value) = r.value.clone() else {
-            // A secret with per-secret grants that leave this role out: named ones are an
-            // error, the others are left out with a word on standard error.
-            if only.contains(&name) {
-                return Err(not_granted(&name));
-            }
-            eprintln!(
-                "pgvault: warning: skipping secret {}: its grants leave this role out, or it is not exportable",
-                text::escape(&name)
-            );
-            continue;
-        };
-        if r.expired {
-            eprintln!(
-                "pgvault: warning: secret {} has expired (its value is used all the same)",
-                text::escape(&name)
-            );
-        }
-        out.push((name, value));
-    }
-    if let Some(missing) = only.iter().find(|n| !rows.iter().any(|r| &r.name == *n)) {
-        let why = if tags.is_empty() { "" } else { " with those tags" };
-        return Err(Failure::not_found(format!(
-            "no secret named {}{why}",
-            text::escape(missing)
-        )));
-    }
-    Ok(out)
 }

@@ -14,7 +14,8 @@ pub struct Rm {
 
 impl Rm {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        if !secrets::delete(&mut ctx.connect()?, &self.name)? {
+        let db = ctx.connect()?;
+        if !db.wait(secrets::delete(db.client(), &self.name))? {
             return Err(Failure::not_found(format!(
                 "no secret named {}",
                 text::escape(&self.name)

@@ -15,9 +15,9 @@ pub struct Rollback {
 
 impl Rollback {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let mut client = ctx.connect()?;
-        let id = secret_id(&mut client, &self.name)?;
-        let new = secrets::rollback(&mut client, &id, self.version)?;
+        let db = ctx.connect()?;
+        let id = secret_id(&db, &self.name)?;
+        let new = db.wait(secrets::rollback(db.client(), &id, self.version))?;
         eprintln!(
             "pgvault: secret {} now has the value of version {} (as version {new})",
             text::escape(&self.name),

@@ -56,33 +56,36 @@ impl Set {
             ));
         }
         // Connect and check the rights first: nobody types a value only to learn it was for nothing.
-        let mut client = ctx.connect()?;
-        if !secrets::may_write(&mut client)? {
+        let mut db = ctx.connect()?;
+        if !db.wait(secrets::may_write(db.client()))? {
             return Err(Failure::denied(format!(
                 "permission denied: set needs vault_admin (nothing was asked or changed)\n{ROLES_HINT}"
             )));
         }
         let value = if self.keep_value { None } else { Some(read_value(name)?) };
-        let mut tx = client.transaction()?;
-        let outcome = upsert(
-            &mut tx,
-            name,
-            value.as_ref().map(|v| v.as_str()),
-            self.description.as_deref(),
-            &self.tag,
-            false,
-        )?;
-        if let Some(when) = expires {
-            let past =
-                secrets::set_expiry(&mut tx, name, when.instant()).map_err(bad_when("--expires", when.shown()))?;
-            if past {
-                eprintln!(
-                    "pgvault: warning: the expiry {} is in the past: the secret is expired already",
-                    text::escape(when.shown())
-                );
+        let outcome = db.transaction(async |tx| {
+            let outcome = upsert(
+                tx,
+                name,
+                value.as_ref().map(|v| v.as_str()),
+                self.description.as_deref(),
+                &self.tag,
+                false,
+            )
+            .await?;
+            if let Some(when) = &expires {
+                let past = secrets::set_expiry(tx, name, when.instant())
+                    .await
+                    .map_err(bad_when("--expires", when.shown()))?;
+                if past {
+                    eprintln!(
+                        "pgvault: warning: the expiry {} is in the past: the secret is expired already",
+                        text::escape(when.shown())
+                    );
+                }
             }
-        }
-        tx.commit()?;
+            Ok(outcome)
+        })?;
         eprintln!("pgvault: {} secret {}", outcome.word(), text::escape(name));
         Ok(())
     }
@@ -141,8 +144,8 @@ impl Outcome {
 /// Creates or updates the secret `name` inside `tx`. A value of None keeps the value (the
 /// secret must exist); tags given replace the secret's tags; a description given replaces its
 /// description. With `skip_same`, a value equal to the stored one is not rewritten.
-pub fn upsert(
-    tx: &mut postgres::Transaction<'_>,
+pub async fn upsert(
+    tx: &tokio_postgres::Transaction<'_>,
     name: &str,
     value: Option<&str>,
     description: Option<&str>,
@@ -150,14 +153,14 @@ pub fn upsert(
     skip_same: bool,
 ) -> Result<Outcome, Failure> {
     let tags = (!tags.is_empty()).then_some(tags);
-    match secrets::lock(tx, name)? {
+    match secrets::lock(tx, name).await? {
         Some(existing) => {
             let mut value = value;
             if skip_same {
                 if let Some(v) = value {
                     // Compared here, not in SQL: a value sent as a query parameter would reach a log
                     // that records parameters.
-                    let stored = secrets::value_by_id(tx, &existing.id)?;
+                    let stored = secrets::value_by_id(tx, &existing.id).await?;
                     if stored.as_deref().map(String::as_str) == Some(v) {
                         value = None;
                     }
@@ -168,7 +171,7 @@ pub fn upsert(
                     return Ok(Outcome::Unchanged);
                 }
             }
-            secrets::update(tx, &existing.id, value, description, tags, None)?;
+            secrets::update(tx, &existing.id, value, description, tags, None).await?;
             Ok(Outcome::Updated)
         }
         None => {
@@ -178,7 +181,7 @@ pub fn upsert(
                     text::escape(name)
                 )));
             };
-            secrets::create(tx, name, value, description, tags)?;
+            secrets::create(tx, name, value, description, tags).await?;
             Ok(Outcome::Created)
         }
     }

@@ -61,8 +61,11 @@ impl Token {
                 let when = expires.as_deref().map(When::parse).transpose()?;
                 let instant = when.as_ref().map(When::instant).unwrap_or_default();
                 let shown = when.as_ref().map_or("never", When::shown);
-                let token =
-                    tokens::create(&mut ctx.connect()?, &name, &role, instant).map_err(bad_when("--expires", shown))?;
+                let token = {
+                    let db = ctx.connect()?;
+                    db.wait(tokens::create(db.client(), &name, &role, instant))
+                }
+                .map_err(bad_when("--expires", shown))?;
                 let mut out = io::stdout().lock();
                 writeln!(out, "{}", token.as_str())?;
                 out.flush()?;
@@ -75,7 +78,8 @@ impl Token {
             }
             Token::List { json } => list(ctx, json),
             Token::Revoke { name } => {
-                tokens::revoke(&mut ctx.connect()?, &name)?;
+                let db = ctx.connect()?;
+                db.wait(tokens::revoke(db.client(), &name))?;
                 eprintln!("pgvault: revoked token {}", text::escape(&name));
                 Ok(())
             }
@@ -84,7 +88,8 @@ impl Token {
 }
 
 fn list(ctx: &Ctx, json: bool) -> Result<(), Failure> {
-    let rows = tokens::list(&mut ctx.connect()?)?;
+    let db = ctx.connect()?;
+    let rows = db.wait(tokens::list(db.client()))?;
     let mut out = io::stdout().lock();
     if json {
         let items: Vec<Item<'_>> = rows

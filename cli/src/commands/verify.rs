@@ -13,7 +13,8 @@ pub struct Verify {}
 
 impl Verify {
     pub fn execute(self, ctx: &Ctx) -> Result<(), Failure> {
-        let rows = secrets::verify(&mut ctx.connect()?)?;
+        let db = ctx.connect()?;
+        let rows = db.wait(secrets::verify(db.client()))?;
         let bad: Vec<_> = rows.iter().filter(|r| r.status != "ok").collect();
         let mut out = io::stdout().lock();
         if !bad.is_empty() {

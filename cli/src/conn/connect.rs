@@ -5,12 +5,45 @@ use super::pgpass::password_from_file;
 use super::tls::tls_connector;
 use super::{describe, is_socket, Endpoint, Mode, Target};
 use crate::Failure;
-use postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
-use postgres::{Client, Config};
 use std::error::Error as StdError;
 use std::io::{self, IsTerminal};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_postgres::config::{ChannelBinding, SslMode, TargetSessionAttrs};
+use tokio_postgres::tls::TlsStream;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
 use zeroize::Zeroizing;
+
+/// A connection: its client, and the notifications its server sends after a LISTEN. The
+/// connection itself is driven by a task on the runtime it was made on, which ends when the
+/// client is dropped (and closes the connection then, without blocking anyone).
+pub struct Connection {
+    pub client: Client,
+    pub notifications: mpsc::UnboundedReceiver<Notification>,
+}
+
+/// Starts the task that drives `conn`, forwarding its notifications (notices are dropped, as
+/// libpq's default notice processor would print them to a terminal nobody reads here).
+fn drive<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>) -> Connection
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: TlsStream + Unpin + Send + 'static,
+{
+    let (tx, notifications) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    Connection { client, notifications }
+}
 
 /// The driver's settings for one endpoint.
 pub(super) fn driver_config(target: &Target, ep: &Endpoint, password: Option<&str>) -> Result<Config, Failure> {
@@ -65,7 +98,7 @@ pub(super) fn driver_config(target: &Target, ep: &Endpoint, password: Option<&st
 }
 
 /// How one attempt went wrong, in words that keep the cause.
-pub(super) fn explain(e: &postgres::Error, ep: &Endpoint) -> String {
+pub(super) fn explain(e: &tokio_postgres::Error, ep: &Endpoint) -> String {
     if let Some(db) = e.as_db_error() {
         return crate::error_text(e)
             + if db.code().code() == "28000" && db.message().contains("no encryption") {
@@ -127,45 +160,55 @@ pub(super) fn explain(e: &postgres::Error, ep: &Endpoint) -> String {
     }
 }
 
-pub(super) fn password_missing(e: &postgres::Error) -> bool {
+pub(super) fn password_missing(e: &tokio_postgres::Error) -> bool {
     e.to_string() == "invalid configuration" && StdError::source(e).is_some_and(|s| s.to_string() == "password missing")
 }
 
+/// One attempt: `config` with `ssl`, over TLS or not.
+async fn attempt(config: &Config, ssl: SslMode, tls: Option<MakeTls>) -> Result<Connection, tokio_postgres::Error> {
+    let mut config = config.clone();
+    config.ssl_mode(ssl);
+    match tls {
+        None => config.connect(NoTls).await.map(|(c, conn)| drive(c, conn)),
+        Some(tls) => config.connect(tls).await.map(|(c, conn)| drive(c, conn)),
+    }
+}
+
+type MakeTls = postgres_openssl::MakeTlsConnector;
+
 /// Tries `ep` with the TLS attempts its mode calls for.
-pub(super) fn try_endpoint(
+pub(super) async fn try_endpoint(
     target: &Target,
     ep: &Endpoint,
     mode: Mode,
     password: Option<&str>,
-) -> Result<Client, postgres::Error> {
-    let config = |ssl: SslMode| -> Config {
-        let mut c = driver_config(target, ep, password).expect("checked by connect");
-        c.ssl_mode(ssl);
-        c
-    };
+) -> Result<Connection, tokio_postgres::Error> {
+    let config = driver_config(target, ep, password).expect("checked by connect");
     // As libpq: no TLS on Unix-domain sockets, whatever the mode.
     if is_socket(&ep.host) && ep.hostaddr.is_none() {
-        return config(SslMode::Disable).connect(postgres::NoTls);
+        return attempt(&config, SslMode::Disable, None).await;
     }
-    let tls = || tls_connector(target, mode).expect("checked by connect");
+    let tls = || Some(tls_connector(target, mode).expect("checked by connect"));
     match mode {
-        Mode::Disable => config(SslMode::Disable).connect(postgres::NoTls),
-        Mode::Allow => match config(SslMode::Disable).connect(postgres::NoTls) {
-            Err(e) if e.as_db_error().is_some() => config(SslMode::Require).connect(tls()),
+        Mode::Disable => attempt(&config, SslMode::Disable, None).await,
+        Mode::Allow => match attempt(&config, SslMode::Disable, None).await {
+            Err(e) if e.as_db_error().is_some() => attempt(&config, SslMode::Require, tls()).await,
             other => other,
         },
-        Mode::Prefer => match config(SslMode::Prefer).connect(tls()) {
+        Mode::Prefer => match attempt(&config, SslMode::Prefer, tls()).await {
             Err(e) if e.to_string().starts_with("error performing TLS handshake") || e.as_db_error().is_some() => {
-                config(SslMode::Disable).connect(postgres::NoTls).map_err(|_| e)
+                attempt(&config, SslMode::Disable, None).await.map_err(|_| e)
             }
             other => other,
         },
-        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => config(SslMode::Require).connect(tls()),
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => attempt(&config, SslMode::Require, tls()).await,
     }
 }
 
-/// Connects (each host in turn, as libpq) and checks that the database has vault_ext.
-pub fn connect(target: &Target) -> Result<Client, Failure> {
+/// Connects (each host in turn, as libpq) and checks that the database has vault_ext. A
+/// password the server asks for and nobody gave is asked for at the terminal when `may_prompt`
+/// (the commands; never the server).
+pub async fn connect(target: &Target, may_prompt: bool) -> Result<Connection, Failure> {
     let mode = target.mode()?;
     let endpoints = target.endpoints()?;
     // Surface file problems (a missing root certificate, an open key) before any attempt.
@@ -185,14 +228,14 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
             password = password_from_file(target, ep);
             from_file = password.is_some();
         }
-        let mut result = try_endpoint(target, ep, mode, password.as_deref().map(String::as_str));
+        let mut result = try_endpoint(target, ep, mode, password.as_deref().map(String::as_str)).await;
         if let Err(e) = &result {
-            if password_missing(e) && io::stdin().is_terminal() {
+            if may_prompt && password_missing(e) && io::stdin().is_terminal() {
                 let typed = Zeroizing::new(crate::prompt::password(&format!(
                     "Password for user {}: ",
                     target.user()
                 ))?);
-                result = try_endpoint(target, ep, mode, Some(typed.as_str()));
+                result = try_endpoint(target, ep, mode, Some(typed.as_str())).await;
             }
         }
         match result {
@@ -216,7 +259,7 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
             }
         }
     }
-    let Some(mut client) = client else {
+    let Some(connection) = client else {
         return Err(Failure::connect(format!(
             "cannot connect to {} (sslmode={}): {}",
             describe(target),
@@ -229,14 +272,17 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
     // to pg_catalog, none of them can resolve to a function or operator someone else created
     // in a schema on the user's path (public with CREATE for everyone, a schema named after the
     // user, a path set by ALTER DATABASE / ALTER ROLE ... SET).
+    let client = &connection.client;
     client
         .batch_execute("SET search_path = pg_catalog, pg_temp")
+        .await
         .map_err(Failure::from)?;
     let installed = client
         .query_opt(
             "SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'vault_ext'",
             &[],
         )
+        .await
         .map_err(Failure::from)?;
     if installed.is_none() {
         return Err(Failure::no_extension(format!(
@@ -245,5 +291,5 @@ pub fn connect(target: &Target) -> Result<Client, Failure> {
             describe(target)
         )));
     }
-    Ok(client)
+    Ok(connection)
 }

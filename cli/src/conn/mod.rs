@@ -13,6 +13,7 @@
 //! `sslcert` and `sslkey`. Nothing connects with less protection than the mode asks for. As in
 //! libpq, Unix-domain sockets never use TLS.
 
+mod blocking;
 mod connect;
 mod conninfo;
 mod pgpass;
@@ -21,7 +22,8 @@ mod service;
 mod tests;
 mod tls;
 
-pub use connect::connect;
+pub use blocking::Db;
+pub use connect::{connect, Connection};
 pub use conninfo::parse_conninfo;
 pub use pgpass::pgpass_lookup;
 

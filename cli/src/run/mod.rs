@@ -11,13 +11,12 @@ pub mod mask;
 pub mod references;
 pub mod watch;
 
-use crate::commands::reading;
 use crate::envplan;
 use crate::remote::{self, Remote};
+use crate::selection;
 use crate::store::secrets;
 use crate::text::escape;
 use crate::{conn, dotenv, Failure};
-use postgres::Client;
 use references::{Found, Template};
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -75,14 +74,14 @@ pub struct Spec {
 
 /// Where secrets are read: a database connection or `pgvault serve` with a token.
 pub enum Source<'a> {
-    Db(&'a mut Client),
+    Db(&'a mut conn::Db),
     Remote(&'a Remote),
 }
 
 impl Source<'_> {
     fn value(&mut self, name: &str) -> Result<Found, Failure> {
         match self {
-            Source::Db(c) => Ok(secrets::value(*c, name)?),
+            Source::Db(db) => Ok(db.wait(secrets::value(db.client(), name))?),
             Source::Remote(r) => Ok(match r.value(name)? {
                 remote::Fetched::Value(v) => Some(Some(v)),
                 remote::Fetched::NotGranted => Some(None),
@@ -97,10 +96,10 @@ impl Spec {
     pub fn build(&self, src: &mut Source<'_>) -> Result<Env, Failure> {
         let secrets = if self.select {
             let rows = match src {
-                Source::Db(c) => secrets::values(*c, &self.tags, &self.only)?,
-                Source::Remote(r) => reading::fetch_remote(r, &self.tags, &self.only)?,
+                Source::Db(db) => db.wait(secrets::values(db.client(), &self.tags, &self.only))?,
+                Source::Remote(r) => selection::fetch_remote(r, &self.tags, &self.only)?,
             };
-            reading::select(rows, &self.tags, &self.only)?
+            selection::select(rows, &self.tags, &self.only)?
         } else {
             Vec::new()
         };
@@ -216,7 +215,7 @@ pub fn main(
             r.may_read()?;
             spec.build(&mut Source::Remote(r))?
         }
-        (None, Some(t)) => spec.build(&mut Source::Db(&mut conn::connect(t)?))?,
+        (None, Some(t)) => spec.build(&mut Source::Db(&mut conn::Db::open(t)?))?,
         (None, None) => unreachable!("a target when not remote"),
     };
     for w in &env.warnings {

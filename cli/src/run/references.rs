@@ -125,7 +125,7 @@ pub fn resolve<'a>(
             Some(Some(v)) => {
                 values.insert(name.to_string(), v);
             }
-            Some(None) => return Err(crate::commands::not_granted(name)),
+            Some(None) => return Err(crate::selection::not_granted(name)),
             None => {
                 return Err(Failure::not_found(format!(
                     "no secret named {} (referenced as pgvault://{})",

@@ -14,7 +14,6 @@ use super::{Env, Source, Spec};
 use crate::remote::Remote;
 use crate::store::secrets;
 use crate::{conn, Failure};
-use postgres::fallible_iterator::FallibleIterator;
 use std::process::ExitStatus;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -155,12 +154,12 @@ fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
     let mut backoff = Duration::from_secs(1);
     let mut lost = false;
     loop {
-        let connected = conn::connect(target).and_then(|mut c| {
-            secrets::listen_for_changes(&mut c)?;
-            Ok(c)
+        let connected = conn::Db::open(target).and_then(|db| {
+            db.wait(secrets::listen_for_changes(db.client()))?;
+            Ok(db)
         });
-        let mut client = match connected {
-            Ok(c) => c,
+        let mut db = match connected {
+            Ok(db) => db,
             Err(f) => {
                 eprintln!(
                     "pgvault: warning: cannot listen for changes ({}); trying again in {} s",
@@ -177,8 +176,8 @@ fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
         }
         backoff = Duration::from_secs(1);
         loop {
-            let built = spec.build(&mut Source::Db(&mut client));
-            let closed = client.is_closed();
+            let built = spec.build(&mut Source::Db(&mut db));
+            let closed = db.client().is_closed();
             if events.send(Event::Built(built)).is_err() {
                 return;
             }
@@ -189,15 +188,20 @@ fn listen(target: &conn::Target, spec: &Spec, events: &Sender<Event>) {
             // rebuild a second: any login role may NOTIFY the channel, and a flood of them made
             // every watcher decrypt its selection again for each (the review of issue 30).
             let built_at = Instant::now();
-            let notified = matches!(client.notifications().blocking_iter().next(), Ok(Some(_)));
+            let notified = loop {
+                match db.notification(Duration::from_secs(3600)) {
+                    Ok(Some(_)) => break true,
+                    Ok(None) => continue,
+                    Err(_) => break false,
+                }
+            };
             if !notified {
                 break;
             }
             if let Some(rest) = MIN_REBUILD.checked_sub(built_at.elapsed()) {
                 std::thread::sleep(rest);
             }
-            let mut notes = client.notifications();
-            while let Ok(Some(_)) = notes.iter().next() {}
+            while let Ok(Some(_)) = db.notification(Duration::ZERO) {}
         }
         eprintln!("pgvault: lost the connection that listens for changes; the command keeps running, reconnecting");
         lost = true;

@@ -1,15 +1,19 @@
-//! Running a request's statements: on a session's own connection, or on a connection of the
-//! server's own role switched to a token's role, in one transaction.
+//! Running a request's statements: on a session's own connection, or on a pooled connection
+//! of the server's own role switched to a token's role, in one transaction. Everything runs on
+//! the server's runtime (tokio-postgres); statements that run on every request are prepared
+//! once per connection (`Db::one_row`).
 
 use crate::conn;
 use crate::serve::auth::Caller;
 use crate::serve::reply::ApiError;
-use crate::serve::sessions::{close, Conn, Prepared, MAY_LOG_IN};
-use crate::serve::state::{lock, TokenPool};
+use crate::serve::sessions::{Conn, Prepared, MAY_LOG_IN};
+use crate::serve::state::lock;
 use crate::text::escape;
 use axum::http::StatusCode;
-use postgres::Client;
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use std::ops::Deref;
 use std::sync::atomic::Ordering;
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
 /// How a request's statements run on a session's connection (a token's request is always
 /// one transaction: its role is set with SET LOCAL ROLE).
@@ -22,32 +26,71 @@ pub(crate) enum Tx {
     OneStatement,
 }
 
+/// A request's connection: the client (methods through `Deref`) and the statements prepared
+/// on it.
+pub(crate) struct Db<'a> {
+    pub(crate) client: &'a Client,
+    statements: &'a mut Prepared,
+}
+
+impl Deref for Db<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+    }
+}
+
+impl Db<'_> {
+    /// `sql` with one parameter, prepared on this connection the first time it runs there.
+    pub(crate) async fn one_row(
+        &mut self,
+        sql: &'static str,
+        param: &str,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = match self.statements.get(sql) {
+            Some(st) => st.clone(),
+            None => {
+                let st = self.client.prepare(sql).await?;
+                self.statements.insert(sql, st.clone());
+                st
+            }
+        };
+        self.client.query_opt(&st, &[&param]).await
+    }
+}
+
+/// Whether a simple query's answer holds a row whose first column is `t`.
+fn said_true(messages: &[SimpleQueryMessage]) -> bool {
+    messages
+        .iter()
+        .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t")))
+}
+
 /// A session's request in one transaction, begun in the same round trip as the check that its
 /// role may still log in (`MAY_LOG_IN`).
-pub(crate) fn session_transaction<T>(
-    c: &mut Client,
-    f: impl FnOnce(&mut Client) -> Result<T, ApiError>,
+async fn session_transaction<T>(
+    db: &mut Db<'_>,
+    f: impl AsyncFnOnce(&mut Db<'_>) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let begun = c.simple_query(&format!("BEGIN; SELECT {MAY_LOG_IN}"));
-    let may = matches!(&begun, Ok(m) if m.iter().any(|m| matches!(m,
-        postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))));
-    if !may {
+    let c = db.client;
+    let begun = c.simple_query(&format!("BEGIN; SELECT {MAY_LOG_IN}")).await;
+    if !matches!(&begun, Ok(m) if said_true(m)) {
         if !c.is_closed() {
-            let _ = c.batch_execute("ROLLBACK");
+            let _ = c.batch_execute("ROLLBACK").await;
         }
         return match begun {
             Err(e) if e.as_db_error().is_none() => Err(e.into()),
             _ => Err(ApiError::session_ended()),
         };
     }
-    match f(c) {
+    match f(db).await {
         Ok(v) => {
-            c.batch_execute("COMMIT")?;
+            c.batch_execute("COMMIT").await?;
             Ok(v)
         }
         Err(e) => {
             if !c.is_closed() {
-                let _ = c.batch_execute("ROLLBACK");
+                let _ = c.batch_execute("ROLLBACK").await;
             }
             Err(e)
         }
@@ -56,8 +99,8 @@ pub(crate) fn session_transaction<T>(
 
 /// Ok when the session's role may still log in; the session's end otherwise (also when the
 /// check fails in the database: a dropped role's `session_user`).
-pub(crate) fn role_may_log_in(c: &mut Client) -> Result<(), ApiError> {
-    match c.query_one(&format!("SELECT {MAY_LOG_IN}"), &[]) {
+async fn role_may_log_in(c: &Client) -> Result<(), ApiError> {
+    match c.query_one(&format!("SELECT {MAY_LOG_IN}"), &[]).await {
         Ok(r) if r.get::<_, bool>(0) => Ok(()),
         Err(e) if e.as_db_error().is_none() => Err(e.into()),
         _ => Err(ApiError::session_ended()),
@@ -69,17 +112,27 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl TokenPool {
-    /// An idle connection of the server's own role (`false`), or a new one (`true`): never a
-    /// superuser's.
-    pub(crate) fn take(&self, target: &conn::Target) -> Result<(Client, bool), ApiError> {
-        while let Some(c) = lock(&self.idle).pop() {
-            if !c.is_closed() {
-                return Ok((c, false));
-            }
-            close(c);
-        }
-        let mut c = conn::connect(target).map_err(|f| {
+/// A connection of the server's own login role, for Bearer-token requests.
+pub(crate) struct Pooled {
+    client: Client,
+    statements: Prepared,
+    /// A request began a transaction on it and did not see it end (its future was dropped
+    /// half way: the client went away): rolled back before the connection is used again.
+    open: bool,
+}
+
+/// The pool's connections (deadpool): made with the server's connection options, never a
+/// superuser's; one that closed, or whose open transaction cannot be rolled back, is dropped.
+pub(crate) struct TokenConnections {
+    pub(crate) target: conn::Target,
+}
+
+impl managed::Manager for TokenConnections {
+    type Type = Pooled;
+    type Error = ApiError;
+
+    async fn create(&self) -> Result<Pooled, ApiError> {
+        let connection = conn::connect(&self.target, false).await.map_err(|f| {
             eprintln!(
                 "pgvault serve: tokens: cannot connect as the server's own role: {}",
                 escape(f.message())
@@ -90,58 +143,91 @@ impl TokenPool {
                 None,
             )
         })?;
-        let superuser: bool = c
+        let client = connection.client;
+        let superuser: bool = client
             .query_one(
                 "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
                 &[],
-            )?
+            )
+            .await?
             .get(0);
         if superuser {
-            close(c);
-            return Err(superuser_unavailable(target.user()));
+            return Err(superuser_unavailable(self.target.user()));
         }
-        Ok((c, true))
+        Ok(Pooled {
+            client,
+            statements: Prepared::new(),
+            open: false,
+        })
     }
 
-    /// Back to the pool, with nothing of the request left on it. A request that ended with
-    /// its transaction (`clean`: COMMIT or ROLLBACK went through) left nothing: its role and
-    /// search_path were `SET LOCAL`, its prepared statements were closed, and the server's
-    /// statements make no temporary tables, cursors or session locks; the next request's check
-    /// also refuses a connection whose current role is not its login role. Anything else is
-    /// reset with `DISCARD ALL` (every setting, role, temporary table, lock and prepared
-    /// statement), or the connection is closed.
-    pub(crate) fn give(&self, mut c: Client, clean: bool) {
-        if !c.is_closed() && (clean || c.batch_execute("DISCARD ALL").is_ok()) {
-            lock(&self.idle).push(c);
-        } else {
-            close(c);
+    async fn recycle(&self, c: &mut Pooled, _: &Metrics) -> RecycleResult<ApiError> {
+        if c.client.is_closed() {
+            return Err(RecycleError::message("closed"));
         }
+        if c.open {
+            c.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|_| RecycleError::message("cannot roll back"))?;
+            c.open = false;
+        }
+        Ok(())
     }
+}
 
-    /// A transaction for one Bearer request: `BEGIN` and a search_path of pg_catalog only, so no
-    /// name in the server's queries resolves to an object a token role (or anyone) created; the
-    /// role is switched after that by `act_as_token`. An idle connection that fails here (the
-    /// database restarted under it) is dropped and the next one, or a new one, is tried.
-    pub(crate) fn begin(&self, target: &conn::Target) -> Result<Client, ApiError> {
-        loop {
-            let (mut c, new) = self.take(target)?;
-            match c.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp") {
-                Ok(()) => return Ok(c),
-                Err(_) if !new => close(c),
-                Err(e) => {
-                    close(c);
-                    return Err(e.into());
-                }
-            }
+pub(crate) type TokenPool = managed::Pool<TokenConnections>;
+
+pub(crate) fn token_pool(target: &conn::Target, size: usize) -> TokenPool {
+    managed::Pool::builder(TokenConnections { target: target.clone() })
+        .max_size(size.max(1))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .expect("no timeouts are set, so no runtime is needed")
+}
+
+fn pool_error(e: PoolError<ApiError>) -> ApiError {
+    match e {
+        PoolError::Backend(e) => e,
+        _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None),
+    }
+}
+
+/// Whether the database is a standby, asked on a pooled connection of the server's own role
+/// (`sys/health`): one statement outside a transaction, so nothing of it stays there.
+pub(crate) async fn in_recovery(pool: &TokenPool) -> Result<bool, ApiError> {
+    let c = pool.get().await.map_err(pool_error)?;
+    match crate::store::kv::in_recovery(&c.client).await {
+        Ok(standby) => Ok(standby),
+        Err(e) => {
+            drop(Object::take(c));
+            Err(e.into())
         }
     }
 }
 
-/// Idle connections are dropped on a thread of their own (see `Conn`), also when the server stops.
-impl Drop for TokenPool {
-    fn drop(&mut self) {
-        for c in std::mem::take(&mut *lock(&self.idle)) {
-            close(c);
+/// A transaction for one Bearer request: `BEGIN` and a search_path of pg_catalog only, so no
+/// name in the server's queries resolves to an object a token role (or anyone) created; the
+/// role is switched after that by `act_as_token`. A pooled connection that fails here (the
+/// database restarted under it) is dropped and the next one, or a new one, is tried.
+async fn begin(pool: &TokenPool) -> Result<Object<TokenConnections>, ApiError> {
+    let mut tries = pool.status().max_size + 1;
+    loop {
+        let mut c = pool.get().await.map_err(pool_error)?;
+        c.open = true;
+        match c
+            .client
+            .batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp")
+            .await
+        {
+            Ok(()) => return Ok(c),
+            Err(e) => {
+                let _ = Object::take(c);
+                tries -= 1;
+                if tries == 0 {
+                    return Err(e.into());
+                }
+            }
         }
     }
 }
@@ -166,7 +252,7 @@ pub(crate) fn superuser_refusal(user: &str) -> String {
 }
 
 /// Checks `token` in the database and switches to its role for the rest of the transaction.
-pub(crate) fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiError> {
+async fn act_as_token(c: &Client, token: &str) -> Result<String, ApiError> {
     // One round trip: the check, the membership, the superuser test, that no role lingers on
     // the connection (its current role is its login role), and, when all of them pass, the
     // switch (`set_config('role', ..., true)` is `SET LOCAL ROLE`). The subquery is computed
@@ -183,6 +269,7 @@ pub(crate) fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiErr
                        FROM vault.api_token_role($1) AS r OFFSET 0) t",
             &[&token],
         )
+        .await
         .map_err(|e| match e.code().map(|c| c.code()) {
             // The server's role cannot call the check at all: a setup problem, not the token's.
             Some(code @ ("42501" | "3F000" | "42883")) => {
@@ -212,7 +299,7 @@ pub(crate) fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiErr
         return Err(ApiError::bad_token());
     };
     if row.get::<_, Option<bool>>(1) != Some(true) {
-        let login: String = c.query_one("SELECT session_user::text", &[])?.get(0);
+        let login: String = row.get(3);
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -234,130 +321,108 @@ pub(crate) fn act_as_token(c: &mut Client, token: &str) -> Result<String, ApiErr
     Ok(role)
 }
 
-/// Runs `f` for the request, off the async threads and in one transaction: on the session's
-/// own connection, or on a connection of the server's pool switched to the token's role.
-pub(crate) async fn db<T, F>(who: &Caller, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Client) -> Result<T, ApiError> + Send + 'static,
-{
-    db_prepared(who, Tx::Wrapped, move |c, _| f(c)).await
+/// Runs `f` for the request in one transaction: on the session's own connection, or on a
+/// connection of the server's pool switched to the token's role.
+pub(crate) async fn db<T>(
+    who: &Caller,
+    f: impl AsyncFnOnce(&mut Db<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    db_as(who, Tx::Wrapped, f).await
 }
 
-/// Like `db`, with the connection's prepared statements (`query_one_row`): a request that runs the
-/// same statement every time skips parsing and planning, and a round trip. A session keeps
-/// them on its connections; a token request's connection is reset (`DISCARD ALL`) after it, so
-/// its statements last for the request only.
-pub(crate) async fn db_prepared<T, F>(who: &Caller, tx: Tx, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Client, &mut Prepared) -> Result<T, ApiError> + Send + 'static,
-{
-    let internal = |_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None);
+/// Like `db`, with the choice of `Tx` for a session's request.
+pub(crate) async fn db_as<T>(
+    who: &Caller,
+    tx: Tx,
+    f: impl AsyncFnOnce(&mut Db<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     match who {
         Caller::Session(s) => {
-            let client = s.pick();
-            let session = s.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut guard = lock(&client);
-                let Conn(client, statements, open) = &mut *guard;
-                let Some(c) = client.as_mut() else {
-                    return Err(ApiError::unauthorized());
-                };
-                let lost = || {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "the database connection of this session was lost: log in again",
-                        None,
-                    )
-                };
-                if c.is_closed() {
+            let conn = s.pick();
+            let mut guard = conn.lock().await;
+            let Conn {
+                client,
+                statements,
+                open,
+            } = &mut *guard;
+            let Some(c) = client.as_ref() else {
+                return Err(ApiError::unauthorized());
+            };
+            let lost = || {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the database connection of this session was lost: log in again",
+                    None,
+                )
+            };
+            if c.is_closed() {
+                return Err(lost());
+            }
+            // The last request on this connection ended half way (the client went away and
+            // its future was dropped inside its transaction): what it did must not be
+            // committed by this one.
+            if *open {
+                if c.batch_execute("ROLLBACK").await.is_err() {
+                    *client = None;
                     return Err(lost());
                 }
-                // The last request on this connection ended half way (it panicked inside its
-                // transaction): what it did must not be committed by this one.
-                if *open {
-                    if c.batch_execute("ROLLBACK").is_err() {
-                        *client = None;
-                        return Err(lost());
-                    }
-                    *open = false;
-                }
-                *open = true;
-                let result = match tx {
-                    Tx::Wrapped => session_transaction(c, |c| f(c, statements)),
-                    // The statement holds the check (`GET_SECRET`): it found no row either
-                    // because there is none or because the role may no longer log in; and a
-                    // dropped role fails it (42501, 42704). Any failure is checked once more.
-                    Tx::OneStatement => match f(c, statements) {
-                        Err(e) if !e.ended && !c.is_closed() => match role_may_log_in(c) {
-                            Ok(()) => Err(e),
-                            Err(ended) => Err(ended),
-                        },
-                        other => other,
-                    },
-                };
                 *open = false;
-                if matches!(&result, Err(e) if e.ended) {
-                    session.ended.store(true, Ordering::Relaxed);
-                    *client = None;
-                }
-                result
-            })
-            .await
-            .map_err(internal)?
+            }
+            *open = true;
+            let mut db = Db { client: c, statements };
+            let result = match tx {
+                Tx::Wrapped => session_transaction(&mut db, f).await,
+                // The statement holds the check (`GET_SECRET`): it found no row either
+                // because there is none or because the role may no longer log in; and a
+                // dropped role fails it (42501, 42704). Any failure is checked once more.
+                Tx::OneStatement => match f(&mut db).await {
+                    Err(e) if !e.ended && !c.is_closed() => match role_may_log_in(c).await {
+                        Ok(()) => Err(e),
+                        Err(ended) => Err(ended),
+                    },
+                    other => other,
+                },
+            };
+            *open = false;
+            if matches!(&result, Err(e) if e.ended) {
+                s.ended.store(true, Ordering::Relaxed);
+                *client = None;
+            }
+            result
         }
         Caller::Token { app, token, acted } => {
-            let permit = app
-                .tokens
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None))?;
-            let (app, token, acted) = (app.clone(), token.clone(), acted.clone());
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let mut c = app.tokens.begin(&app.target)?;
-                let mut statements = Prepared::new();
-                let result = act_as_token(&mut c, &token).and_then(|role| {
-                    *lock(&acted) = Some(role);
-                    f(&mut c, &mut statements)
-                });
-                drop(statements);
-                let (result, clean) = match result {
-                    Ok(v) => match c.batch_execute("COMMIT") {
-                        Ok(()) => (Ok(v), true),
-                        Err(e) => (Err(ApiError::from(e)), false),
-                    },
-                    Err(e) => {
-                        let rolled_back = !c.is_closed() && c.batch_execute("ROLLBACK").is_ok();
-                        (Err(e), rolled_back)
-                    }
-                };
-                app.tokens.give(c, clean);
-                result
-            })
-            .await
-            .map_err(internal)?
+            let mut pooled = begin(&app.tokens).await?;
+            let Pooled {
+                client,
+                statements,
+                open,
+            } = &mut *pooled;
+            let result = match act_as_token(client, token).await {
+                Ok(role) => {
+                    *lock(acted) = Some(role);
+                    f(&mut Db { client, statements }).await
+                }
+                Err(e) => Err(e),
+            };
+            // Back to the pool when the transaction ended (its role and search_path were
+            // SET LOCAL, and the server's statements make no temporary tables, cursors or
+            // session locks: nothing of the request is left); closed otherwise.
+            let (result, ended) = match result {
+                Ok(v) => match client.batch_execute("COMMIT").await {
+                    Ok(()) => (Ok(v), true),
+                    Err(e) => (Err(ApiError::from(e)), false),
+                },
+                Err(e) => {
+                    let rolled_back = !client.is_closed() && client.batch_execute("ROLLBACK").await.is_ok();
+                    (Err(e), rolled_back)
+                }
+            };
+            if ended {
+                *open = false;
+            } else {
+                drop(Object::take(pooled));
+            }
+            result
         }
     }
-}
-
-/// `sql` with one parameter, prepared on this connection the first time it runs there.
-pub(crate) fn query_one_row(
-    c: &mut Client,
-    statements: &mut Prepared,
-    sql: &'static str,
-    param: &str,
-) -> Result<Option<postgres::Row>, postgres::Error> {
-    let st = match statements.get(sql) {
-        Some(st) => st.clone(),
-        None => {
-            let st = c.prepare(sql)?;
-            statements.insert(sql, st.clone());
-            st
-        }
-    };
-    c.query_opt(&st, &[&param])
 }

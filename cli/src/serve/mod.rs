@@ -41,7 +41,7 @@ use db::{quote_ident, superuser_refusal};
 use limiter::LoginLimiter;
 use routes::router;
 use sessions::{LOGINS_AT_ONCE, LOGIN_WINDOW};
-use state::{App, TokenPool};
+use state::App;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -63,10 +63,7 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
         body_timeout: opts.first_request_timeout(),
         db_budget: Arc::new(Semaphore::new(session_budget(opts))),
         idle_timeout: opts.idle_timeout(),
-        tokens: TokenPool {
-            slots: Arc::new(Semaphore::new(opts.token_connections.max(1))),
-            idle: Mutex::new(Vec::new()),
-        },
+        tokens: db::token_pool(target, opts.token_connections),
         session_connections: usize::from(opts.session_connections).max(1),
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
         login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),
@@ -122,40 +119,8 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::failed(format!("cannot start: {e}")))?;
     let app = new_app(&target, opts);
-    // Bearer tokens act through the server's own role: say now whether they can.
-    match conn::connect(&target) {
-        Ok(mut c) => {
-            let (superuser, usage) = c
-                .query_one(
-                    "SELECT rolsuper, pg_catalog.has_schema_privilege('vault', 'USAGE') \
-                       FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
-                    &[],
-                )
-                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
-                .unwrap_or((true, false));
-            if superuser {
-                eprintln!("pgvault serve: {}", superuser_refusal(target.user()));
-            } else if !usage {
-                eprintln!(
-                    "pgvault serve: note: Bearer tokens cannot be checked until the server's own role may use \
-                     schema vault: GRANT USAGE ON SCHEMA vault TO {}",
-                    quote_ident(target.user())
-                );
-            } else {
-                eprintln!(
-                    "pgvault serve: Bearer tokens act through role \"{}\" (at most {} connections)",
-                    escape(target.user()),
-                    opts.token_connections.max(1)
-                );
-                app.tokens.give(c, false);
-            }
-        }
-        Err(f) => eprintln!(
-            "pgvault serve: note: Bearer tokens need the server's own connection, which failed for now: {}",
-            escape(f.message())
-        ),
-    }
     runtime.block_on(async move {
+        say_how_tokens_act(&target, opts).await;
         let config = match &tls {
             Some((cert, key)) => Some(
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -224,6 +189,43 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         };
         served.map_err(|e| Failure::failed(format!("server stopped: {e}")))
     })
+}
+
+/// Bearer tokens act through the server's own role: says at start whether they can.
+async fn say_how_tokens_act(target: &conn::Target, opts: &Serve) {
+    match conn::connect(target, false).await {
+        Ok(c) => {
+            let (superuser, usage) = c
+                .client
+                .query_one(
+                    "SELECT rolsuper, pg_catalog.has_schema_privilege('vault', 'USAGE') \
+                       FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
+                    &[],
+                )
+                .await
+                .map(|r| (r.get::<_, bool>(0), r.get::<_, bool>(1)))
+                .unwrap_or((true, false));
+            if superuser {
+                eprintln!("pgvault serve: {}", superuser_refusal(target.user()));
+            } else if !usage {
+                eprintln!(
+                    "pgvault serve: note: Bearer tokens cannot be checked until the server's own role may use \
+                     schema vault: GRANT USAGE ON SCHEMA vault TO {}",
+                    quote_ident(target.user())
+                );
+            } else {
+                eprintln!(
+                    "pgvault serve: Bearer tokens act through role \"{}\" (at most {} connections)",
+                    escape(target.user()),
+                    opts.token_connections.max(1)
+                );
+            }
+        }
+        Err(f) => eprintln!(
+            "pgvault serve: note: Bearer tokens need the server's own connection, which failed for now: {}",
+            escape(f.message())
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -65,8 +65,8 @@ pub(crate) fn status_of(sqlstate: &str) -> StatusCode {
     StatusCode::from_u16(Kind::of_sqlstate(sqlstate).http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-impl From<postgres::Error> for ApiError {
-    fn from(e: postgres::Error) -> ApiError {
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> ApiError {
         match e.as_db_error() {
             Some(db) => {
                 let code = db.code().code();

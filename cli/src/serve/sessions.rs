@@ -3,12 +3,13 @@
 use crate::serve::reply::ApiError;
 use crate::serve::state::{lock, App};
 use axum::http::{HeaderMap, StatusCode};
-use postgres::{Client, Statement};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Statement};
 
 /// PostgreSQL's longest role name (NAMEDATALEN - 1).
 pub(crate) const MAX_USER_BYTES: usize = 63;
@@ -25,31 +26,25 @@ pub(crate) const COOKIE: &str = "pgvault_session";
 /// The largest request body read (a secret of 1 MiB with room for JSON escapes).
 pub(crate) const MAX_BODY: usize = 2 << 20;
 
-/// A session's connection, with the statements prepared on it (see `db_prepared`) and whether
-/// a request may have left a transaction open on it (it ended half way: a panic). The
-/// synchronous client blocks when it closes, which must not happen on an async worker thread:
-/// the last drop hands it to a thread of its own.
-pub(crate) struct Conn(pub(crate) Option<Client>, pub(crate) Prepared, pub(crate) bool);
+/// A session's connection, with the statements prepared on it (see `Db::one_row`) and whether
+/// a request may have left a transaction open on it (it ended half way: the client went away
+/// and the request's future was dropped).
+pub(crate) struct Conn {
+    pub(crate) client: Option<Client>,
+    pub(crate) statements: Prepared,
+    pub(crate) open: bool,
+}
 
 /// Statements prepared once on a connection, by their SQL text.
 pub(crate) type Prepared = HashMap<&'static str, Statement>;
 
 impl Conn {
     pub(crate) fn new(c: Client) -> Arc<Mutex<Conn>> {
-        Arc::new(Mutex::new(Conn(Some(c), HashMap::new(), false)))
-    }
-}
-
-/// Closes `c` without blocking the caller (see `Conn`).
-pub(crate) fn close(c: Client) {
-    drop(Conn(Some(c), Prepared::new(), false));
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            std::thread::spawn(move || drop(c));
-        }
+        Arc::new(Mutex::new(Conn {
+            client: Some(c),
+            statements: Prepared::new(),
+            open: false,
+        }))
     }
 }
 
@@ -61,7 +56,7 @@ pub(crate) struct Session {
     /// More connections of the same role (`--session-connections`), opened at login.
     pub(crate) more: Vec<Arc<Mutex<Conn>>>,
     pub(crate) next: AtomicUsize,
-    pub(crate) last_used: Mutex<Instant>,
+    pub(crate) last_used: StdMutex<Instant>,
     /// Whether the role could read vault.secrets at login (vault_admin): its reads of a value
     /// then take the version in the same statement (see `get_secret`).
     pub(crate) versions: AtomicBool,
@@ -79,8 +74,7 @@ impl Session {
     /// one, else the next in turn (the request then waits for it).
     pub(crate) fn pick(&self) -> Arc<Mutex<Conn>> {
         let all = || std::iter::once(&self.client).chain(self.more.iter());
-        // A connection whose last request panicked is free too (`db_prepared` cleans it up).
-        let free = |c: &&Arc<Mutex<Conn>>| matches!(c.try_lock(), Ok(_) | Err(TryLockError::Poisoned(_)));
+        let free = |c: &&Arc<Mutex<Conn>>| c.try_lock().is_ok();
         if let Some(free) = all().find(free) {
             return free.clone();
         }

@@ -3,7 +3,6 @@
 use crate::conn;
 use crate::serve::limiter::LoginLimiter;
 use crate::serve::sessions::Session;
-use postgres::Client;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +24,8 @@ pub(crate) struct App {
     /// its session's and the password check's before it connects.
     pub(crate) db_budget: Arc<Semaphore>,
     pub(crate) idle_timeout: Duration,
-    pub(crate) tokens: TokenPool,
+    /// Connections of the server's own role for Bearer-token requests (`db::TokenPool`).
+    pub(crate) tokens: crate::serve::db::TokenPool,
     pub(crate) session_connections: usize,
     pub(crate) max_sessions_per_role: usize,
     /// Logins being checked at once (see `login`).
@@ -40,11 +40,4 @@ pub(crate) struct LoggedRole(pub(crate) String);
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The connections of the server's own login role (its connection options), for Bearer-token
-/// requests: at most `slots` at once, idle ones kept for the next request.
-pub(crate) struct TokenPool {
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) idle: Mutex<Vec<Client>>,
 }

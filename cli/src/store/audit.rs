@@ -1,7 +1,7 @@
 //! The audit log (vault_admin).
 
 use super::{local, Client, Instant};
-use postgres::Error;
+use tokio_postgres::Error;
 
 /// One audit row, for the command line's table.
 pub struct Entry {
@@ -13,13 +13,19 @@ pub struct Entry {
 }
 
 /// The latest `limit` rows (about the secret named `secret`, since `since`), oldest first.
-pub fn recent(c: &mut impl Client, secret: Option<&str>, since: Instant<'_>, limit: i64) -> Result<Vec<Entry>, Error> {
-    let rows = c.query(
-        concat!(
-            "SELECT * FROM ( \
+pub async fn recent(
+    c: &impl Client,
+    secret: Option<&str>,
+    since: Instant<'_>,
+    limit: i64,
+) -> Result<Vec<Entry>, Error> {
+    let rows = c
+        .query(
+            concat!(
+                "SELECT * FROM ( \
                SELECT id, ",
-            local!("at"),
-            ", session_role::text, action, \
+                local!("at"),
+                ", session_role::text, action, \
                       coalesce(secret_name, coalesce(secret_id::text, '')), coalesce(detail::text, '') \
                  FROM vault.audit_log \
                 WHERE ($1::text IS NULL OR secret_name = $1) \
@@ -27,9 +33,10 @@ pub fn recent(c: &mut impl Client, secret: Option<&str>, since: Instant<'_>, lim
                   AND ($3::text IS NULL OR at >= $3::text::timestamptz) \
                 ORDER BY id DESC LIMIT $4) t \
              ORDER BY 1"
-        ),
-        &[&secret, &since.interval, &since.at, &limit],
-    )?;
+            ),
+            &[&secret, &since.interval, &since.at, &limit],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Entry {

@@ -4,9 +4,9 @@
 
 use super::secrets::tags_of;
 use super::Client;
-use postgres::types::Type;
-use postgres::Error;
 use std::collections::BTreeMap;
+use tokio_postgres::types::Type;
+use tokio_postgres::Error;
 use zeroize::Zeroizing;
 
 /// An RFC 3339 UTC time, as Vault writes them (to the microsecond).
@@ -40,8 +40,8 @@ const READ: &str = concat!(
 );
 
 /// The secret named `name`, with its value, in one statement.
-pub fn current(c: &mut impl Client, name: &str) -> Result<Option<Current>, Error> {
-    Ok(c.query_typed_opt(READ, &[(&name, Type::TEXT)])?.map(|r| Current {
+pub async fn current(c: &impl Client, name: &str) -> Result<Option<Current>, Error> {
+    Ok(c.query_typed_opt(READ, &[(&name, Type::TEXT)]).await?.map(|r| Current {
         value: r.get::<_, Option<String>>(0).map(Zeroizing::new),
         id: r.get(1),
         tags: tags_of(&r, 2),
@@ -51,11 +51,12 @@ pub fn current(c: &mut impl Client, name: &str) -> Result<Option<Current>, Error
 }
 
 /// The current version of the secret `id` (vault_admin: vault.secrets).
-pub fn version(c: &mut impl Client, id: &str) -> Result<i32, Error> {
+pub async fn version(c: &impl Client, id: &str) -> Result<i32, Error> {
     Ok(c.query_typed_one(
         "SELECT version FROM vault.secrets WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
         &[(&id, Type::TEXT)],
-    )?
+    )
+    .await?
     .get(0))
 }
 
@@ -63,8 +64,8 @@ pub fn version(c: &mut impl Client, id: &str) -> Result<i32, Error> {
 /// written (when the version before it was kept; the secret's creation for version 1). None
 /// when there is no such version.
 #[allow(clippy::type_complexity)]
-pub fn kept_version(
-    c: &mut impl Client,
+pub async fn kept_version(
+    c: &impl Client,
     id: &str,
     n: i32,
 ) -> Result<Option<(Option<Zeroizing<String>>, String)>, Error> {
@@ -78,7 +79,7 @@ pub fn kept_version(
              WHERE v.secret_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid AND v.version OPERATOR(pg_catalog.=) $2"
         ),
         &[(&id, Type::TEXT), (&n, Type::INT4)],
-    )?;
+    ).await?;
     Ok(row.map(|v| (v.get::<_, Option<String>>(0).map(Zeroizing::new), v.get(1))))
 }
 
@@ -89,12 +90,13 @@ pub struct Locked {
     pub tags: Vec<String>,
 }
 
-pub fn lock_for_write(c: &mut impl Client, name: &str) -> Result<Option<Locked>, Error> {
+pub async fn lock_for_write(c: &impl Client, name: &str) -> Result<Option<Locked>, Error> {
     Ok(c.query_typed_opt(
         "SELECT id::pg_catalog.text, version, tags FROM vault.secrets \
           WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
         &[(&name, Type::TEXT)],
-    )?
+    )
+    .await?
     .map(|r| Locked {
         id: r.get(0),
         version: r.get(1),
@@ -103,54 +105,65 @@ pub fn lock_for_write(c: &mut impl Client, name: &str) -> Result<Option<Locked>,
 }
 
 /// The value of the secret `id`; None when kept from this role.
-pub fn value_by_id(c: &mut impl Client, id: &str) -> Result<Option<Zeroizing<String>>, Error> {
+pub async fn value_by_id(c: &impl Client, id: &str) -> Result<Option<Zeroizing<String>>, Error> {
     Ok(c.query_typed_one(
         "SELECT decrypted_secret FROM vault.decrypted_secrets \
           WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid",
         &[(&id, Type::TEXT)],
-    )?
+    )
+    .await?
     .get::<_, Option<String>>(0)
     .map(Zeroizing::new))
 }
 
 /// A new version of the secret `id` with `text` (and `tags` when Some), if its version is
 /// still `expected` (40001 otherwise).
-pub fn update(c: &mut impl Client, id: &str, text: &str, tags: Option<&[String]>, expected: i32) -> Result<(), Error> {
+pub async fn update(
+    c: &impl Client,
+    id: &str,
+    text: &str,
+    tags: Option<&[String]>,
+    expected: i32,
+) -> Result<(), Error> {
     c.execute(
         "SELECT vault.update_secret($1::pg_catalog.text::pg_catalog.uuid, $2, NULL, NULL, NULL, $3::pg_catalog.text[], $4)",
         &[&id, &text, &tags, &Some(expected)],
-    )?;
+    ).await?;
     Ok(())
 }
 
 /// A new secret `name` with `text` and `tags` (23505 when one was made meanwhile): its id.
-pub fn create(c: &mut impl Client, name: &str, text: &str, tags: &[String]) -> Result<String, Error> {
+pub async fn create(c: &impl Client, name: &str, text: &str, tags: &[String]) -> Result<String, Error> {
     Ok(c.query_one(
         "SELECT vault.create_secret($1, $2, '', NULL, $3::pg_catalog.text[])::pg_catalog.text",
         &[&text, &name, &tags],
-    )?
+    )
+    .await?
     .get(0))
 }
 
 /// The version of the secret `id` and when it was last changed.
-pub fn written(c: &mut impl Client, id: &str) -> Result<(i32, String), Error> {
-    let r = c.query_typed_one(
-        concat!(
-            "SELECT version, ",
-            ts!("updated_at"),
-            " FROM vault.secrets WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
-        ),
-        &[(&id, Type::TEXT)],
-    )?;
+pub async fn written(c: &impl Client, id: &str) -> Result<(i32, String), Error> {
+    let r = c
+        .query_typed_one(
+            concat!(
+                "SELECT version, ",
+                ts!("updated_at"),
+                " FROM vault.secrets WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
+            ),
+            &[(&id, Type::TEXT)],
+        )
+        .await?;
     Ok((r.get(0), r.get(1)))
 }
 
 /// The secret named `name` and its versions deleted (none: nothing happens).
-pub fn delete(c: &mut impl Client, name: &str) -> Result<(), Error> {
+pub async fn delete(c: &impl Client, name: &str) -> Result<(), Error> {
     c.execute(
         "DELETE FROM vault.secrets WHERE name OPERATOR(pg_catalog.=) $1",
         &[&name],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
@@ -164,18 +177,20 @@ pub struct Metadata {
     pub kept: BTreeMap<i32, String>,
 }
 
-pub fn metadata(c: &mut impl Client, name: &str) -> Result<Option<Metadata>, Error> {
-    let Some(s) = c.query_typed_opt(
-        concat!(
-            "SELECT id::pg_catalog.text, version, ",
-            ts!("created_at"),
-            ", ",
-            ts!("updated_at"),
-            ", coalesce(pg_catalog.current_setting('vault.max_versions', true)::integer, 10) \
+pub async fn metadata(c: &impl Client, name: &str) -> Result<Option<Metadata>, Error> {
+    let Some(s) = c
+        .query_typed_opt(
+            concat!(
+                "SELECT id::pg_catalog.text, version, ",
+                ts!("created_at"),
+                ", ",
+                ts!("updated_at"),
+                ", coalesce(pg_catalog.current_setting('vault.max_versions', true)::integer, 10) \
                FROM vault.secrets WHERE name OPERATOR(pg_catalog.=) $1"
-        ),
-        &[(&name, Type::TEXT)],
-    )?
+            ),
+            &[(&name, Type::TEXT)],
+        )
+        .await?
     else {
         return Ok(None);
     };
@@ -188,7 +203,8 @@ pub fn metadata(c: &mut impl Client, name: &str) -> Result<Option<Metadata>, Err
                 " FROM vault.secret_versions WHERE secret_id OPERATOR(pg_catalog.=) $1::pg_catalog.uuid"
             ),
             &[(&id, Type::TEXT)],
-        )?
+        )
+        .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -202,12 +218,13 @@ pub fn metadata(c: &mut impl Client, name: &str) -> Result<Option<Metadata>, Err
 }
 
 /// The names of the secrets under `prefix` that this role may list.
-pub fn names_under(c: &mut impl Client, prefix: &str) -> Result<Vec<String>, Error> {
+pub async fn names_under(c: &impl Client, prefix: &str) -> Result<Vec<String>, Error> {
     Ok(c.query_typed(
         "SELECT name FROM vault.masked_secrets \
           WHERE name IS NOT NULL AND pg_catalog.starts_with(name, $1)",
         &[(&prefix, Type::TEXT)],
-    )?
+    )
+    .await?
     .iter()
     .map(|r| r.get(0))
     .collect())
@@ -239,18 +256,19 @@ const TOKEN_SELF: &str = concat!(
 
 /// The token `token` as the current (its own) role sees it. A role without USAGE on schema
 /// vault cannot call the function: its role alone then.
-pub fn token_self(c: &mut impl Client, token: &str) -> Result<TokenSelf, Error> {
+pub async fn token_self(c: &impl Client, token: &str) -> Result<TokenSelf, Error> {
     let usage: bool = c
-        .query_one("SELECT pg_catalog.has_schema_privilege('vault', 'USAGE')", &[])?
+        .query_one("SELECT pg_catalog.has_schema_privilege('vault', 'USAGE')", &[])
+        .await?
         .get(0);
     if !usage {
-        let role: String = c.query_one("SELECT current_user::pg_catalog.text", &[])?.get(0);
+        let role: String = c.query_one("SELECT current_user::pg_catalog.text", &[]).await?.get(0);
         return Ok(TokenSelf {
             role,
             ..TokenSelf::default()
         });
     }
-    let r = c.query_one(TOKEN_SELF, &[&token])?;
+    let r = c.query_one(TOKEN_SELF, &[&token]).await?;
     Ok(TokenSelf {
         role: r.get(0),
         name: r.get::<_, Option<String>>(1).unwrap_or_default(),
@@ -263,6 +281,6 @@ pub fn token_self(c: &mut impl Client, token: &str) -> Result<TokenSelf, Error> 
 }
 
 /// Whether the database is a standby (in recovery).
-pub fn in_recovery(c: &mut impl Client) -> Result<bool, Error> {
-    Ok(c.query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])?.get(0))
+pub async fn in_recovery(c: &impl Client) -> Result<bool, Error> {
+    Ok(c.query_one("SELECT pg_catalog.pg_is_in_recovery()", &[]).await?.get(0))
 }

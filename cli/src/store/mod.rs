@@ -11,7 +11,7 @@ pub mod kv;
 pub mod secrets;
 pub mod tokens;
 
-pub use postgres::GenericClient as Client;
+pub use tokio_postgres::GenericClient as Client;
 
 /// A timestamp as the API and `--json` show it: UTC, ISO 8601 (`2026-01-31T12:00:00Z`).
 macro_rules! iso {

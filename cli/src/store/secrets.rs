@@ -1,8 +1,8 @@
 //! Secrets: their metadata, values, changes, versions and per-secret grants.
 
 use super::{iso, local, Client, Instant};
-use postgres::Error;
 use std::collections::HashMap;
+use tokio_postgres::Error;
 use zeroize::Zeroizing;
 
 /// A secret as vault_viewer sees it (vault.masked_secrets): no value.
@@ -28,7 +28,7 @@ pub struct Meta {
 
 /// A tags column: a NULL element (a restored dump can hold one) is left out, and a NULL array
 /// is no tags. Every reader of tags, the CLI's and the server's, goes through this.
-pub fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
+pub fn tags_of(r: &tokio_postgres::Row, i: usize) -> Vec<String> {
     r.get::<_, Option<Vec<Option<String>>>>(i)
         .unwrap_or_default()
         .into_iter()
@@ -37,26 +37,28 @@ pub fn tags_of(r: &postgres::Row, i: usize) -> Vec<String> {
 }
 
 /// The secrets having every tag in `tags` (and the name `name`, when given), by name.
-pub fn list(c: &mut impl Client, tags: &[String], name: Option<&str>) -> Result<Vec<Meta>, Error> {
-    let rows = c.query(
-        concat!(
-            "SELECT id::text, name, description, coalesce(masked_secret, ''), tags, ",
-            iso!("expires_at"),
-            ", ",
-            iso!("created_at"),
-            ", ",
-            iso!("updated_at"),
-            ", ",
-            local!("expires_at"),
-            ", ",
-            local!("updated_at"),
-            ", coalesce(expires_at <= now(), false), coalesce(expires_at <= now() + interval '7 days', false) \
+pub async fn list(c: &impl Client, tags: &[String], name: Option<&str>) -> Result<Vec<Meta>, Error> {
+    let rows = c
+        .query(
+            concat!(
+                "SELECT id::text, name, description, coalesce(masked_secret, ''), tags, ",
+                iso!("expires_at"),
+                ", ",
+                iso!("created_at"),
+                ", ",
+                iso!("updated_at"),
+                ", ",
+                local!("expires_at"),
+                ", ",
+                local!("updated_at"),
+                ", coalesce(expires_at <= now(), false), coalesce(expires_at <= now() + interval '7 days', false) \
                FROM vault.masked_secrets \
               WHERE tags OPERATOR(pg_catalog.@>) $1::text[] AND ($2::text IS NULL OR name = $2) \
               ORDER BY name NULLS LAST, id"
-        ),
-        &[&tags, &name],
-    )?;
+            ),
+            &[&tags, &name],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Meta {
@@ -78,16 +80,20 @@ pub fn list(c: &mut impl Client, tags: &[String], name: Option<&str>) -> Result<
 
 /// The current version of each secret (of the one named `name`, when given), by id: empty
 /// for a role that may not read vault.secrets (only vault_admin may).
-pub fn versions(c: &mut impl Client, name: Option<&str>) -> Result<HashMap<String, i32>, Error> {
+pub async fn versions(c: &impl Client, name: Option<&str>) -> Result<HashMap<String, i32>, Error> {
     let may: bool = c
-        .query_one("SELECT has_table_privilege('vault.secrets', 'SELECT')", &[])?
+        .query_one("SELECT has_table_privilege('vault.secrets', 'SELECT')", &[])
+        .await?
         .get(0);
     let mut out = HashMap::new();
     if may {
-        for r in c.query(
-            "SELECT id::text, version FROM vault.secrets WHERE ($1::text IS NULL OR name = $1)",
-            &[&name],
-        )? {
+        for r in c
+            .query(
+                "SELECT id::text, version FROM vault.secrets WHERE ($1::text IS NULL OR name = $1)",
+                &[&name],
+            )
+            .await?
+        {
             out.insert(r.get(0), r.get(1));
         }
     }
@@ -96,18 +102,20 @@ pub fn versions(c: &mut impl Client, name: Option<&str>) -> Result<HashMap<Strin
 
 /// The value of the secret `name`: None when there is none, Some(None) when its per-secret
 /// grants leave this role out.
-pub fn value(c: &mut impl Client, name: &str) -> Result<Option<Option<Zeroizing<String>>>, Error> {
-    let row = c.query_opt(
-        "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
-        &[&name],
-    )?;
+pub async fn value(c: &impl Client, name: &str) -> Result<Option<Option<Zeroizing<String>>>, Error> {
+    let row = c
+        .query_opt(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            &[&name],
+        )
+        .await?;
     Ok(row.map(|r| r.get::<_, Option<String>>(0).map(Zeroizing::new)))
 }
 
 /// Asks for `NOTIFY vault_ext_changed` (sent by the extension after each committed change of
 /// secrets or their grants, sql/notify.sql) on this connection: `pgvault run --watch`.
-pub fn listen_for_changes(c: &mut postgres::Client) -> Result<(), Error> {
-    c.batch_execute("LISTEN vault_ext_changed")
+pub async fn listen_for_changes(c: &tokio_postgres::Client) -> Result<(), Error> {
+    c.batch_execute("LISTEN vault_ext_changed").await
 }
 
 /// A named secret as read: its value (None when per-secret grants leave this role out) and
@@ -120,15 +128,17 @@ pub struct Value {
 
 /// The secrets that have a name, every tag in `tags` and, when `only` is not empty, one of
 /// those names; by name.
-pub fn values(c: &mut impl Client, tags: &[String], only: &[String]) -> Result<Vec<Value>, Error> {
+pub async fn values(c: &impl Client, tags: &[String], only: &[String]) -> Result<Vec<Value>, Error> {
     let only_filter = (!only.is_empty()).then_some(only);
-    let rows = c.query(
-        "SELECT name, decrypted_secret, coalesce(expires_at <= now(), false) \
+    let rows = c
+        .query(
+            "SELECT name, decrypted_secret, coalesce(expires_at <= now(), false) \
            FROM vault.decrypted_secrets \
           WHERE name IS NOT NULL AND tags @> $1::text[] AND ($2::text[] IS NULL OR name = ANY($2)) \
           ORDER BY name",
-        &[&tags, &only_filter],
-    )?;
+            &[&tags, &only_filter],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Value {
@@ -140,21 +150,22 @@ pub fn values(c: &mut impl Client, tags: &[String], only: &[String]) -> Result<V
 }
 
 /// The id of the secret named `name`.
-pub fn id(c: &mut impl Client, name: &str) -> Result<Option<String>, Error> {
+pub async fn id(c: &impl Client, name: &str) -> Result<Option<String>, Error> {
     Ok(
-        c.query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])?
+        c.query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])
+            .await?
             .map(|r| r.get(0)),
     )
 }
 
 /// Whether this role could create and update secrets (vault_admin).
-pub fn may_write(c: &mut impl Client) -> Result<bool, Error> {
+pub async fn may_write(c: &impl Client) -> Result<bool, Error> {
     Ok(c.query_one(
         "SELECT has_function_privilege('vault.create_secret(text, text, text, uuid, text[], boolean)', 'EXECUTE') \
             AND has_function_privilege('vault.update_secret(uuid, text, text, text, uuid, text[], integer, boolean)', 'EXECUTE') \
             AND has_table_privilege('vault.secrets', 'SELECT')",
         &[],
-    )?
+    ).await?
     .get(0))
 }
 
@@ -167,11 +178,12 @@ pub struct Existing {
 }
 
 /// The secret `name`, locked for an update in this transaction.
-pub fn lock(c: &mut impl Client, name: &str) -> Result<Option<Existing>, Error> {
+pub async fn lock(c: &impl Client, name: &str) -> Result<Option<Existing>, Error> {
     Ok(c.query_opt(
         "SELECT id::text, version, tags, description FROM vault.secrets WHERE name = $1 FOR UPDATE",
         &[&name],
-    )?
+    )
+    .await?
     .map(|r| Existing {
         id: r.get(0),
         version: r.get(1),
@@ -182,19 +194,20 @@ pub fn lock(c: &mut impl Client, name: &str) -> Result<Option<Existing>, Error> 
 
 /// The value of the secret with id `id` (compared in the client, never sent back as a
 /// parameter, where a log of parameters would keep it).
-pub fn value_by_id(c: &mut impl Client, id: &str) -> Result<Option<Zeroizing<String>>, Error> {
+pub async fn value_by_id(c: &impl Client, id: &str) -> Result<Option<Zeroizing<String>>, Error> {
     let v: Option<String> = c
         .query_one(
             "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE id = $1::text::uuid",
             &[&id],
-        )?
+        )
+        .await?
         .get(0);
     Ok(v.map(Zeroizing::new))
 }
 
 /// A new secret.
-pub fn create(
-    c: &mut impl Client,
+pub async fn create(
+    c: &impl Client,
     name: &str,
     value: &str,
     description: Option<&str>,
@@ -203,14 +216,15 @@ pub fn create(
     c.execute(
         "SELECT vault.create_secret($1, $2, coalesce($3, ''), NULL, $4::text[])",
         &[&value, &name, &description, &tags],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// Changes the secret `id`: what is None stays as it is; with `expected_version`, nothing
 /// changes unless that is the current version (40001).
-pub fn update(
-    c: &mut impl Client,
+pub async fn update(
+    c: &impl Client,
     id: &str,
     value: Option<&str>,
     description: Option<&str>,
@@ -220,24 +234,27 @@ pub fn update(
     c.execute(
         "SELECT vault.update_secret($1::text::uuid, $2, NULL, $3, NULL, $4::text[], $5)",
         &[&id, &value, &description, &tags, &expected_version],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// Sets the expiry of the secret `name`; true when that moment has passed already.
-pub fn set_expiry(c: &mut impl Client, name: &str, when: Instant<'_>) -> Result<bool, Error> {
-    let row = c.query_one(
-        "UPDATE vault.secrets SET expires_at = CASE WHEN $2::text IS NOT NULL THEN now() + $2::text::interval \
+pub async fn set_expiry(c: &impl Client, name: &str, when: Instant<'_>) -> Result<bool, Error> {
+    let row = c
+        .query_one(
+            "UPDATE vault.secrets SET expires_at = CASE WHEN $2::text IS NOT NULL THEN now() + $2::text::interval \
                                                ELSE $3::text::timestamptz END \
           WHERE name = $1 RETURNING coalesce(expires_at <= now(), false)",
-        &[&name, &when.interval, &when.at],
-    )?;
+            &[&name, &when.interval, &when.at],
+        )
+        .await?;
     Ok(row.get(0))
 }
 
 /// Deletes the secret `name`; false when there was none.
-pub fn delete(c: &mut impl Client, name: &str) -> Result<bool, Error> {
-    Ok(c.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])? > 0)
+pub async fn delete(c: &impl Client, name: &str) -> Result<bool, Error> {
+    Ok(c.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name]).await? > 0)
 }
 
 /// One version of a secret, without its value.
@@ -252,21 +269,23 @@ pub struct Version {
 }
 
 /// The versions of the secret `id`, newest first.
-pub fn history(c: &mut impl Client, id: &str) -> Result<Vec<Version>, Error> {
+pub async fn history(c: &impl Client, id: &str) -> Result<Vec<Version>, Error> {
     // A kept version's created_at / created_by say when and by whom it was replaced.
-    let rows = c.query(
-        concat!(
-            "SELECT version, 'current', ",
-            local!("updated_at"),
-            ", '' FROM vault.secrets WHERE id = $1::text::uuid \
+    let rows = c
+        .query(
+            concat!(
+                "SELECT version, 'current', ",
+                local!("updated_at"),
+                ", '' FROM vault.secrets WHERE id = $1::text::uuid \
              UNION ALL \
              SELECT version, 'replaced', ",
-            local!("created_at"),
-            ", created_by::text FROM vault.secret_versions WHERE secret_id = $1::text::uuid \
+                local!("created_at"),
+                ", created_by::text FROM vault.secret_versions WHERE secret_id = $1::text::uuid \
              ORDER BY 1 DESC"
-        ),
-        &[&id],
-    )?;
+            ),
+            &[&id],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Version {
@@ -279,34 +298,38 @@ pub fn history(c: &mut impl Client, id: &str) -> Result<Vec<Version>, Error> {
 }
 
 /// Makes version `to` of the secret `id` its value again; the new version's number.
-pub fn rollback(c: &mut impl Client, id: &str, to: i32) -> Result<i32, Error> {
+pub async fn rollback(c: &impl Client, id: &str, to: i32) -> Result<i32, Error> {
     Ok(
-        c.query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &to])?
+        c.query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &to])
+            .await?
             .get(0),
     )
 }
 
 /// Lets `role` read the secret `id`.
-pub fn grant(c: &mut impl Client, id: &str, role: &str) -> Result<(), Error> {
+pub async fn grant(c: &impl Client, id: &str, role: &str) -> Result<(), Error> {
     c.execute(
         "SELECT vault.grant_secret($1::text::uuid, $2::text::regrole)",
         &[&id, &role],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// Takes back `role`'s grant on the secret `id`; false when it had none.
-pub fn revoke(c: &mut impl Client, id: &str, role: &str) -> Result<bool, Error> {
+pub async fn revoke(c: &impl Client, id: &str, role: &str) -> Result<bool, Error> {
     let had: i64 = c
         .query_one(
             "SELECT count(*) FROM vault.secret_acl WHERE secret_id = $1::text::uuid AND grantee = $2::text::regrole",
             &[&id, &role],
-        )?
+        )
+        .await?
         .get(0);
     c.execute(
         "SELECT vault.revoke_secret($1::text::uuid, $2::text::regrole)",
         &[&id, &role],
-    )?;
+    )
+    .await?;
     Ok(had > 0)
 }
 
@@ -318,11 +341,13 @@ pub struct Checked {
 }
 
 /// Every secret and kept version, decrypted once: which do not.
-pub fn verify(c: &mut impl Client) -> Result<Vec<Checked>, Error> {
-    let rows = c.query(
-        "SELECT coalesce(name, id::text), status, coalesce(detail, '') FROM vault.verify_secrets() ORDER BY 1",
-        &[],
-    )?;
+pub async fn verify(c: &impl Client) -> Result<Vec<Checked>, Error> {
+    let rows = c
+        .query(
+            "SELECT coalesce(name, id::text), status, coalesce(detail, '') FROM vault.verify_secrets() ORDER BY 1",
+            &[],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Checked {

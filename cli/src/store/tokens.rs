@@ -1,17 +1,18 @@
 //! Service tokens for `pgvault serve` (vault_admin): only their hashes are stored.
 
 use super::{iso, local, Client, Instant};
-use postgres::Error;
+use tokio_postgres::Error;
 use zeroize::Zeroizing;
 
 /// A new token acting as `role`, shown this once.
-pub fn create(c: &mut impl Client, name: &str, role: &str, expires: Instant<'_>) -> Result<Zeroizing<String>, Error> {
+pub async fn create(c: &impl Client, name: &str, role: &str, expires: Instant<'_>) -> Result<Zeroizing<String>, Error> {
     let token: String = c
         .query_one(
             "SELECT vault.create_api_token($1, $2::text::regrole, \
                     CASE WHEN $3::text IS NOT NULL THEN now() + $3::text::interval ELSE $4::text::timestamptz END)",
             &[&name, &role, &expires.interval, &expires.at],
-        )?
+        )
+        .await?
         .get(0);
     Ok(Zeroizing::new(token))
 }
@@ -36,30 +37,32 @@ pub struct Token {
 }
 
 /// Every token, by name.
-pub fn list(c: &mut impl Client) -> Result<Vec<Token>, Error> {
-    let rows = c.query(
-        concat!(
-            "SELECT name, role::text, created_by::text, ",
-            iso!("created_at"),
-            ", ",
-            iso!("expires_at"),
-            ", ",
-            iso!("last_used_at"),
-            ", ",
-            iso!("revoked_at"),
-            ", CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
+pub async fn list(c: &impl Client) -> Result<Vec<Token>, Error> {
+    let rows = c
+        .query(
+            concat!(
+                "SELECT name, role::text, created_by::text, ",
+                iso!("created_at"),
+                ", ",
+                iso!("expires_at"),
+                ", ",
+                iso!("last_used_at"),
+                ", ",
+                iso!("revoked_at"),
+                ", CASE WHEN revoked_at IS NOT NULL THEN 'revoked' \
                     WHEN expires_at <= now() THEN 'expired' ELSE 'active' END, coalesce(",
-            local!("created_at"),
-            ", ''), coalesce(",
-            local!("expires_at"),
-            ", ''), coalesce(",
-            local!("last_used_at"),
-            ", ''), coalesce(",
-            local!("revoked_at"),
-            ", '') FROM vault.api_tokens ORDER BY name, created_at"
-        ),
-        &[],
-    )?;
+                local!("created_at"),
+                ", ''), coalesce(",
+                local!("expires_at"),
+                ", ''), coalesce(",
+                local!("last_used_at"),
+                ", ''), coalesce(",
+                local!("revoked_at"),
+                ", '') FROM vault.api_tokens ORDER BY name, created_at"
+            ),
+            &[],
+        )
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Token {
@@ -80,7 +83,7 @@ pub fn list(c: &mut impl Client) -> Result<Vec<Token>, Error> {
 }
 
 /// Revokes the active token `name`.
-pub fn revoke(c: &mut impl Client, name: &str) -> Result<(), Error> {
-    c.execute("SELECT vault.revoke_api_token($1)", &[&name])?;
+pub async fn revoke(c: &impl Client, name: &str) -> Result<(), Error> {
+    c.execute("SELECT vault.revoke_api_token($1)", &[&name]).await?;
     Ok(())
 }

@@ -18,13 +18,13 @@ pub(crate) async fn audit(caller: Caller, Query(q): Query<Vec<(String, String)>>
             .filter(|n| (1..=10000).contains(n))
             .ok_or_else(|| ApiError::bad("limit must be a number from 1 to 10000"))?,
     };
-    let rows = db(&s, move |c| {
+    let rows = db(&s, async move |c| {
         let rows = c.query(
             "SELECT id::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), session_role::text, \
                     action::text, secret_name::text, secret_id::text, coalesce(detail::text, '') \
                FROM vault.audit_log ORDER BY at DESC, id LIMIT $1",
             &[&limit],
-        )?;
+        ).await?;
         Ok(rows
             .iter()
             .map(|r| types::AuditEntry {
@@ -45,15 +45,17 @@ pub(crate) async fn audit(caller: Caller, Query(q): Query<Vec<(String, String)>>
 /// The keys with their status (vault.key_status: vault_admin), oldest first.
 pub(crate) async fn keys(caller: Caller) -> Result<Response, ApiError> {
     let s = caller;
-    let rows = db(&s, move |c| {
-        let rows = c.query(
-            "SELECT id::text, name, key_type, key_id, status, \
+    let rows = db(&s, async move |c| {
+        let rows = c
+            .query(
+                "SELECT id::text, name, key_type, key_id, status, \
                     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                     to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                     secrets, root_key \
                FROM vault.key_status ORDER BY created_at, id",
-            &[],
-        )?;
+                &[],
+            )
+            .await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -83,16 +85,18 @@ pub(crate) async fn keys(caller: Caller) -> Result<Response, ApiError> {
 /// reads, so it is a GET.
 pub(crate) async fn verify(caller: Caller) -> Result<Response, ApiError> {
     let s = caller;
-    let body = db(&s, move |c| {
-        let r = c.query_one(
-            "SELECT count(*), count(*) FILTER (WHERE NOT bad), \
+    let body = db(&s, async move |c| {
+        let r = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE NOT bad), \
                     coalesce(json_agg(json_build_object('id', id, 'name', name, 'key_id', key_id, \
                                                         'status', status, 'detail', detail)) \
                                FILTER (WHERE bad), '[]')::text \
                FROM (SELECT v.*, v.status <> 'ok' OR coalesce(v.detail !~ '^version [0-9]+$', false) AS bad \
                        FROM vault.verify_secrets() v) v",
-            &[],
-        )?;
+                &[],
+            )
+            .await?;
         let problems: serde_json::Value = serde_json::from_str(&r.get::<_, String>(2)).map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,14 +12,16 @@ use axum::response::{IntoResponse, Response};
 /// Per-secret grants (vault.grant_secret): who, besides vault_admin, may read the secret.
 pub(crate) async fn grants(caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     let s = caller;
-    let rows = db(&s, move |c| {
-        let id = secret_id(c, &name)?;
-        let rows = c.query(
-            "SELECT grantee::text, granted_by::text, \
+    let rows = db(&s, async move |c| {
+        let id = secret_id(c, &name).await?;
+        let rows = c
+            .query(
+                "SELECT grantee::text, granted_by::text, \
                     to_char(granted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
                FROM vault.secret_acl WHERE secret_id = $1::text::uuid ORDER BY 1",
-            &[&id],
-        )?;
+                &[&id],
+            )
+            .await?;
         Ok(rows
             .iter()
             .map(|r| types::Grant {
@@ -60,9 +62,9 @@ pub(crate) async fn change_grant(
     statement: &'static str,
 ) -> Result<Response, ApiError> {
     let s = caller;
-    db(&s, move |c| {
-        let id = secret_id(c, &name)?;
-        c.execute(statement, &[&id, &role])?;
+    db(&s, async move |c| {
+        let id = secret_id(c, &name).await?;
+        c.execute(statement, &[&id, &role]).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

@@ -2,25 +2,24 @@
 
 use crate::api::types::{self, SecretMeta};
 use crate::serve::auth::Caller;
-use crate::serve::db::{db, db_prepared, query_one_row, Tx};
+use crate::serve::db::{db, db_as, Db, Tx};
 use crate::serve::reply::{json_response, ApiError, JsonBody};
 use crate::store;
 use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use postgres::error::SqlState;
-use postgres::Client;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
+use tokio_postgres::error::SqlState;
 use zeroize::Zeroizing;
 
 /// Metadata of the secrets with every tag in `tags` (and the name `name`, when given), with
 /// their versions for a role that may read them.
-pub(crate) fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> Result<Vec<SecretMeta>, ApiError> {
-    let rows = store::secrets::list(c, tags, name)?;
+pub(crate) async fn metadata(c: &Db<'_>, tags: &[String], name: Option<&str>) -> Result<Vec<SecretMeta>, ApiError> {
+    let rows = store::secrets::list(c.client, tags, name).await?;
     // Versions are in vault.secrets, which only vault_admin may read.
-    let versions = store::secrets::versions(c, name)?;
+    let versions = store::secrets::versions(c.client, name).await?;
     Ok(rows
         .into_iter()
         .map(|m| {
@@ -33,7 +32,7 @@ pub(crate) fn metadata(c: &mut Client, tags: &[String], name: Option<&str>) -> R
 pub(crate) async fn list(caller: Caller, Query(q): Query<Vec<(String, String)>>) -> Result<Response, ApiError> {
     let s = caller;
     let tags: Vec<String> = q.into_iter().filter(|(k, _)| k == "tag").map(|(_, v)| v).collect();
-    let items = db(&s, move |c| metadata(c, &tags, None)).await?;
+    let items = db(&s, async move |c| metadata(c, &tags, None).await).await?;
     Ok(json_response(StatusCode::OK, &items))
 }
 
@@ -92,23 +91,23 @@ pub(crate) async fn get_secret(caller: Caller, Path(name): Path<String>) -> Resu
     } else {
         Tx::Wrapped
     };
-    let body = db_prepared(&s, tx, move |c, statements| {
+    let body = db_as(&s, tx, async move |c| {
         let versioned = session.as_ref().is_some_and(|s| s.versions.load(Ordering::Relaxed));
         let row = if versioned {
-            match query_one_row(c, statements, GET_SECRET_VERSIONED, &name) {
+            match c.one_row(GET_SECRET_VERSIONED, &name).await {
                 Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                     // vault_admin was revoked since login: read as the role is now.
                     if let Some(s) = &session {
                         s.versions.store(false, Ordering::Relaxed);
                     }
-                    query_one_row(c, statements, GET_SECRET, &name)?
+                    c.one_row(GET_SECRET, &name).await?
                 }
                 other => other?,
             }
         } else if session.is_some() {
-            query_one_row(c, statements, GET_SECRET, &name)?
+            c.one_row(GET_SECRET, &name).await?
         } else {
-            query_one_row(c, statements, GET_SECRET_AS_TOKEN, &name)?
+            c.one_row(GET_SECRET_AS_TOKEN, &name).await?
         };
         let Some(r) = row else {
             return Err(ApiError::not_found(&name));
@@ -127,7 +126,7 @@ pub(crate) async fn get_secret(caller: Caller, Path(name): Path<String>) -> Resu
         let version: Option<i32> = if r.len() > 12 {
             r.get(12)
         } else if session.is_none() && may_read_versions {
-            query_one_row(c, statements, VERSION_OF, &id)?.map(|v| v.get(0))
+            c.one_row(VERSION_OF, &id).await?.map(|v| v.get(0))
         } else {
             // A session whose role became able to read versions after login: from its next
             // read on (one statement, one snapshot).
@@ -209,11 +208,13 @@ pub(crate) async fn put_secret(
         return Err(ApiError::bad("the value contains a NUL byte, which text cannot hold"));
     }
     let expires = expires_at.map(|e| e.filter(|s| !s.is_empty()));
-    let (created, meta) = db(&s, move |tx| {
-        let existing = tx.query_opt(
-            "SELECT id::text, version FROM vault.secrets WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )?;
+    let (created, meta) = db(&s, async move |tx| {
+        let existing = tx
+            .query_opt(
+                "SELECT id::text, version FROM vault.secrets WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?;
         let value = value.as_ref().map(|v| v.as_str());
         let created = match existing {
             Some(row) => {
@@ -228,7 +229,8 @@ pub(crate) async fn put_secret(
                 tx.execute(
                     "SELECT vault.update_secret($1::text::uuid, $2, NULL, $3, NULL, $4::text[], $5)",
                     &[&id, &value, &description, &tags, &expected],
-                )?;
+                )
+                .await?;
                 false
             }
             None => {
@@ -245,7 +247,8 @@ pub(crate) async fn put_secret(
                 tx.execute(
                     "SELECT vault.create_secret($1, $2, coalesce($3, ''), NULL, $4::text[])",
                     &[&value, &name, &description, &tags],
-                )?;
+                )
+                .await?;
                 true
             }
         };
@@ -253,9 +256,10 @@ pub(crate) async fn put_secret(
             tx.execute(
                 "UPDATE vault.secrets SET expires_at = $2::text::timestamptz WHERE name = $1",
                 &[&name, &at],
-            )?;
+            )
+            .await?;
         }
-        let meta = metadata(tx, &[], Some(&name))?.pop();
+        let meta = metadata(tx, &[], Some(&name)).await?.pop();
         Ok((created, meta))
     })
     .await?;
@@ -265,8 +269,8 @@ pub(crate) async fn put_secret(
 
 pub(crate) async fn delete_secret(caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     let s = caller;
-    db(&s, move |c| {
-        match c.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name])? {
+    db(&s, async move |c| {
+        match c.execute("DELETE FROM vault.secrets WHERE name = $1", &[&name]).await? {
             0 => Err(ApiError::not_found(&name)),
             _ => Ok(StatusCode::NO_CONTENT.into_response()),
         }
@@ -274,16 +278,17 @@ pub(crate) async fn delete_secret(caller: Caller, Path(name): Path<String>) -> R
     .await
 }
 
-pub(crate) fn secret_id(c: &mut Client, name: &str) -> Result<String, ApiError> {
-    c.query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])?
+pub(crate) async fn secret_id(c: &Db<'_>, name: &str) -> Result<String, ApiError> {
+    c.query_opt("SELECT id::text FROM vault.secrets WHERE name = $1", &[&name])
+        .await?
         .map(|r| r.get(0))
         .ok_or_else(|| ApiError::not_found(name))
 }
 
 pub(crate) async fn versions(caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
     let s = caller;
-    let rows = db(&s, move |c| {
-        let id = secret_id(c, &name)?;
+    let rows = db(&s, async move |c| {
+        let id = secret_id(c, &name).await?;
         let rows = c.query(
             "SELECT version, true, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), NULL::text \
                FROM vault.secrets WHERE id = $1::text::uuid \
@@ -292,7 +297,7 @@ pub(crate) async fn versions(caller: Caller, Path(name): Path<String>) -> Result
                FROM vault.secret_versions WHERE secret_id = $1::text::uuid \
              ORDER BY 1 DESC",
             &[&id],
-        )?;
+        ).await?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -322,10 +327,11 @@ pub(crate) async fn rollback(
 ) -> Result<Response, ApiError> {
     let s = caller;
     let version = body.version.ok_or_else(|| ApiError::bad("give {\"version\": N}"))?;
-    let new = db(&s, move |c| {
-        let id = secret_id(c, &name)?;
+    let new = db(&s, async move |c| {
+        let id = secret_id(c, &name).await?;
         let new: i32 = c
-            .query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &version])?
+            .query_one("SELECT vault.rollback_secret($1::text::uuid, $2)", &[&id, &version])
+            .await?
             .get(0);
         Ok(new)
     })

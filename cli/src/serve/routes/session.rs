@@ -5,7 +5,7 @@ use crate::serve::auth::Caller;
 use crate::serve::db::db;
 use crate::serve::reply::{json_response, ApiError, JsonBody};
 use crate::serve::sessions::{
-    client_address, cookie_value, random_hex, Conn, Prepared, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
+    client_address, cookie_value, random_hex, Conn, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
 };
 use crate::serve::state::{lock, App, LoggedRole};
 use crate::text::escape;
@@ -13,12 +13,12 @@ use crate::{conn, Failure};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use postgres::Client;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 use zeroize::Zeroizing;
 
 /// `POST /api/v1/session`'s body.
@@ -84,13 +84,11 @@ pub(crate) async fn login(
     let probe_budget = room(1)?;
     let target = app.target.as_login(&user, &password);
     drop(password);
-    let more_target = target.clone();
-    let connect = |target: conn::Target| async move {
-        tokio::task::spawn_blocking(move || conn::connect(&target))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))
+    let connect = |target: &conn::Target| {
+        let target = target.clone();
+        async move { conn::connect(&target, false).await.map(|c| c.client) }
     };
-    let mut result: Result<Client, Failure> = connect(target.clone()).await?;
+    let mut result: Result<Client, Failure> = connect(&target).await;
     // The role is at its CONNECTION LIMIT, partly with this server's sessions: PostgreSQL checks
     // that limit only after the password was accepted, so this login is the role's own. Its
     // oldest session here makes room (as past --max-sessions-per-role); its backends take a
@@ -98,17 +96,14 @@ pub(crate) async fn login(
     if result.as_ref().err().is_some_and(role_limit_reached) && app.end_oldest_session(&user) {
         for pause in [25, 50, 100, 200, 400, 800, 1600] {
             tokio::time::sleep(Duration::from_millis(pause)).await;
-            result = connect(target.clone()).await?;
+            result = connect(&target).await;
             if !result.as_ref().err().is_some_and(role_limit_reached) {
                 break;
             }
         }
     }
-    drop(target);
-    // Held so that a request dropped half way (the client gave up) closes it off the async
-    // threads (see `Conn`): the synchronous driver cannot close on them.
-    let mut client = match result {
-        Ok(c) => Conn(Some(c), Prepared::new(), false),
+    let client = match result {
+        Ok(c) => c,
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {
             attempt.failed = true;
             return Err(ApiError::new(
@@ -132,19 +127,11 @@ pub(crate) async fn login(
     // The database let this role in: but did it check the password? Under trust, peer, ident
     // or a client certificate of the server's, any password gets in (issue 26). The same login
     // with a password nobody knows tells: it must be refused for a failed authentication.
-    let probe = app.target.as_login(&user, &random_hex()?);
-    let probed = tokio::task::spawn_blocking(move || {
-        let r = conn::connect(&probe).map(|c| Conn(Some(c), Prepared::new(), false));
-        drop(probe);
-        r
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    let probed = connect(&app.target.as_login(&user, &random_hex()?)).await;
     drop(probe_budget);
     match probed {
         Err(f) if matches!(f.sqlstate(), Some("28P01" | "28000")) => {}
-        Ok(probe) => {
-            drop((probe, client));
+        Ok(_) => {
             attempt.failed = true;
             eprintln!(
                 "pgvault serve: refused a console login as {}: the database lets this role in without checking \
@@ -159,7 +146,6 @@ pub(crate) async fn login(
             ));
         }
         Err(f) => {
-            drop(client);
             eprintln!(
                 "pgvault serve: cannot confirm that the database checked the password of {}: {}",
                 escape(&user),
@@ -175,33 +161,27 @@ pub(crate) async fn login(
     // A success does not wipe the address's failures: one valid account would otherwise
     // reset the limit for guessing others' passwords.
     drop(attempt);
-    let (client, more, rights) = tokio::task::spawn_blocking(move || {
-        // The console is for vault roles: a superuser (or a role that may become one) would
-        // hold every secret and the server itself behind a browser cookie.
-        let r = match client.0.as_mut() {
-            Some(c) => refuse_superuser(c).and_then(|()| rights(c)),
-            None => Err(ApiError::unauthorized()),
-        };
-        let mut more = Vec::new();
-        if r.is_ok() {
-            for _ in 0..extra {
-                match conn::connect(&more_target) {
-                    Ok(c) => more.push(Conn::new(c)),
-                    Err(f) => {
-                        eprintln!(
-                            "pgvault serve: an extra session connection failed: {}",
-                            escape(f.message())
-                        );
-                        break;
-                    }
+    // The console is for vault roles: a superuser (or a role that may become one) would
+    // hold every secret and the server itself behind a browser cookie.
+    refuse_superuser(&client).await?;
+    let rights = rights(&client).await;
+    let mut more = Vec::new();
+    if rights.is_ok() {
+        for _ in 0..extra {
+            match connect(&target).await {
+                Ok(c) => more.push(Conn::new(c)),
+                Err(f) => {
+                    eprintln!(
+                        "pgvault serve: an extra session connection failed: {}",
+                        escape(f.message())
+                    );
+                    break;
                 }
             }
         }
-        drop(more_target);
-        (Arc::new(Mutex::new(client)), more, r)
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))?;
+    }
+    drop(target);
+    let client = Conn::new(client);
     let (rights, versions) = rights?;
     let id = random_hex()?;
     let csrf = random_hex()?;
@@ -258,13 +238,14 @@ pub(crate) fn role_limit_reached(f: &Failure) -> bool {
 }
 
 /// 403 for a role that is, or is a member of, a superuser.
-pub(crate) fn refuse_superuser(c: &mut Client) -> Result<(), ApiError> {
+pub(crate) async fn refuse_superuser(c: &Client) -> Result<(), ApiError> {
     let superuser: bool = c
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r \
                              WHERE r.rolsuper AND pg_catalog.pg_has_role(session_user, r.oid, 'MEMBER'))",
             &[],
-        )?
+        )
+        .await?
         .get(0);
     if superuser {
         return Err(ApiError::new(
@@ -277,9 +258,10 @@ pub(crate) fn refuse_superuser(c: &mut Client) -> Result<(), ApiError> {
 }
 
 /// What the role may do, so the page offers only that, and whether it may read vault.secrets.
-pub(crate) fn rights(c: &mut Client) -> Result<(Rights, bool), ApiError> {
-    let r = c.query_one(
-        "SELECT pg_has_role('vault_viewer', 'USAGE'), pg_has_role('vault_reader', 'USAGE'), \
+pub(crate) async fn rights(c: &Client) -> Result<(Rights, bool), ApiError> {
+    let r = c
+        .query_one(
+            "SELECT pg_has_role('vault_viewer', 'USAGE'), pg_has_role('vault_reader', 'USAGE'), \
                 pg_has_role('vault_admin', 'USAGE'), \
                 CASE WHEN has_schema_privilege('vault', 'USAGE') \
                      THEN has_table_privilege('vault.key_status', 'SELECT') ELSE false END, \
@@ -287,8 +269,9 @@ pub(crate) fn rights(c: &mut Client) -> Result<(Rights, bool), ApiError> {
                      THEN has_function_privilege('vault.verify_secrets()', 'EXECUTE') ELSE false END, \
                 CASE WHEN has_schema_privilege('vault', 'USAGE') \
                      THEN has_table_privilege('vault.secrets', 'SELECT') ELSE false END",
-        &[],
-    )?;
+            &[],
+        )
+        .await?;
     Ok((
         Rights {
             view: r.get(0),
@@ -303,7 +286,7 @@ pub(crate) fn rights(c: &mut Client) -> Result<(Rights, bool), ApiError> {
 
 pub(crate) async fn whoami(caller: Caller) -> Result<Response, ApiError> {
     let who = caller;
-    let (rights, versions) = db(&who, rights).await?;
+    let (rights, versions) = db(&who, async |c| rights(c).await).await?;
     let body = match &who {
         Caller::Session(s) => {
             s.versions.store(versions, Ordering::Relaxed);

@@ -13,25 +13,22 @@
 //!
 //! Data mapping: a KV object `{"value": "<string>"}` is stored as that bare text; any other
 //! object is stored as its JSON text and the secret carries the tag [`JSON_TAG`], which is how a
-//! read knows to give the object back. A secret without the tag reads as `{"value": "<text>"}`.
+//! read knows to give the object back. A secret without the tag reads as `{"value": "<text>"}`
+//! (`api/kv.rs`).
 
+use crate::api::kv::{decode, encode, list_keys, merge_patch, JSON_TAG};
 use crate::serve::auth::Caller;
 use crate::serve::db::db;
 use crate::serve::reply::{json_response, ApiError, Shape};
-use crate::serve::sessions::{close, random_hex, MAX_BODY};
+use crate::serve::sessions::{random_hex, MAX_BODY};
 use crate::serve::state::App;
 use crate::store::kv;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use zeroize::Zeroizing;
 
-/// The tag that marks a secret whose text is a KV object's JSON (anything but a lone string
-/// `value`). SQL readers see the JSON text.
-pub const JSON_TAG: &str = "kv:json";
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
 
 /// A mount name as `--kv-mount` gives it: without surrounding slashes; never a name of Vault's
@@ -132,69 +129,6 @@ fn truthy(v: &str) -> bool {
     matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
-/// A secret's stored text as a KV object: the object itself for a secret tagged [`JSON_TAG`]
-/// whose text is a JSON object, `{"value": text}` for every other.
-pub fn decode(text: &str, tagged: bool) -> Map<String, Value> {
-    if tagged {
-        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
-            return m;
-        }
-    }
-    let mut m = Map::new();
-    m.insert("value".into(), Value::String(text.to_string()));
-    m
-}
-
-/// A KV object as stored text, and whether it is JSON (then tagged [`JSON_TAG`]): a lone string
-/// `value` is stored bare, so SQL and `pgvault run` see the plain value.
-pub fn encode(data: &Map<String, Value>) -> (Zeroizing<String>, bool) {
-    if data.len() == 1 {
-        if let Some(Value::String(v)) = data.get("value") {
-            return (Zeroizing::new(v.clone()), false);
-        }
-    }
-    (Zeroizing::new(Value::Object(data.clone()).to_string()), true)
-}
-
-/// JSON merge patch (RFC 7396) of `patch` into `target`.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
-/// The next segment of each name under `prefix` (which ends with `/` or is empty), folders with
-/// a trailing `/`, sorted and without duplicates.
-pub fn list_keys<'a>(prefix: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut keys = BTreeSet::new();
-    for name in names {
-        let Some(rest) = name.strip_prefix(prefix) else {
-            continue;
-        };
-        let key = match rest.find('/') {
-            Some(i) => &rest[..=i],
-            None => rest,
-        };
-        if !key.is_empty() && key != "/" {
-            keys.insert(key.to_string());
-        }
-    }
-    keys.into_iter().collect()
-}
-
 /// Every request under `/v1/`: `caller` is the token the guard found in `X-Vault-Token` or
 /// `Authorization: Bearer` (None: missing or malformed, refused here after `sys/health`).
 pub(crate) async fn handle(State(app): State<Arc<App>>, caller: Option<Caller>, req: Request) -> Response {
@@ -238,7 +172,7 @@ async fn route(app: Arc<App>, caller: Option<Caller>, req: Request) -> Result<Re
             return Err(unsupported());
         }
         let p = p.trim_start_matches('/');
-        db(&who, |_| Ok(())).await?;
+        db(&who, async |_| Ok(())).await?;
         if p == mount || p.starts_with(&format!("{mount}/")) {
             return envelope(
                 json!({"path": format!("{mount}/"), "type": "kv", "options": {"version": "2"},
@@ -326,13 +260,17 @@ fn secret_name(p: &str) -> Result<String, ApiError> {
 /// versions), from `store::kv`. A value kept from this role (per-secret grants, a
 /// non-exportable secret) is 403.
 async fn read(who: &Caller, name: String, version: Option<i32>) -> Result<Response, ApiError> {
-    let body = db(who, move |c| {
-        let Some(cur) = kv::current(c, &name)? else {
+    let body = db(who, async move |c| {
+        let Some(cur) = kv::current(c.client, &name).await? else {
             return Err(missing());
         };
         let value = cur.value.ok_or_else(permission_denied)?;
         let tagged = cur.tags.iter().any(|t| t == JSON_TAG);
-        let current: i32 = if cur.may_versions { kv::version(c, &cur.id)? } else { 0 };
+        let current: i32 = if cur.may_versions {
+            kv::version(c.client, &cur.id).await?
+        } else {
+            0
+        };
         let (value, created, version) = match version {
             Some(n) if n != current => {
                 if !cur.may_versions {
@@ -341,7 +279,7 @@ async fn read(who: &Caller, name: String, version: Option<i32>) -> Result<Respon
                         "earlier versions are readable by vault_admin only",
                     ));
                 }
-                let Some((old, at)) = kv::kept_version(c, &cur.id, n)? else {
+                let Some((old, at)) = kv::kept_version(c.client, &cur.id, n).await? else {
                     return Err(missing());
                 };
                 (old.ok_or_else(permission_denied)?, at, n)
@@ -388,8 +326,8 @@ fn write_body(body: &[u8], patch: bool) -> Result<(Value, Option<i32>), ApiError
 /// vault.create_secret, so versions and the audit log are vault_ext's own.
 async fn write(who: &Caller, name: String, body: &[u8], patch: bool) -> Result<Response, ApiError> {
     let (data, cas) = write_body(body, patch)?;
-    let meta = db(who, move |c| {
-        let existing = kv::lock_for_write(c, &name)?;
+    let meta = db(who, async move |c| {
+        let existing = kv::lock_for_write(c.client, &name).await?;
         let current = existing.as_ref().map(|r| r.version).unwrap_or(0);
         if cas.is_some_and(|n| n != current) {
             return Err(cas_mismatch());
@@ -398,7 +336,9 @@ async fn write(who: &Caller, name: String, body: &[u8], patch: bool) -> Result<R
             let Some(row) = &existing else {
                 return Err(missing());
             };
-            let text = kv::value_by_id(c, &row.id)?.ok_or_else(permission_denied)?;
+            let text = kv::value_by_id(c.client, &row.id)
+                .await?
+                .ok_or_else(permission_denied)?;
             let tagged = row.tags.iter().any(|t| t == JSON_TAG);
             let mut merged = Value::Object(decode(&text, tagged));
             merge_patch(&mut merged, &data);
@@ -429,23 +369,25 @@ async fn write(who: &Caller, name: String, body: &[u8], patch: bool) -> Result<R
                 } else {
                     None
                 };
-                kv::update(c, &row.id, &text, new_tags.as_deref(), current).map_err(|e| {
-                    match e.code().map(|c| c.code()) {
+                kv::update(c.client, &row.id, &text, new_tags.as_deref(), current)
+                    .await
+                    .map_err(|e| match e.code().map(|c| c.code()) {
                         Some("40001") => cas_mismatch(),
                         _ => ApiError::from(e),
-                    }
-                })?;
+                    })?;
                 row.id
             }
             None => {
                 let tags: Vec<String> = if json { vec![JSON_TAG.into()] } else { vec![] };
-                kv::create(c, &name, &text, &tags).map_err(|e| match e.code().map(|c| c.code()) {
-                    Some("23505") => cas_mismatch(),
-                    _ => ApiError::from(e),
-                })?
+                kv::create(c.client, &name, &text, &tags)
+                    .await
+                    .map_err(|e| match e.code().map(|c| c.code()) {
+                        Some("23505") => cas_mismatch(),
+                        _ => ApiError::from(e),
+                    })?
             }
         };
-        let (version, at) = kv::written(c, &id)?;
+        let (version, at) = kv::written(c.client, &id).await?;
         Ok(json!({"created_time": at, "custom_metadata": null, "deletion_time": "",
                   "destroyed": false, "version": version}))
     })
@@ -456,13 +398,13 @@ async fn write(who: &Caller, name: String, body: &[u8], patch: bool) -> Result<R
 /// `DELETE data/<path>` and `DELETE metadata/<path>`: the secret and its versions are gone
 /// (vault_ext keeps no deleted versions); 204 also when there was none, as Vault answers.
 async fn delete(who: &Caller, name: String) -> Result<Response, ApiError> {
-    db(who, move |c| Ok(kv::delete(c, &name)?)).await?;
+    db(who, async move |c| Ok(kv::delete(c.client, &name).await?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn read_metadata(who: &Caller, name: String) -> Result<Response, ApiError> {
-    let data = db(who, move |c| {
-        let Some(m) = kv::metadata(c, &name)? else {
+    let data = db(who, async move |c| {
+        let Some(m) = kv::metadata(c.client, &name).await? else {
             return Err(missing());
         };
         let kv::Metadata {
@@ -513,8 +455,8 @@ async fn list_secrets(who: &Caller, prefix: String) -> Result<Response, ApiError
         p if p.ends_with('/') => p.to_string(),
         p => format!("{p}/"),
     };
-    let keys = db(who, move |c| {
-        let names = kv::names_under(c, &prefix)?;
+    let keys = db(who, async move |c| {
+        let names = kv::names_under(c.client, &prefix).await?;
         Ok(list_keys(&prefix, names.iter().map(String::as_str)))
     })
     .await?;
@@ -532,7 +474,7 @@ async fn token_self(who: &Caller) -> Result<kv::TokenSelf, ApiError> {
         return Err(permission_denied());
     };
     let token = token.clone();
-    db(who, move |c| Ok(kv::token_self(c, &token)?)).await
+    db(who, async move |c| Ok(kv::token_self(c.client, &token).await?)).await
 }
 
 async fn lookup_self(who: &Caller) -> Result<Response, ApiError> {
@@ -584,30 +526,14 @@ async fn renew_self(who: &Caller) -> Result<Response, ApiError> {
 /// `sys/health` (no token, flat as in Vault): whether the database answers, and whether it is
 /// a standby (in recovery), through a connection of the server's own role.
 async fn health(app: Arc<App>) -> Result<Response, ApiError> {
-    let permit = app.tokens.slots.clone().acquire_owned().await;
-    let checked = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let (mut c, _) = app.tokens.take(&app.target)?;
-        match kv::in_recovery(&mut c) {
-            Ok(standby) => {
-                // One statement outside a transaction: nothing of it stays on the connection.
-                app.tokens.give(c, true);
-                Ok::<bool, ApiError>(standby)
-            }
-            Err(e) => {
-                close(c);
-                Err(e.into())
-            }
-        }
-    })
-    .await;
+    let checked = crate::serve::db::in_recovery(&app.tokens).await;
     let version = concat!(env!("CARGO_PKG_VERSION"), "+pgvault");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (status, standby, sealed) = match checked {
-        Ok(Ok(standby)) => (StatusCode::OK, standby, false),
+        Ok(standby) => (StatusCode::OK, standby, false),
         _ => (StatusCode::SERVICE_UNAVAILABLE, false, true),
     };
     let mut r = json_response(
@@ -625,52 +551,6 @@ async fn health(app: Arc<App>) -> Result<Response, ApiError> {
 mod tests {
     use super::*;
     use axum::body::Body;
-
-    #[test]
-    fn a_lone_string_value_is_stored_bare_and_anything_else_as_tagged_json() {
-        let m = |v: Value| v.as_object().unwrap().clone();
-        let (t, json) = encode(&m(json!({"value": "s3cret"})));
-        assert_eq!((t.as_str(), json), ("s3cret", false));
-        let (t, json) = encode(&m(json!({"value": 5})));
-        assert_eq!((t.as_str(), json), ("{\"value\":5}", true));
-        let obj = json!({"user": "app", "port": 5432, "tls": true, "hosts": ["a", "b"], "x": null});
-        let (t, json) = encode(&m(obj.clone()));
-        assert!(json);
-        assert_eq!(Value::Object(decode(&t, true)), obj);
-    }
-
-    #[test]
-    fn untagged_or_non_object_text_reads_as_value() {
-        assert_eq!(Value::Object(decode("{\"a\":1}", false)), json!({"value": "{\"a\":1}"}));
-        assert_eq!(Value::Object(decode("[1,2]", true)), json!({"value": "[1,2]"}));
-        assert_eq!(Value::Object(decode("plain", true)), json!({"value": "plain"}));
-    }
-
-    #[test]
-    fn merge_patch_follows_rfc_7396() {
-        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}, "n": [1]}));
-        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}, "n": [1]}));
-        let mut t = json!({"a": 1});
-        merge_patch(&mut t, &json!({"a": {"b": 2}}));
-        assert_eq!(t, json!({"a": {"b": 2}}));
-    }
-
-    #[test]
-    fn listing_gives_the_next_segment_with_folders_marked() {
-        let names = [
-            "app/db",
-            "app/api/key",
-            "app/api/other",
-            "apple",
-            "top",
-            "app/",
-            "app//x",
-        ];
-        assert_eq!(list_keys("app/", names.iter().copied()), vec!["api/", "db"]);
-        assert_eq!(list_keys("", names.iter().copied()), vec!["app/", "apple", "top"]);
-        assert!(list_keys("none/", names.iter().copied()).is_empty());
-    }
 
     #[test]
     fn errors_take_vaults_statuses_and_shape() {
