@@ -5,7 +5,8 @@
 #   3. pg_regress SQL with expected output           4. cluster tests (start/restart/break servers)
 # plus pgvault's own #[test]s and, in tier 4, the pgvault binary against a server and behind
 # pgbouncer (and, on PostgreSQL 15, under pg_cron and in a Patroni cluster). On PostgreSQL 15,
-# tier 4 starts with the Debian package (scripts/package.sh), before `cargo pgrx install`.
+# tier 4 starts with the Debian packages (scripts/package.sh 15 and scripts/package.sh pgvault,
+# release builds), before `cargo pgrx install`.
 # All four on each major in VAULT_PG_FULL (default "15 17"), tiers 1-2 on each in VAULT_PG_QUICK
 # (default "16 18"). PostgreSQL 15 is Debian's; the others come from scripts/pg-install.sh.
 set -uo pipefail
@@ -29,7 +30,7 @@ skipped=()
 # fails instead of passing with what it ran.
 declare -A MIN=([vault_core]=52 [pgrx]=12 [pgvault]=58 [pg_regress]=13 ["cluster tests"]=101 ["log tests"]=101
   ["root key rotation tests"]=38 ["upgrade tests"]=9 ["fault tests"]=41 ["cli tests"]=291
-  ["leak tests"]=61 ["pool tests"]=51 ["cron tests"]=9 ["ha tests"]=27 ["package tests"]=24
+  ["leak tests"]=61 ["pool tests"]=51 ["cron tests"]=9 ["ha tests"]=27 ["package tests"]=52
   ["web tests"]=211 ["api tests"]=12 ["token tests"]=119 ["vault api tests"]=151)
 
 # tally NAME RC PASSED FAILED MIN: add a tier's counts; a failing tier with no counted failure
@@ -99,7 +100,8 @@ crate_tests() {
 server_tests() { # MAJOR
   local pgc rc p f
   pgc=$(scripts/pg-install.sh "$1")
-  # PostgreSQL 15 is Debian's: first the release .deb, built, installed, tested and removed.
+  # PostgreSQL 15 is Debian's: first the release .debs (the extension's and pgvault's), built,
+  # installed, tested and removed.
   if [ "$1" = 15 ]; then
     cluster_script "$1" "$pgc" package_cluster "package tests"
   fi
