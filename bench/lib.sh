@@ -10,3 +10,56 @@ install_release() {
 }
 
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+
+# serve_start NAME BINARY DSN [ARGS...]: `BINARY --dsn DSN serve` on the next free port with
+# the work directory's test certificate (cert.pem/key.pem, made here once), in the background;
+# sets SERVE_PORT and appends its pid to SERVE_PIDS (stopped by serve_stop_all).
+SERVE_PIDS=()
+serve_start() {
+  local name=$1 bin=$2 dsn=$3 port
+  shift 3
+  [ -f "$WORK/cert.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
+  port=$((PORT_NEXT + 100 + ${#SERVE_PIDS[@]}))
+  env -u PGUSER -u PGSERVICE -u DATABASE_URL "$bin" --dsn "$dsn" serve --listen "127.0.0.1:$port" \
+    --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" "$@" >"$WORK/serve-$name.out" 2>&1 &
+  SERVE_PIDS+=($!)
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --cacert "$WORK/cert.pem" "https://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  SERVE_PORT=$port
+}
+serve_stop_all() {
+  local p
+  for p in "${SERVE_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  SERVE_PIDS=()
+}
+
+# serve_login PORT USER PASSWORD: the session cookie (pgvault_session=...), or nothing.
+serve_login() {
+  curl -s -D - -o /dev/null --cacert "$WORK/cert.pem" -H 'Content-Type: application/json' \
+    --data-binary "{\"user\": \"$2\", \"password\": \"$3\"}" "https://127.0.0.1:$1/api/v1/session" |
+    sed -nE 's/^[Ss]et-[Cc]ookie: (pgvault_session=[0-9a-f]+);.*/\1/p'
+}
+
+# wrk_get URL CLIENTS SECONDS HEADER NAMES: GET URL/secret_<random 1..NAMES> (NAMES 0: URL
+# itself) with HEADER ("Name: value") on CLIENTS keep-alive connections; prints
+# "REQ_PER_S P50 P99" (latencies as wrk writes them), or fails on any non-2xx answer.
+wrk_get() {
+  local url=$1 clients=$2 secs=$3 header=$4 names=$5 lua out
+  lua=$(mktemp "$WORK/wrk.XXXXXX.lua")
+  cat >"$lua" <<LUA
+wrk.headers["${header%%: *}"] = "${header#*: }"
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("seed", threads) end
+function init(args) math.randomseed(os.time() * 100 + seed) end
+request = function()
+  if $names == 0 then return wrk.format("GET", nil) end
+  return wrk.format("GET", wrk.path .. "secret_" .. math.random(1, $names))
+end
+LUA
+  out=$(wrk --latency -t2 -c"$clients" -d"${secs}s" -s "$lua" "$url" 2>&1)
+  if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then echo "wrk saw errors: $out" >&2; return 1; fi
+  echo "$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
+}

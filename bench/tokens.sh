@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Service tokens against sessions: `GET /api/v1/secrets/{name}` on `pgvault serve`, requests per
-# second with a Bearer token (each request: a pooled connection of the server's own role,
-# vault.api_token_role, SET LOCAL ROLE, the read, COMMIT) and with a session cookie (the role's
-# own connection), in the same run: 2 client processes, each one keep-alive connection (curl,
-# N requests per process), alternating token / cookie rounds; medians and the ratio.
-# PG_CONFIG=... bench/tokens.sh   (N=2000 ROUNDS=3; NO_INSTALL=1 keeps the installed build;
-# PGVAULT=path defaults to target/release/pgvault, built when missing)
+# Service tokens against sessions (issues 18 and 27): `GET /api/v1/secrets/{name}` on `pgvault
+# serve`, requests per second and p50/p99 latency with a Bearer token (each request: a pooled
+# connection of the server's own role, vault.api_token_role with the role switch, the read,
+# COMMIT) and with a session cookie (the role's own connections), wrk with CLIENTS (default 2)
+# keep-alive connections, random names from N secrets, token and cookie rounds alternating;
+# medians and the ratio token / session (issue 27: >= 0.9x). PGVAULT_OLD=path adds another build
+# on the same cluster, measured in the same rounds (old against new in one run).
+#   PG_CONFIG=... bench/tokens.sh    (N=2000 ROUNDS=3 SECONDS_EACH=10 CLIENTS=2; NO_INSTALL=1
+#   keeps the installed vault_ext; PGVAULT=path defaults to target/release/pgvault, built when
+#   missing)
 set -u
 . "$(dirname "$0")/lib.sh"
 N=${N:-2000}
 ROUNDS=${ROUNDS:-3}
+SECONDS_EACH=${SECONDS_EACH:-10}
+CLIENTS=${CLIENTS:-2}
 PGVAULT=${PGVAULT:-$REPO/target/release/pgvault}
+command -v wrk >/dev/null || { echo "the benchmark needs wrk (apt-get install wrk)"; exit 1; }
 install_release || { echo "install failed"; exit 1; }
 if [ ! -x "$PGVAULT" ]; then
   (cd "$REPO" && cargo build --release -p pgvault >/dev/null 2>&1) || { echo "cannot build pgvault"; exit 1; }
 fi
 cluster_init
-SERVER=
-trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; cluster_cleanup' EXIT
+trap 'serve_stop_all; cluster_cleanup' EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
 new_cluster b "password_encryption = 'scram-sha-256'"
@@ -30,42 +35,63 @@ sql b "CREATE EXTENSION vault_ext;
   CREATE ROLE svc_reader NOLOGIN IN ROLE vault_reader;
   GRANT svc_reader TO authenticator;
   CREATE ROLE web_reader LOGIN PASSWORD '$PW' IN ROLE vault_reader;
-  SELECT vault.create_secret('sk-bench-0123456789abcdef', 'bench_key');" >/dev/null || exit 1
+  SELECT count(vault.create_secret('sk-bench-' || md5(i::text), 'secret_' || i)) FROM generate_series(1, $N) i;
+  VACUUM ANALYZE" >/dev/null || exit 1
 DSN="host=$WORK port=$(port b) dbname=postgres"
 TOKEN=$("$PGVAULT" --dsn "$DSN user=postgres" token create bench --role svc_reader 2>/dev/null)
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
-P=$((PORT_NEXT + 100))
-PGPASSWORD=$PW "$PGVAULT" --dsn "$DSN user=authenticator" serve --listen "127.0.0.1:$P" \
-  --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" >"$WORK/serve.out" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do curl -s -o /dev/null --cacert "$WORK/cert.pem" "https://127.0.0.1:$P/" && break; sleep 0.1; done
-curl -s --cacert "$WORK/cert.pem" -c "$WORK/jar" -o /dev/null -H 'Content-Type: application/json' \
-  --data-binary "{\"user\":\"web_reader\",\"password\":\"$PW\"}" "https://127.0.0.1:$P/api/v1/session"
-URL="https://127.0.0.1:$P/api/v1/secrets/bench_key?i=[1-$N]"
-
-# run MODE: requests per second of 2 clients x N keep-alive requests; every answer must carry
-# the value.
-run() {
-  local auth start end ok
-  if [ "$1" = token ]; then auth=(-H "Authorization: Bearer $TOKEN"); else auth=(-b "$WORK/jar"); fi
-  start=$(date +%s.%N)
-  curl -s --cacert "$WORK/cert.pem" "${auth[@]}" "$URL" >"$WORK/c1" &
-  p1=$!
-  curl -s --cacert "$WORK/cert.pem" "${auth[@]}" "$URL" >"$WORK/c2" &
-  wait "$p1" $!
-  end=$(date +%s.%N)
-  ok=$(cat "$WORK/c1" "$WORK/c2" | grep -o '"value":"sk-bench-0123456789abcdef"' | wc -l)
-  [ "$ok" -eq $((2 * N)) ] || { echo "$1: only $ok of $((2 * N)) answers had the value" >&2; exit 1; }
-  echo "$end $start" | awk -v n=$((2 * N)) '{printf "%.0f", n / ($1 - $2)}'
-}
-echo "# $("$PG_BINDIR/postgres" --version); $(nproc) CPUs; 2 clients x $N requests, $ROUNDS rounds each"
-run token >/dev/null; run cookie >/dev/null # warm-up: pools, plans, TLS sessions
-T=(); C=()
-for r in $(seq "$ROUNDS"); do
-  t=$(run token) || exit 1; c=$(run cookie) || exit 1
-  echo "round $r: token $t req/s, cookie $c req/s"
-  T+=("$t"); C+=("$c")
+[ -n "$TOKEN" ] || { echo "cannot create a token"; exit 1; }
+declare -A PORTOF COOKIEOF
+BUILDS=(new)
+[ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
+for build in "${BUILDS[@]}"; do
+  bin=$PGVAULT
+  [ "$build" = old ] && bin=$PGVAULT_OLD
+  PGPASSWORD=$PW serve_start "$build" "$bin" "$DSN user=authenticator" \
+    --token-connections "$CLIENTS" --session-connections "$CLIENTS"
+  PORTOF[$build]=$SERVE_PORT
+  COOKIEOF[$build]=$(serve_login "$SERVE_PORT" web_reader "$PW")
+  [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in ($build)"; cat "$WORK/serve-$build.out"; exit 1; }
+  for auth in "Authorization: Bearer $TOKEN" "Cookie: ${COOKIEOF[$build]}"; do
+    got=$(curl -s --cacert "$WORK/cert.pem" -H "$auth" "https://127.0.0.1:$SERVE_PORT/api/v1/secrets/secret_7")
+    [ "$(sed -nE 's/.*"value":"([^"]*)".*/\1/p' <<<"$got")" = "sk-bench-$(printf 7 | md5sum | cut -c1-32)" ] ||
+      { echo "$build: ${auth%%:*} does not read the value: $got"; exit 1; }
+  done
 done
-tm=$(median "${T[@]}"); cm=$(median "${C[@]}")
-echo "median: token (Bearer) $tm req/s, session cookie $cm req/s, ratio token/cookie $(awk -v a="$tm" -v b="$cm" 'BEGIN {printf "%.2f", a / b}')x"
+
+declare -A RPS P50 P99
+measure() { # BUILD MODE
+  local header r rps p50 p99
+  if [ "$2" = token ]; then header="Authorization: Bearer $TOKEN"; else header="Cookie: ${COOKIEOF[$1]}"; fi
+  r=$(wrk_get "https://127.0.0.1:${PORTOF[$1]}/api/v1/secrets/" "$CLIENTS" "$SECONDS_EACH" "$header" "$N") ||
+    { tail -5 "$WORK/serve-$1.out"; exit 1; }
+  read -r rps p50 p99 <<<"$r"
+  RPS[$1 $2]+="$rps "; P50[$1 $2]+="$p50 "; P99[$1 $2]+="$p99 "
+  echo "# round $round: $1 build, $2: $rps req/s (p50 $p50, p99 $p99)"
+}
+echo "# $("$PG_BINDIR/postgres" --version); $(nproc) CPUs; $CLIENTS clients, $SECONDS_EACH s each, $ROUNDS rounds"
+for round in $(seq "$ROUNDS"); do
+  order=("${BUILDS[@]}")
+  [ $((round % 2)) = 0 ] && [ ${#BUILDS[@]} = 2 ] && order=("${BUILDS[1]}" "${BUILDS[0]}")
+  for build in "${order[@]}"; do
+    if [ $((round % 2)) = 1 ]; then measure "$build" token; measure "$build" cookie
+    else measure "$build" cookie; measure "$build" token; fi
+  done
+done
+serve_stop_all
+for build in "${BUILDS[@]}"; do
+  python3 - "$build" "${RPS[$build token]}" "${RPS[$build cookie]}" "${P50[$build token]}" "${P99[$build token]}" \
+    "${P50[$build cookie]}" "${P99[$build cookie]}" <<'EOF'
+import statistics, sys
+build, t, c, t50, t99, c50, c99 = sys.argv[1:]
+def us(x):
+    for unit, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
+        if x.endswith(unit):
+            return float(x[: -len(unit)]) * f
+    return float(x)
+med = lambda s: statistics.median(float(x) for x in s.split())
+lat = lambda s: statistics.median(us(x) for x in s.split())
+tm, cm = med(t), med(c)
+print(f"{build} build: token {tm:.0f} req/s (p50 {lat(t50):.0f} us, p99 {lat(t99):.0f} us), "
+      f"session {cm:.0f} req/s (p50 {lat(c50):.0f} us, p99 {lat(c99):.0f} us), token / session {tm / cm:.2f}x (target >= 0.9x)")
+EOF
+done

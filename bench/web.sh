@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# The web console's API against the database itself (issue 17's benchmark): requests per second
-# of `GET /api/v1/secrets/{name}` over HTTPS (keep-alive, 2 client threads, one logged-in
-# session, wrk) against the same lookups as `SELECT vault.read_secret(name)` over direct
-# connections (pgbench, 2 clients), both as the same vault_reader role, with random names from
-# the same N secrets, for the same time, alternately in one run on one cluster. Each figure is
-# the median of ROUNDS (default 3); the ratio is web / direct (target >= 0.5x). Not part of the
-# tests. Needs root; installs wrk and pgbouncer (apt) when missing, release builds of vault_ext
-# (into the server of PG_CONFIG; skip with NO_INSTALL=1) and of pgvault.
+# The web console's API against the database itself and against pgbouncer (issues 17 and 27):
+# requests per second and p50/p99 latency of `GET /api/v1/secrets/{name}` over HTTPS
+# (keep-alive, one logged-in session, wrk) against the same lookups as
+# `SELECT vault.read_secret(name)` over direct connections (pgbench) and through pgbouncer
+# (transaction pooling, a C proxy that only forwards: no TLS, no HTTP, no JSON), all as the same
+# vault_reader role, random names from the same N secrets, the same time each, alternately in
+# one run on one cluster. Each figure is the median of ROUNDS (default 3). The ratio that
+# counts is web / pgbouncer (issue 27: >= 0.7x; 1.0x is the aim). Not part of the tests. Needs
+# root; installs wrk and pgbouncer (apt) when missing, release builds of vault_ext (into the
+# server of PG_CONFIG; skip with NO_INSTALL=1) and of pgvault.
 #
-# Two references, for what any program between the client and the database costs on this
-# machine: the same pgbench lookups through pgbouncer (transaction pooling, a C proxy that only
-# forwards: no TLS, no HTTP, no JSON), in every round; and GET /app.css (no database), once.
-# CLIENTS (default 2) sets the clients on every side (wrk -c, pgbench -c).
+# PGVAULT_OLD=path adds a second pgvault serve (another build) on the same cluster, measured in
+# the same rounds, the two builds' order alternating: old against new in one run.
+# GET /app.css (no database) is measured once per build: what TLS and HTTP cost alone.
+# PROFILE=1 records the last round of each build with perf (all CPUs) and prints where the time
+# went: by process and library, and pgvault's top functions.
+# CLIENTS (default 2) sets the clients on every side (wrk -c, pgbench -c, pgbouncer's pool,
+# and --session-connections).
 #
 #   PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config bench/web.sh
 #   ROUNDS=5 SECONDS_EACH=15 N=10000 bench/web.sh
-#   SERVE_ARGS="--session-connections 1" bench/web.sh     # extra options for pgvault serve
-#   PGVAULT=/path/to/pgvault bench/web.sh                   # that binary instead of a build
-#   CLIENTS=8 SERVE_ARGS="--session-connections 8" bench/web.sh
+#   PGVAULT_OLD=/tmp/pgvault-0.1 CLIENTS=8 bench/web.sh
+#   SERVE_ARGS="--token-connections 2" bench/web.sh     # extra options for pgvault serve
+#   PGVAULT=/path/to/pgvault bench/web.sh                 # that binary instead of a build
 set -u
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
@@ -47,9 +52,8 @@ if [ -z "${PGVAULT:-}" ]; then
 fi
 
 cluster_init
-SERVER=
 bench_cleanup() {
-  [ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; }
+  serve_stop_all
   [ -f "$WORK/pgbouncer/pid" ] && kill "$(cat "$WORK/pgbouncer/pid")" 2>/dev/null
   cluster_cleanup
 }
@@ -64,34 +68,24 @@ out=$(sql web "CREATE EXTENSION vault_ext;
   SELECT count(vault.create_secret('sk-live-' || md5(i::text), 'secret_' || i)) FROM generate_series(1, $N) i") &&
   out=$(sql web "VACUUM ANALYZE") || { echo "setup failed: $out"; exit 1; }
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
-WPORT=$PORT_NEXT
-env -u PGUSER -u PGPASSWORD -u PGSERVICE -u DATABASE_URL "$PGVAULT" --dsn "host=$WORK port=$(port web) dbname=postgres" \
-  serve --listen "127.0.0.1:$WPORT" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" ${SERVE_ARGS:-} >"$WORK/serve.out" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do
-  curl -sk -o /dev/null "https://127.0.0.1:$WPORT/" && break
-  sleep 0.1
+DSN="host=$WORK port=$(port web) dbname=postgres"
+declare -A PORTOF COOKIEOF PIDOF
+BUILDS=(new)
+[ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
+for build in "${BUILDS[@]}"; do
+  bin=$PGVAULT
+  [ "$build" = old ] && bin=$PGVAULT_OLD
+  # shellcheck disable=SC2086
+  serve_start "$build" "$bin" "$DSN" --session-connections "$CLIENTS" ${SERVE_ARGS:-}
+  PORTOF[$build]=$SERVE_PORT
+  PIDOF[$build]=${SERVE_PIDS[-1]}
+  COOKIEOF[$build]=$(serve_login "$SERVE_PORT" bench_reader "$PW")
+  [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in to pgvault serve ($build):"; cat "$WORK/serve-$build.out"; exit 1; }
+  probe=$(curl -s --cacert "$WORK/cert.pem" -H "Cookie: ${COOKIEOF[$build]}" "https://127.0.0.1:$SERVE_PORT/api/v1/secrets/secret_1")
+  [ "$(sed -nE 's/.*"value":"([^"]*)".*/\1/p' <<<"$probe")" = "$(sql web "SELECT vault.read_secret('secret_1')")" ] ||
+    { echo "GET /api/v1/secrets/secret_1 ($build) does not answer the value vault.read_secret gives"; exit 1; }
 done
-login=$(curl -sk -D - -o /dev/null -H 'Content-Type: application/json' \
-  --data-binary "{\"user\": \"bench_reader\", \"password\": \"$PW\"}" "https://127.0.0.1:$WPORT/api/v1/session")
-COOKIE=$(sed -nE 's/^[Ss]et-[Cc]ookie: (pgvault_session=[0-9a-f]+);.*/\1/p' <<<"$login")
-[ -n "$COOKIE" ] || { echo "cannot log in to pgvault serve:"; echo "$login"; cat "$WORK/serve.out"; exit 1; }
-probe=$(curl -sk -H "Cookie: $COOKIE" "https://127.0.0.1:$WPORT/api/v1/secrets/secret_1")
-[ "$(sed -nE 's/.*"value":"([^"]*)".*/\1/p' <<<"$probe")" = "$(sql web "SELECT vault.read_secret('secret_1')")" ] ||
-  { echo "GET /api/v1/secrets/secret_1 does not answer the value vault.read_secret gives"; exit 1; }
 
-# wrk: a random name per request, every answer must be 200.
-cat >"$WORK/get.lua" <<EOF
-wrk.headers["Cookie"] = "$COOKIE"
-local threads = 0
-function setup(thread) threads = threads + 1; thread:set("seed", threads) end
-function init(args) math.randomseed(os.time() * 100 + seed) end
-request = function()
-  return wrk.format("GET", "/api/v1/secrets/secret_" .. math.random(1, $N))
-end
-EOF
 # pgbouncer in front of the same database: SCRAM both ways, the server's connections pooled
 # per transaction, on a socket in the work directory.
 mkdir -p "$WORK/pgbouncer"
@@ -128,41 +122,74 @@ pgbench_tps() {
   echo "$tps"
 }
 
-declare -a WEB DIRECT BOUNCER P50 P99
-for round in $(seq "$ROUNDS"); do
-  w=$(wrk --latency -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" -s "$WORK/get.lua" "https://127.0.0.1:$WPORT/" 2>&1)
-  if grep -qE 'Non-2xx|Socket errors' <<<"$w"; then
-    echo "wrk saw errors:"; echo "$w"; tail -5 "$WORK/serve.out"; exit 1
+declare -A WEB P50 P99 STATIC
+DIRECT=(); BOUNCER=()
+web_round() { # BUILD: one wrk run against that build's server (PROFILE=1: under perf, last round)
+  local r rps p50 p99 perf=
+  if [ -n "${PROFILE:-}" ] && [ "$round" = "$ROUNDS" ]; then
+    perf record -a -g -F 499 -o "$WORK/perf-$1.data" -- sleep "$SECONDS_EACH" >/dev/null 2>&1 &
+    perf=$!
   fi
-  WEB+=("$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$w")")
+  r=$(wrk_get "https://127.0.0.1:${PORTOF[$1]}/api/v1/secrets/" "$CLIENTS" "$SECONDS_EACH" "Cookie: ${COOKIEOF[$1]}" "$N") ||
+    { tail -5 "$WORK/serve-$1.out"; exit 1; }
+  read -r rps p50 p99 <<<"$r"
+  WEB[$1]+="$rps "; P50[$1]+="$p50 "; P99[$1]+="$p99 "
+  echo "# round $round: $1 build: $rps req/s (p50 $p50, p99 $p99)"
+  if [ -n "$perf" ]; then
+    wait "$perf"
+    echo "# where the CPU went during that run ($1 build), by process and library (perf, all CPUs):"
+    perf report -i "$WORK/perf-$1.data" --no-children --sort comm,dso --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | head -14 | sed 's/^/#   /'
+    echo "# ... and the top functions of pgvault serve, all its threads ($1 build):"
+    perf report -i "$WORK/perf-$1.data" --no-children --pid "${PIDOF[$1]}" --sort dso,sym --stdio 2>/dev/null |
+      grep -E '^ +[0-9]' | head -12 | sed 's/^/#   /'
+  fi
+}
+for round in $(seq "$ROUNDS"); do
+  # The builds take turns going first.
+  order=("${BUILDS[@]}")
+  [ $((round % 2)) = 0 ] && [ ${#BUILDS[@]} = 2 ] && order=("${BUILDS[1]}" "${BUILDS[0]}")
+  for build in "${order[@]}"; do web_round "$build"; done
   tps=$(pgbench_tps "$WORK") || { echo "$tps"; exit 1; }
   DIRECT+=("$tps")
   b=$(pgbench_tps "$WORK/pgbouncer") || { echo "$b"; exit 1; }
   BOUNCER+=("$b")
-  # wrk --latency: the 50% and 99% lines of its distribution (e.g. "50%  301.00us").
-  P50+=("$(awk '$1 == "50%" {print $2}' <<<"$w")"); P99+=("$(awk '$1 == "99%" {print $2}' <<<"$w")")
-  echo "# round $round: web ${WEB[-1]} req/s (p50 ${P50[-1]}, p99 ${P99[-1]}), direct $tps TPS, through pgbouncer $b TPS"
+  echo "# round $round: direct $tps TPS, through pgbouncer $b TPS"
 done
-# The same HTTPS path without the database (a static file), once: what pgvault serve and wrk
-# themselves cost on this machine.
-w=$(wrk -t2 -c"$CLIENTS" -d"${SECONDS_EACH}s" "https://127.0.0.1:$WPORT/app.css" 2>&1)
-STATIC=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$w")
-kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=
+for build in "${BUILDS[@]}"; do
+  r=$(wrk_get "https://127.0.0.1:${PORTOF[$build]}/app.css" "$CLIENTS" "$SECONDS_EACH" "Accept: */*" 0) || exit 1
+  STATIC[$build]=${r%% *}
+done
+serve_stop_all
 stop web
 
-python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "${WEB[*]}" "${DIRECT[*]}" "${SERVE_ARGS:-}" "${STATIC:-0}" "${BOUNCER[*]}" "$CLIENTS" <<'EOF'
+python3 - "$ROUNDS" "$SECONDS_EACH" "$N" "$CLIENTS" "${SERVE_ARGS:-}" "${DIRECT[*]}" "${BOUNCER[*]}" \
+  "${WEB[new]}" "${P50[new]}" "${P99[new]}" "${STATIC[new]}" \
+  "${WEB[old]:-}" "${P50[old]:-}" "${P99[old]:-}" "${STATIC[old]:-}" <<'EOF'
 import statistics, sys
-rounds, secs, n, web, direct, serve_args, static, bouncer, c = sys.argv[1:]
-web = [float(x) for x in web.split()]
-direct = [float(x) for x in direct.split()]
-bouncer = [float(x) for x in bouncer.split()]
-w, d, b = statistics.median(web), statistics.median(direct), statistics.median(bouncer)
+(rounds, secs, n, c, serve_args, direct, bouncer,
+ web_new, p50_new, p99_new, static_new, web_old, p50_old, p99_old, static_old) = sys.argv[1:]
+nums = lambda s: [float(x) for x in s.split()]
+def us(t):  # wrk's "301.00us", "1.20ms", "2.00s" in microseconds
+    for unit, f in (("us", 1), ("ms", 1e3), ("s", 1e6)):
+        if t.endswith(unit):
+            return float(t[: -len(unit)]) * f
+    return float(t)
+direct, bouncer = nums(direct), nums(bouncer)
+d, b = statistics.median(direct), statistics.median(bouncer)
 runs = lambda xs: " / ".join(f"{x:.0f}" for x in xs)
-print(f"GET /api/v1/secrets/{{name}} vs vault.read_secret(name): {n} secrets, {c} clients, {secs} s each, median of {rounds} rounds")
-print(f"  pgvault serve options: {serve_args or '(defaults)'}")
-print(f"  direct (pgbench -c{c} -j2, vault.read_secret)          {d:10.0f} TPS    ({runs(direct)})")
-print(f"  web (wrk -t2 -c{c}, HTTPS keep-alive, 1 session)        {w:10.0f} req/s  ({runs(web)})")
-print(f"  ratio web / direct                                     {w / d:10.2f}x    target >= 0.5x")
-print(f"  reference: pgbench through pgbouncer (forwarding only) {b:10.0f} TPS    ({runs(bouncer)}), {b / d:.2f}x of direct")
-print(f"  reference: GET /app.css (no database), once            {float(static):10.0f} req/s")
+print(f"GET /api/v1/secrets/{{name}}: {n} secrets, {c} clients, {secs} s each, median of {rounds} rounds")
+print(f"  pgvault serve options: --session-connections {c} {serve_args}")
+print(f"  direct (pgbench -c{c}, vault.read_secret)       {d:10.0f} TPS    ({runs(direct)})")
+print(f"  through pgbouncer (forwarding only)            {b:10.0f} TPS    ({runs(bouncer)}), {b / d:.2f}x of direct")
+for name, web, p50, p99, static in (("new", web_new, p50_new, p99_new, static_new),
+                                    ("old", web_old, p50_old, p99_old, static_old)):
+    if not web.strip():
+        continue
+    w = nums(web)
+    m = statistics.median(w)
+    lat50 = statistics.median([us(x) for x in p50.split()])
+    lat99 = statistics.median([us(x) for x in p99.split()])
+    print(f"  web, {name} build (wrk -c{c}, 1 session)          {m:10.0f} req/s  ({runs(w)}), p50 {lat50:.0f} us, p99 {lat99:.0f} us")
+    print(f"    web / pgbouncer {m / b:.2f}x (target >= 0.7x), web / direct {m / d:.2f}x; GET /app.css (no database) {float(static):.0f} req/s")
 EOF
