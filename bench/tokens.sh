@@ -35,8 +35,8 @@ sql b "CREATE EXTENSION vault_ext;
   CREATE ROLE svc_reader NOLOGIN IN ROLE vault_reader;
   GRANT svc_reader TO authenticator;
   CREATE ROLE web_reader LOGIN PASSWORD '$PW' IN ROLE vault_reader;
-  SELECT count(vault.create_secret('sk-bench-' || md5(i::text), 'secret_' || i)) FROM generate_series(1, $N) i;
-  VACUUM ANALYZE" >/dev/null || exit 1
+  SELECT count(vault.create_secret('sk-bench-' || md5(i::text), 'secret_' || i)) FROM generate_series(1, $N) i" >/dev/null &&
+  sql b "VACUUM ANALYZE" >/dev/null || { echo "setup failed"; exit 1; }
 DSN="host=$WORK port=$(port b) dbname=postgres"
 TOKEN=$("$PGVAULT" --dsn "$DSN user=postgres" token create bench --role svc_reader 2>/dev/null)
 [ -n "$TOKEN" ] || { echo "cannot create a token"; exit 1; }
