@@ -5,6 +5,10 @@ Run by tests/web_cluster.sh against a running `pgvault serve`; prints "ok - ..."
 "not ok - ..." per check. Environment: BASE_URL, USER_NAME / USER_PASSWORD (a vault_admin),
 READER_NAME (a vault_viewer with the same password), VAULT_READER (a vault_reader, same password), SHOTS (screenshot directory), CHECK_SQL
 (a psql command line, the SQL appended, to look at the database as the superuser).
+
+MODE=readme (scripts/screenshots.sh): only log in as USER_NAME and save the README's images,
+web-console.png (1400x900) and web-console-phone.png (390x844), into SHOTS, checking that
+nothing in the list wraps or overflows; READER_NAME, VAULT_READER and CHECK_SQL are not needed.
 """
 import os
 import shlex
@@ -21,10 +25,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 BASE = os.environ["BASE_URL"]
 USER, PASSWORD = os.environ["USER_NAME"], os.environ["USER_PASSWORD"]
-VIEWER = os.environ["READER_NAME"]
-READER = os.environ["VAULT_READER"]
+MODE = os.environ.get("MODE", "test")
+VIEWER = os.environ.get("READER_NAME", "")
+READER = os.environ.get("VAULT_READER", "")
 SHOTS = os.environ["SHOTS"]
-CHECK_SQL = shlex.split(os.environ["CHECK_SQL"])
+CHECK_SQL = shlex.split(os.environ.get("CHECK_SQL", ""))
 failed = 0
 
 
@@ -117,16 +122,63 @@ def browse(profile):
     opts = webdriver.ChromeOptions()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1400,900", "--user-data-dir=" + profile):
+                 "--window-size=1400,900", "--user-data-dir=" + profile) + (("--hide-scrollbars",) if MODE == "readme" else ()):
         opts.add_argument(flag)
     opts.binary_location = "/usr/bin/chromium"
     # The test CA is not in Chromium's store; the connection is still HTTPS (Secure cookies).
     opts.accept_insecure_certs = True
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     try:
-        run(driver)
+        readme(driver) if MODE == "readme" else run(driver)
     finally:
         driver.quit()
+
+
+def one_line(driver, element):
+    """True when ELEMENT's text takes a single line box (no wrapped name or row of buttons)."""
+    return driver.execute_script("""
+        const tops = new Set();
+        for (const n of arguments[0].childNodes) {
+          let boxes = [];
+          if (n.nodeType === Node.TEXT_NODE) {
+            const r = document.createRange(); r.selectNodeContents(n); boxes = [...r.getClientRects()];
+          } else if (n.nodeType === Node.ELEMENT_NODE) {
+            boxes = [...n.getClientRects()];
+          }
+          for (const b of boxes) if (b.width > 0) tops.add(Math.round(b.top));
+        }
+        return tops.size <= 1;""", element)
+
+
+def readme(driver):
+    """The README's screenshots: the list as a vault_admin sees it, wide and at a phone's width."""
+    check("the admin logs in through the form", True, bool(login(driver, USER)))
+    rows = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#secrets-body tr"), "list")
+    names = [r.get_attribute("data-name") for r in rows or []]
+    check("the list shows the example secrets, by name", sorted(names), names)
+    check("one of them is marked as expiring soon", True,
+          len(driver.find_elements(By.CSS_SELECTOR, "#secrets-body tr.expiring")) >= 1)
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
+    for width, height, file in ((1400, 900, "web-console.png"), (390, 844, "web-console-phone.png")):
+        driver.set_window_size(width, height)
+        time.sleep(0.5)
+        # The window's inner size is what the picture shows.
+        inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+        if inner != [width, height]:
+            driver.set_window_size(2 * width - inner[0], 2 * height - inner[1])
+            time.sleep(0.5)
+        wrapped = [r.get_attribute("data-name") for r in driver.find_elements(By.CSS_SELECTOR, "#secrets-body tr")
+                   if not all(one_line(driver, c) for c in r.find_elements(By.CSS_SELECTOR, "td.name, td.actions, td.value"))]
+        check(f"at {width}x{height} no name, value or row of buttons wraps", [], wrapped)
+        overflowing = driver.execute_script(
+            "return [...document.querySelectorAll('#secrets-body td')].filter((td) => td.scrollWidth > td.clientWidth + 1)"
+            ".map((td) => td.parentElement.dataset.name + ' ' + td.className)")
+        check(f"at {width}x{height} nothing overflows its cell", [], overflowing)
+        check(f"at {width}x{height} the list is not cut off (no sideways scrolling in its box)", True,
+              driver.execute_script("const w = document.getElementById('secrets-wrap'); return w.scrollWidth <= w.clientWidth"))
+        check(f"at {width}x{height} the page does not overflow sideways", True,
+              driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"))
+        driver.save_screenshot(os.path.join(SHOTS, file))
 
 
 def run(driver):

@@ -87,6 +87,11 @@ async function load() {
 }
 
 function fmt(ts) { return ts ? ts.replace("T", " ").replace("Z", " UTC") : ""; }
+// A time in the list: the date, and under it the time of day (the columns stay narrow).
+function when(ts, note) {
+  const [date, time] = fmt(ts).split(" ");
+  return [el("span", { class: "date" }, date), el("span", { class: "time" }, time + " UTC" + (note || ""))];
+}
 
 function render() {
   const body = $("secrets-body");
@@ -103,12 +108,13 @@ function row(s) {
   const actions = el("td", { class: "actions" });
   const tr = el("tr", { "data-name": name, class: s.expired ? "expired" : s.expiring_soon ? "expiring" : "" },
     el("td", { class: "name" }, name),
-    el("td", { class: "value" }, value),
-    el("td", {}, ...s.tags.map((t) => el("span", { class: "tag" }, t))),
-    el("td", { class: "description" }, s.description),
-    el("td", { class: "expires" }, s.expires_at ? fmt(s.expires_at) + (s.expired ? " (expired)" : s.expiring_soon ? " (soon)" : "") : "never"),
-    el("td", { class: "created" }, fmt(s.created_at)),
-    el("td", { class: "updated" }, fmt(s.updated_at)),
+    el("td", { class: "value", "data-label": "Value" }, value),
+    el("td", { class: "tags", "data-label": "Tags" }, ...s.tags.map((t) => el("span", { class: "tag" }, t))),
+    el("td", { class: "description", "data-label": "Description" }, s.description),
+    el("td", { class: "expires", "data-label": "Expires" },
+      ...(s.expires_at ? when(s.expires_at, s.expired ? " (expired)" : s.expiring_soon ? " (soon)" : "") : ["never"])),
+    el("td", { class: "created", "data-label": "Created" }, ...when(s.created_at)),
+    el("td", { class: "updated", "data-label": "Updated" }, ...when(s.updated_at)),
     actions);
   if (s.name === null) return tr;
   if (state.rights.read) {
