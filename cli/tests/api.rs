@@ -102,7 +102,14 @@ struct Login {
 
 struct Api {
     router: Router,
+    /// This test damages what every list reads (a tampered secret): its own requests do not
+    /// wait for `CLUSTER`.
+    alone: bool,
 }
+
+/// Requests of the tests take a shared turn; the one test that damages a secret (which fails
+/// every list of all secrets while it lasts) takes the cluster alone, between requests.
+static CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 impl Api {
     /// The router `pgvault serve ARGS` serves, with the server's own role `authenticator`.
@@ -116,10 +123,20 @@ impl Api {
         let serve = Serve::try_parse_from(argv).expect("serve arguments");
         Api {
             router: pgvault::serve::router_with(&target(role), &serve),
+            alone: false,
+        }
+    }
+
+    /// Another handle on the same router (for a spawned request).
+    fn again(&self) -> Api {
+        Api {
+            router: self.router.clone(),
+            alone: self.alone,
         }
     }
 
     async fn send(&self, mut req: Request<Body>) -> Reply {
+        let _turn = if self.alone { None } else { Some(CLUSTER.read().await) };
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
         let resp = self.router.clone().oneshot(req).await.expect("infallible router");
@@ -1626,6 +1643,19 @@ async fn keys_and_verify_for_vault_admin() {
         "every current value and kept version checked, none damaged"
     );
     // Damage a secret past the trigger (as broken storage would): another row's ciphertext.
+    // Every list of all secrets fails while it lasts, so the other tests wait (without
+    // queueing ahead of their requests: one of them may wait for another to finish).
+    let _alone = loop {
+        match CLUSTER.try_write() {
+            Ok(g) => break g,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    let api = Api {
+        alone: true,
+        ..api.again()
+    };
+    let verify = || api.call(Some(&admin), Method::GET, "/api/v1/verify", None);
     sql("SELECT vault.create_secret('dmg-value-one-1234', 'kv_dmg_one'), vault.create_secret('dmg-value-two-5678', 'kv_dmg_two');
          ALTER TABLE vault.secrets DISABLE TRIGGER secrets_encrypt;
          UPDATE vault.secrets t SET secret = o.secret, nonce = o.nonce FROM vault.secrets o
@@ -1689,14 +1719,9 @@ async fn a_session_answers_while_its_other_request_waits() {
     });
     is_locked.recv().expect("the lock is held");
     let list = {
-        let api_router = api.router.clone();
+        let api = api.again();
         let who = viewer.clone();
-        tokio::spawn(async move {
-            Api { router: api_router }
-                .call(Some(&who), Method::GET, "/api/v1/secrets", None)
-                .await
-                .status
-        })
+        tokio::spawn(async move { api.call(Some(&who), Method::GET, "/api/v1/secrets", None).await.status })
     };
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'ps_viewer' AND wait_event_type = 'Lock'";
     for _ in 0..100 {
@@ -1862,9 +1887,7 @@ async fn a_role_that_may_no_longer_log_in_loses_its_sessions() {
     create_secret("vi_key", "victim-value-abcdef");
     let api = Api::new(&[]);
     let get = |who: Login, path: &'static str| {
-        let api = Api {
-            router: api.router.clone(),
-        };
+        let api = api.again();
         async move { api.call(Some(&who), Method::GET, path, None).await }
     };
     let (v1, v2) = (api.login("vi_victim").await, api.login("vi_victim").await);
