@@ -29,7 +29,11 @@ setup=$(sql api "CREATE EXTENSION vault_ext;
   CREATE ROLE authenticator_logged LOGIN NOINHERIT PASSWORD '$PW';
   GRANT USAGE ON SCHEMA vault TO authenticator_logged;
   GRANT tok_reader TO authenticator_logged;
-  ALTER ROLE authenticator_logged SET log_statement = 'all'") || { echo "setup failed: $setup"; exit 1; }
+  ALTER ROLE authenticator_logged SET log_statement = 'all';
+  CREATE ROLE authenticator_reads LOGIN PASSWORD '$PW' IN ROLE vault_reader;
+  GRANT USAGE ON SCHEMA vault TO authenticator_reads;
+  GRANT tok_reader TO authenticator_reads;
+  ALTER ROLE authenticator_reads SET vault.audit_reads = on") || { echo "setup failed: $setup"; exit 1; }
 test_certificate || exit 1
 
 unset PGUSER PGPASSWORD PGHOST PGPORT DATABASE_URL PGSERVICE PGVAULT_URL PGVAULT_TOKEN PGVAULT_CACERT

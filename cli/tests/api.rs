@@ -1955,3 +1955,46 @@ async fn a_role_that_may_no_longer_log_in_loses_its_sessions() {
         "after DROP ROLE"
     );
 }
+
+/// A token's read is sent together with its check (one round trip), so it must read nothing
+/// unless the check switched to the token's role: even through a server role that could read
+/// on its own (authenticator_reads: an INHERIT member of vault_reader, a setup the README
+/// advises against), a bad token decrypts nothing. vault.audit_reads (on for that role) logs
+/// every value handed out: a valid token's read is logged, a refused one's is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_reads_nothing_even_through_a_server_role_that_could() {
+    create_secret("gate_secret", "gated-value-0123456789");
+    let id = sql_one("SELECT id::text FROM vault.secrets WHERE name = 'gate_secret'");
+    let token = sql_one("SELECT vault.create_api_token('api-gate-reader', 'tok_reader')");
+    let revoked = sql_one("SELECT vault.create_api_token('api-gate-revoked', 'tok_reader')");
+    sql("SELECT vault.revoke_api_token('api-gate-revoked')");
+    let api = Api::as_role("authenticator_reads", &["--token-connections", "1"]);
+    let log = env("PGVAULT_TEST_LOG");
+    let logged = |mark: usize| {
+        let text = std::fs::read(&log).expect("server log");
+        String::from_utf8_lossy(&text[mark.min(text.len())..])
+            .lines()
+            .filter(|l| l.contains(&format!("read secret {id}")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let path = "/api/v1/secrets/gate_secret";
+    for bad in ["pgv_not_a_token_0123456789abcdef", revoked.as_str()] {
+        let mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+        let r = api.bearer(bad, Method::GET, path, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(logged(mark), Vec::<String>::new(), "nothing read for a refused token");
+    }
+    let mark = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    let r = api.bearer(&token, Method::GET, path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["value"], "gated-value-0123456789");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = logged(mark);
+    assert_eq!(lines.len(), 1, "the valid token's read is logged once: {lines:?}");
+    assert!(
+        lines[0].contains("role \"tok_reader\""),
+        "as the token's role: {lines:?}"
+    );
+}

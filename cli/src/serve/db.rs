@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use std::ops::Deref;
 use std::sync::atomic::Ordering;
-use tokio_postgres::{Client, Row, SimpleQueryMessage};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 /// How a request's statements run on a session's connection (a token's request is always
 /// one transaction: its role is set with SET LOCAL ROLE).
@@ -41,20 +42,23 @@ impl Deref for Db<'_> {
 }
 
 impl Db<'_> {
+    /// `sql` prepared on this connection, the first time it is asked for there.
+    async fn prepared(&mut self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql).await?;
+        self.statements.insert(sql, st.clone());
+        Ok(st)
+    }
+
     /// `sql` with one parameter, prepared on this connection the first time it runs there.
     pub(crate) async fn one_row(
         &mut self,
         sql: &'static str,
         param: &str,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let st = match self.statements.get(sql) {
-            Some(st) => st.clone(),
-            None => {
-                let st = self.client.prepare(sql).await?;
-                self.statements.insert(sql, st.clone());
-                st
-            }
-        };
+        let st = self.prepared(sql).await?;
         self.client.query_opt(&st, &[&param]).await
     }
 }
@@ -206,23 +210,55 @@ pub(crate) async fn in_recovery(pool: &TokenPool) -> Result<bool, ApiError> {
     }
 }
 
-/// A transaction for one Bearer request: `BEGIN` and a search_path of pg_catalog only, so no
-/// name in the server's queries resolves to an object a token role (or anyone) created; the
-/// role is switched after that by `act_as_token`. A pooled connection that fails here (the
-/// database restarted under it) is dropped and the next one, or a new one, is tried.
-async fn begin(pool: &TokenPool) -> Result<Object<TokenConnections>, ApiError> {
+/// The token's check (see `act_as_token`): the token only as a bind parameter. When it switches
+/// to the token's role it also sets `pgvault.acting` for the transaction: statements sent in
+/// the same round trip as the check (`token_read`) read nothing unless it is set (`TOKEN_GATE`).
+const TOKEN_CHECK: &str =
+    "SELECT t.r::pg_catalog.text, t.member, t.superuser, session_user::pg_catalog.text, t.clean, \
+            CASE WHEN t.r IS NOT NULL AND t.member AND t.clean AND NOT t.superuser \
+                 THEN pg_catalog.set_config('role', t.r::pg_catalog.text, true) END, \
+            CASE WHEN t.r IS NOT NULL AND t.member AND t.clean AND NOT t.superuser \
+                 THEN pg_catalog.set_config('pgvault.acting', 'token', true) END \
+       FROM (SELECT r, pg_catalog.pg_has_role(session_user, r, 'MEMBER') AS member, \
+                    (SELECT u.rolsuper FROM pg_catalog.pg_roles u \
+                      WHERE u.rolname OPERATOR(pg_catalog.=) session_user) AS superuser, \
+                    current_user OPERATOR(pg_catalog.=) session_user AS clean \
+               FROM vault.api_token_role($1) AS r OFFSET 0) t";
+
+/// A transaction for one Bearer request, its token checked: `BEGIN` with a search_path of
+/// pg_catalog only (so no name in the server's queries resolves to an object a token role, or
+/// anyone, created) and the check, sent together (one round trip; the check is prepared once
+/// per connection). A pooled connection that fails here (the database restarted under it) is
+/// dropped and the next one, or a new one, is tried.
+async fn begin(
+    pool: &TokenPool,
+    token: &str,
+) -> Result<(Object<TokenConnections>, Result<Row, tokio_postgres::Error>), ApiError> {
     let mut tries = pool.status().max_size + 1;
     loop {
         let mut c = pool.get().await.map_err(pool_error)?;
+        let Pooled { client, statements, .. } = &mut *c;
+        let prepared = Db { client, statements }.prepared(TOKEN_CHECK).await;
+        let sent = match prepared {
+            // The database refused the check itself (the server's role may not call it): the
+            // connection is fine, and `act_as_token` says what is missing.
+            Err(e) if e.as_db_error().is_some() => return Ok((c, Err(e))),
+            Err(e) => Err(e),
+            Ok(check) => {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
+                let (begun, checked) = tokio::join!(
+                    c.client
+                        .batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
+                    c.client.query_one(&check, &params)
+                );
+                begun.map(|()| checked)
+            }
+        };
         c.open = true;
-        match c
-            .client
-            .batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp")
-            .await
-        {
-            Ok(()) => return Ok(c),
+        match sent {
+            Ok(checked) => return Ok((c, checked)),
             Err(e) => {
-                let _ = Object::take(c);
+                drop(Object::take(c));
                 tries -= 1;
                 if tries == 0 {
                     return Err(e.into());
@@ -230,6 +266,124 @@ async fn begin(pool: &TokenPool) -> Result<Object<TokenConnections>, ApiError> {
             }
         }
     }
+}
+
+/// The condition under which a statement sent together with the token's check may read:
+/// the check switched to the token's role in this transaction.
+macro_rules! token_gate {
+    () => {
+        "pg_catalog.current_setting('pgvault.acting', true) OPERATOR(pg_catalog.=) 'token'"
+    };
+}
+pub(crate) use token_gate;
+
+/// One round trip for a token's read of one secret: `BEGIN` with the search_path pin, the
+/// check, `sql` (gated by `token_gate!`, one row for the name `param`) and `COMMIT`, sent
+/// together. What the check says decides the answer; the read's row counts only when the role
+/// was switched (else the gate kept it empty, and nothing was decrypted). A pooled connection
+/// that fails before the database answers is replaced, as in `begin`.
+async fn pipelined_read(
+    pool: &TokenPool,
+    token: &str,
+    sql: &'static str,
+    param: &str,
+) -> Result<
+    (
+        Result<Row, tokio_postgres::Error>,
+        Result<Option<Row>, tokio_postgres::Error>,
+    ),
+    ApiError,
+> {
+    let mut tries = pool.status().max_size + 1;
+    loop {
+        let mut c = pool.get().await.map_err(pool_error)?;
+        let Pooled {
+            client,
+            statements,
+            open,
+        } = &mut *c;
+        let mut db = Db { client, statements };
+        let prepared = match db.prepared(TOKEN_CHECK).await {
+            Ok(check) => db.prepared(sql).await.map(|read| (check, read)),
+            Err(e) => Err(e),
+        };
+        let sent = match prepared {
+            Err(e) if e.as_db_error().is_some() => return Ok((Err(e), Ok(None))),
+            Err(e) => Err(e),
+            Ok((check, read)) => {
+                *open = true;
+                let token: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
+                let param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&param];
+                let (begun, checked, row, committed) = tokio::join!(
+                    client.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
+                    client.query_one(&check, &token),
+                    client.query_opt(&read, &param),
+                    client.batch_execute("COMMIT"),
+                );
+                // COMMIT in a failed transaction rolls it back: either way it ended.
+                if committed.is_ok() {
+                    *open = false;
+                }
+                begun.map(|()| (checked, row))
+            }
+        };
+        match sent {
+            Ok(answer) => {
+                if c.open {
+                    drop(Object::take(c));
+                }
+                return Ok(answer);
+            }
+            Err(e) => {
+                drop(Object::take(c));
+                tries -= 1;
+                if tries == 0 {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
+/// A token's read of the secret `name` (`GET /api/v1/secrets/{name}`) in one round trip
+/// (`pipelined_read`): `plain`, or `versioned` (with the version, for a role that may read
+/// vault.secrets) when this token's last read said it may. The first read of such a token, and
+/// one after the privilege was revoked, take a second round trip.
+pub(crate) async fn token_read(
+    who: &Caller,
+    plain: &'static str,
+    versioned: &'static str,
+    name: &str,
+) -> Result<Option<Row>, ApiError> {
+    let Caller::Token { app, token, acted } = who else {
+        return Err(ApiError::unauthorized());
+    };
+    let key = openssl::sha::sha256(token.as_bytes());
+    let mut with_version = lock(&app.token_versions).contains(&key);
+    for _ in 0..3 {
+        let (checked, read) =
+            pipelined_read(&app.tokens, token, if with_version { versioned } else { plain }, name).await?;
+        *lock(acted) = Some(act_as_token(checked)?);
+        // The privilege changed since this token's last read: read again as the role is now.
+        let may_read_versions = match &read {
+            Err(e) if with_version && e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => false,
+            Ok(Some(r)) if !with_version && r.get::<_, bool>(11) => true,
+            _ => return read.map_err(ApiError::from),
+        };
+        let mut known = lock(&app.token_versions);
+        if may_read_versions {
+            // Bounded: tokens seen are few, but a flood of valid ones must not grow it for ever.
+            if known.len() >= 10_000 {
+                known.clear();
+            }
+            known.insert(key);
+        } else {
+            known.remove(&key);
+        }
+        drop(known);
+        with_version = may_read_versions;
+    }
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "try again", None))
 }
 
 /// 503 for a token request while the server's own role is a superuser (said on the server's output).
@@ -251,41 +405,29 @@ pub(crate) fn superuser_refusal(user: &str) -> String {
     )
 }
 
-/// Checks `token` in the database and switches to its role for the rest of the transaction.
-async fn act_as_token(c: &Client, token: &str) -> Result<String, ApiError> {
-    // One round trip: the check, the membership, the superuser test, that no role lingers on
-    // the connection (its current role is its login role), and, when all of them pass, the
-    // switch (`set_config('role', ..., true)` is `SET LOCAL ROLE`). The subquery is computed
-    // first (OFFSET 0), so the switch sees the checks as they were before it.
-    let row = c
-        .query_one(
-            "SELECT t.r::pg_catalog.text, t.member, t.superuser, session_user::pg_catalog.text, t.clean, \
-                    CASE WHEN t.r IS NOT NULL AND t.member AND t.clean AND NOT t.superuser \
-                         THEN pg_catalog.set_config('role', t.r::pg_catalog.text, true) END \
-               FROM (SELECT r, pg_catalog.pg_has_role(session_user, r, 'MEMBER') AS member, \
-                            (SELECT u.rolsuper FROM pg_catalog.pg_roles u \
-                              WHERE u.rolname OPERATOR(pg_catalog.=) session_user) AS superuser, \
-                            current_user OPERATOR(pg_catalog.=) session_user AS clean \
-                       FROM vault.api_token_role($1) AS r OFFSET 0) t",
-            &[&token],
-        )
-        .await
-        .map_err(|e| match e.code().map(|c| c.code()) {
-            // The server's role cannot call the check at all: a setup problem, not the token's.
-            Some(code @ ("42501" | "3F000" | "42883")) => {
-                eprintln!(
-                    "pgvault serve: tokens: the server's own role cannot call vault.api_token_role ({code}: {}); \
+/// The role a token acts as, from its check (`TOKEN_CHECK`, sent by `begin`), which also
+/// switched to it for the rest of the transaction when every condition held. One round trip
+/// does the check, the membership, the superuser test, that no role lingers on the connection
+/// (its current role is its login role), and, when all of them pass, the switch
+/// (`set_config('role', ..., true)` is `SET LOCAL ROLE`). The subquery is computed first
+/// (OFFSET 0), so the switch sees the checks as they were before it.
+fn act_as_token(checked: Result<Row, tokio_postgres::Error>) -> Result<String, ApiError> {
+    let row = checked.map_err(|e| match e.code().map(|c| c.code()) {
+        // The server's role cannot call the check at all: a setup problem, not the token's.
+        Some(code @ ("42501" | "3F000" | "42883")) => {
+            eprintln!(
+                "pgvault serve: tokens: the server's own role cannot call vault.api_token_role ({code}: {}); \
                      it needs vault_ext 0.2 and GRANT USAGE ON SCHEMA vault TO that role",
-                    escape(e.as_db_error().map(|d| d.message()).unwrap_or_default())
-                );
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "this server cannot check tokens (see the server's output)",
-                    None,
-                )
-            }
-            _ => ApiError::from(e),
-        })?;
+                escape(e.as_db_error().map(|d| d.message()).unwrap_or_default())
+            );
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this server cannot check tokens (see the server's output)",
+                None,
+            )
+        }
+        _ => ApiError::from(e),
+    })?;
     // Checked per request, not only when the connection was made: the role may have become a
     // superuser since, and a token must never act through one.
     if row.get::<_, Option<bool>>(2) == Some(true) {
@@ -391,13 +533,13 @@ pub(crate) async fn db_as<T>(
             result
         }
         Caller::Token { app, token, acted } => {
-            let mut pooled = begin(&app.tokens).await?;
+            let (mut pooled, checked) = begin(&app.tokens, token).await?;
             let Pooled {
                 client,
                 statements,
                 open,
             } = &mut *pooled;
-            let result = match act_as_token(client, token).await {
+            let result = match act_as_token(checked) {
                 Ok(role) => {
                     *lock(acted) = Some(role);
                     f(&mut Db { client, statements }).await

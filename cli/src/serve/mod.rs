@@ -64,6 +64,7 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
         db_budget: Arc::new(Semaphore::new(session_budget(opts))),
         idle_timeout: opts.idle_timeout(),
         tokens: db::token_pool(target, opts.token_connections),
+        token_versions: Mutex::new(std::collections::HashSet::new()),
         session_connections: usize::from(opts.session_connections).max(1),
         max_sessions_per_role: opts.max_sessions_per_role.max(1),
         login_slots: Arc::new(Semaphore::new(LOGINS_AT_ONCE)),

@@ -26,6 +26,9 @@ pub(crate) struct App {
     pub(crate) idle_timeout: Duration,
     /// Connections of the server's own role for Bearer-token requests (`db::TokenPool`).
     pub(crate) tokens: crate::serve::db::TokenPool,
+    /// Tokens (their SHA-256) whose role could read vault.secrets at their last read: their
+    /// reads take the version in the same statement (`db::token_read`).
+    pub(crate) token_versions: Mutex<std::collections::HashSet<[u8; 32]>>,
     pub(crate) session_connections: usize,
     pub(crate) max_sessions_per_role: usize,
     /// Logins being checked at once (see `login`).

@@ -2,7 +2,7 @@
 
 use crate::api::types::{self, SecretMeta};
 use crate::serve::auth::Caller;
-use crate::serve::db::{db, db_as, Db, Tx};
+use crate::serve::db::{db, db_as, token_gate, token_read, Db, Tx};
 use crate::serve::reply::{json_response, ApiError, JsonBody};
 use crate::store;
 use axum::body::Body;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::Row;
 use zeroize::Zeroizing;
 
 /// Metadata of the secrets with every tag in `tags` (and the name `name`, when given), with
@@ -64,8 +65,16 @@ macro_rules! get_secret_sql {
 
 pub(crate) const GET_SECRET: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')", may_log_in!());
 
-/// A token's read: its transaction checks the token, not the server role's login.
-pub(crate) const GET_SECRET_AS_TOKEN: &str = get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')", "true");
+/// A token's read, sent with its check (`db::token_read`): nothing is read unless the check
+/// switched to the token's role (`token_gate!`).
+pub(crate) const GET_SECRET_AS_TOKEN: &str =
+    get_secret_sql!("has_table_privilege('vault.secrets', 'SELECT')", token_gate!());
+
+/// The same with the version, for a token whose role may read vault.secrets.
+pub(crate) const GET_SECRET_VERSIONED_AS_TOKEN: &str = get_secret_sql!(
+    "true, (SELECT s.version FROM vault.secrets s WHERE s.id = d.id)",
+    token_gate!()
+);
 
 /// The same with the version (column 12) from the same snapshot: only for a role that may read
 /// vault.secrets (others get 42501 from it).
@@ -74,93 +83,82 @@ pub(crate) const GET_SECRET_VERSIONED: &str = get_secret_sql!(
     may_log_in!()
 );
 
-pub(crate) const VERSION_OF: &str = "SELECT version FROM vault.secrets WHERE id = $1::text::uuid";
-
 pub(crate) async fn get_secret(caller: Caller, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let s = caller;
-    // A session reads with one statement outside BEGIN/COMMIT (two round trips fewer); a role
-    // that could read vault.secrets at login (or at its last GET /api/v1/session) gets the
-    // version in that statement. A token's request is one transaction anyway (SET LOCAL ROLE),
-    // so it asks for the version with a second statement when the role may read it.
-    let session = match &s {
-        Caller::Session(sess) => Some(sess.clone()),
-        Caller::Token { .. } => None,
-    };
-    let tx = if session.is_some() {
-        Tx::OneStatement
-    } else {
-        Tx::Wrapped
-    };
-    let body = db_as(&s, tx, async move |c| {
-        let versioned = session.as_ref().is_some_and(|s| s.versions.load(Ordering::Relaxed));
-        let row = if versioned {
-            match c.one_row(GET_SECRET_VERSIONED, &name).await {
-                Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
-                    // vault_admin was revoked since login: read as the role is now.
-                    if let Some(s) = &session {
-                        s.versions.store(false, Ordering::Relaxed);
+    let body = match &caller {
+        // One round trip: the token's transaction, its check and this read sent together
+        // (`db::token_read`), the version in the same statement for a role that may read it.
+        Caller::Token { .. } => {
+            let row = token_read(&caller, GET_SECRET_AS_TOKEN, GET_SECRET_VERSIONED_AS_TOKEN, &name).await?;
+            secret_json(row, &name)?
+        }
+        // One statement outside BEGIN/COMMIT (two round trips fewer); a role that could read
+        // vault.secrets at login (or at its last GET /api/v1/session) gets the version in it.
+        Caller::Session(session) => {
+            let session = session.clone();
+            db_as(&caller, Tx::OneStatement, async move |c| {
+                let versioned = session.versions.load(Ordering::Relaxed);
+                let row = if versioned {
+                    match c.one_row(GET_SECRET_VERSIONED, &name).await {
+                        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                            // vault_admin was revoked since login: read as the role is now.
+                            session.versions.store(false, Ordering::Relaxed);
+                            c.one_row(GET_SECRET, &name).await?
+                        }
+                        other => other?,
                     }
+                } else {
                     c.one_row(GET_SECRET, &name).await?
+                };
+                // A role that became able to read versions after login: from its next read
+                // on (one statement, one snapshot).
+                if let Some(r) = row.as_ref().filter(|r| r.len() == 12) {
+                    session.versions.store(r.get::<_, bool>(11), Ordering::Relaxed);
                 }
-                other => other?,
-            }
-        } else if session.is_some() {
-            c.one_row(GET_SECRET, &name).await?
-        } else {
-            c.one_row(GET_SECRET_AS_TOKEN, &name).await?
-        };
-        let Some(r) = row else {
-            return Err(ApiError::not_found(&name));
-        };
-        let Some(value) = r.get::<_, Option<String>>(0).map(Zeroizing::new) else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out, or it is not exportable (only used inside the server)"
-                ),
-                Some("42501"),
-            ));
-        };
-        let id: String = r.get(1);
-        let may_read_versions = r.get::<_, bool>(11);
-        let version: Option<i32> = if r.len() > 12 {
-            r.get(12)
-        } else if session.is_none() && may_read_versions {
-            c.one_row(VERSION_OF, &id).await?.map(|v| v.get(0))
-        } else {
-            // A session whose role became able to read versions after login: from its next
-            // read on (one statement, one snapshot).
-            if let Some(s) = &session {
-                s.versions.store(may_read_versions, Ordering::Relaxed);
-            }
-            None
-        };
-        let secret = types::Secret {
-            meta: SecretMeta {
-                id,
-                name: r.get(2),
-                description: r.get(3),
-                masked: r.get(4),
-                tags: store::secrets::tags_of(&r, 5),
-                expires_at: r.get(6),
-                updated_at: r.get(7),
-                expired: r.get(8),
-                expiring_soon: r.get(9),
-                created_at: r.get(10),
-                version,
-            },
-            value,
-        };
-        serde_json::to_string(&secret)
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))
-    })
-    .await?;
+                secret_json(row, &name)
+            })
+            .await?
+        }
+    };
     let mut r = Response::new(Body::from(body));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
+}
+
+/// The JSON body of a secret's GET from the row of `get_secret_sql!` (column 12, when there,
+/// is the version): 404 without a row, 403 when the value is kept from the role.
+fn secret_json(row: Option<Row>, name: &str) -> Result<String, ApiError> {
+    let Some(r) = row else {
+        return Err(ApiError::not_found(name));
+    };
+    let Some(value) = r.get::<_, Option<String>>(0).map(Zeroizing::new) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "secret {name} is not readable by this role: per-secret grants (vault.grant_secret) leave it out, or it is not exportable (only used inside the server)"
+            ),
+            Some("42501"),
+        ));
+    };
+    let secret = types::Secret {
+        meta: SecretMeta {
+            id: r.get(1),
+            name: r.get(2),
+            description: r.get(3),
+            masked: r.get(4),
+            tags: store::secrets::tags_of(&r, 5),
+            expires_at: r.get(6),
+            updated_at: r.get(7),
+            expired: r.get(8),
+            expiring_soon: r.get(9),
+            created_at: r.get(10),
+            version: if r.len() > 12 { r.get(12) } else { None },
+        },
+        value,
+    };
+    serde_json::to_string(&secret).map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None))
 }
 
 /// `PUT /api/v1/secrets/{name}`'s body: what is left out stays as it is.
