@@ -63,3 +63,26 @@ LUA
   if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then echo "wrk saw errors: $out" >&2; return 1; fi
   echo "$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' <<<"$out") $(awk '$1 == "50%" {print $2}' <<<"$out") $(awk '$1 == "99%" {print $2}' <<<"$out")"
 }
+
+# perf_start NAME: records every CPU for SECONDS_EACH seconds in the background (perf from
+# linux-perf); sets PERF_PID, the recorder, for perf_report.
+perf_start() {
+  perf record -a -g -F 499 -o "$WORK/perf-$1.data" -- sleep "$SECONDS_EACH" >/dev/null 2>&1 &
+  PERF_PID=$!
+}
+
+# perf_report NAME RECORDER SERVER_PID: waits for the recording, then prints where the CPU went:
+# by process and library, then the top functions of the pgvault serve process (all threads)
+# and of the PostgreSQL backends.
+perf_report() {
+  wait "$2"
+  echo "# where the CPU went during that run ($1), by process and library (perf, all CPUs):"
+  perf report -i "$WORK/perf-$1.data" --no-children --sort comm,dso --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -14 | sed 's/^/#   /'
+  echo "# ... the top functions of pgvault serve, all its threads ($1):"
+  perf report -i "$WORK/perf-$1.data" --no-children --pid "$3" --sort dso,sym --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -12 | sed 's/^/#   /'
+  echo "# ... and of the PostgreSQL backends ($1):"
+  perf report -i "$WORK/perf-$1.data" --no-children --comm postgres --sort dso,sym --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -16 | sed 's/^/#   /'
+}

@@ -5,7 +5,8 @@
 # COMMIT) and with a session cookie (the role's own connections), wrk with CLIENTS (default 2)
 # keep-alive connections, random names from N secrets, token and cookie rounds alternating;
 # medians and the ratio token / session (issue 27: >= 0.9x). PGVAULT_OLD=path adds another build
-# on the same cluster, measured in the same rounds (old against new in one run).
+# on the same cluster, measured in the same rounds (old against new in one run). PROFILE=1
+# records the last round of each with perf and prints where the time went.
 #   PG_CONFIG=... bench/tokens.sh    (N=2000 ROUNDS=3 SECONDS_EACH=10 CLIENTS=2; NO_INSTALL=1
 #   keeps the installed vault_ext; PGVAULT=path defaults to target/release/pgvault, built when
 #   missing)
@@ -40,7 +41,7 @@ sql b "CREATE EXTENSION vault_ext;
 DSN="host=$WORK port=$(port b) dbname=postgres"
 TOKEN=$("$PGVAULT" --dsn "$DSN user=postgres" token create bench --role svc_reader 2>/dev/null)
 [ -n "$TOKEN" ] || { echo "cannot create a token"; exit 1; }
-declare -A PORTOF COOKIEOF
+declare -A PORTOF COOKIEOF PIDOF
 BUILDS=(new)
 [ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
 for build in "${BUILDS[@]}"; do
@@ -49,6 +50,7 @@ for build in "${BUILDS[@]}"; do
   PGPASSWORD=$PW serve_start "$build" "$bin" "$DSN user=authenticator" \
     --token-connections "$CLIENTS" --session-connections "$CLIENTS"
   PORTOF[$build]=$SERVE_PORT
+  PIDOF[$build]=${SERVE_PIDS[-1]}
   COOKIEOF[$build]=$(serve_login "$SERVE_PORT" web_reader "$PW")
   [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in ($build)"; cat "$WORK/serve-$build.out"; exit 1; }
   for auth in "Authorization: Bearer $TOKEN" "Cookie: ${COOKIEOF[$build]}"; do
@@ -59,14 +61,16 @@ for build in "${BUILDS[@]}"; do
 done
 
 declare -A RPS P50 P99
-measure() { # BUILD MODE
-  local header r rps p50 p99
+measure() { # BUILD MODE (PROFILE=1: the last round under perf)
+  local header r rps p50 p99 perf=
   if [ "$2" = token ]; then header="Authorization: Bearer $TOKEN"; else header="Cookie: ${COOKIEOF[$1]}"; fi
+  [ -n "${PROFILE:-}" ] && [ "$round" = "$ROUNDS" ] && { perf_start "$1-$2"; perf=$PERF_PID; }
   r=$(wrk_get "https://127.0.0.1:${PORTOF[$1]}/api/v1/secrets/" "$CLIENTS" "$SECONDS_EACH" "$header" "$N") ||
     { tail -5 "$WORK/serve-$1.out"; exit 1; }
   read -r rps p50 p99 <<<"$r"
   RPS[$1 $2]+="$rps "; P50[$1 $2]+="$p50 "; P99[$1 $2]+="$p99 "
   echo "# round $round: $1 build, $2: $rps req/s (p50 $p50, p99 $p99)"
+  [ -n "$perf" ] && perf_report "$1-$2" "$perf" "${PIDOF[$1]}"
 }
 echo "# $("$PG_BINDIR/postgres" --version); $(nproc) CPUs; $CLIENTS clients, $SECONDS_EACH s each, $ROUNDS rounds"
 for round in $(seq "$ROUNDS"); do

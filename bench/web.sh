@@ -126,24 +126,13 @@ declare -A WEB P50 P99 STATIC
 DIRECT=(); BOUNCER=()
 web_round() { # BUILD: one wrk run against that build's server (PROFILE=1: under perf, last round)
   local r rps p50 p99 perf=
-  if [ -n "${PROFILE:-}" ] && [ "$round" = "$ROUNDS" ]; then
-    perf record -a -g -F 499 -o "$WORK/perf-$1.data" -- sleep "$SECONDS_EACH" >/dev/null 2>&1 &
-    perf=$!
-  fi
+  [ -n "${PROFILE:-}" ] && [ "$round" = "$ROUNDS" ] && { perf_start "$1"; perf=$PERF_PID; }
   r=$(wrk_get "https://127.0.0.1:${PORTOF[$1]}/api/v1/secrets/" "$CLIENTS" "$SECONDS_EACH" "Cookie: ${COOKIEOF[$1]}" "$N") ||
     { tail -5 "$WORK/serve-$1.out"; exit 1; }
   read -r rps p50 p99 <<<"$r"
   WEB[$1]+="$rps "; P50[$1]+="$p50 "; P99[$1]+="$p99 "
   echo "# round $round: $1 build: $rps req/s (p50 $p50, p99 $p99)"
-  if [ -n "$perf" ]; then
-    wait "$perf"
-    echo "# where the CPU went during that run ($1 build), by process and library (perf, all CPUs):"
-    perf report -i "$WORK/perf-$1.data" --no-children --sort comm,dso --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -14 | sed 's/^/#   /'
-    echo "# ... and the top functions of pgvault serve, all its threads ($1 build):"
-    perf report -i "$WORK/perf-$1.data" --no-children --pid "${PIDOF[$1]}" --sort dso,sym --stdio 2>/dev/null |
-      grep -E '^ +[0-9]' | head -12 | sed 's/^/#   /'
-  fi
+  [ -n "$perf" ] && perf_report "$1" "$perf" "${PIDOF[$1]}"
 }
 for round in $(seq "$ROUNDS"); do
   # The builds take turns going first.
