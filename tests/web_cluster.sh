@@ -129,6 +129,19 @@ c_reader=$CODE
 req web_reader GET /api/v1/secrets/stripe_key
 check "the requests for the output check: login, create, update, stale write, no CSRF token, login, read" \
   "200 201 200 409 403 200 200 $V2" "$c_login $c_create $c_update $c_stale $c_csrf $c_reader $CODE $(body | jq -r .value)"
+# A request whose client gives up while it waits (here on a row lock) is logged all the same,
+# with 499 as nginx logs it, and its transaction is rolled back at once (the lock holder's own
+# transaction is then the only one waiting on nothing).
+sql web "BEGIN; SELECT 1 FROM vault.secrets WHERE name = 'stripe_key' FOR UPDATE; SELECT pg_sleep(4); COMMIT" >/dev/null &
+holder=$!
+sleep 0.5
+req web_admin PUT /api/v1/secrets/stripe_key '{"description": "never written"}' -m 1
+c_gone=$CODE
+sleep 1
+check "a request whose client went away: no answer, a 499 line, and no transaction of web_admin left" \
+  "000 1 0" "$c_gone $(grep -c '^pgvault serve: PUT /api/v1/secrets/stripe_key 499 ' "$WORK/main.out") $(sql web \
+  "SELECT count(*) FROM pg_stat_activity WHERE usename = 'web_admin' AND (state = 'active' OR state LIKE 'idle in transaction%')")"
+wait "$holder"
 
 # --- rate limiting (more servers); the idle timeout, the route x role refusals and the error
 # table's statuses are checked in process by cli/tests/api.rs (tests/api_cluster.sh) ---

@@ -21,11 +21,30 @@ use zeroize::Zeroizing;
 pub struct Connection {
     pub client: Client,
     pub notifications: mpsc::UnboundedReceiver<Notification>,
+    pub canceller: Canceller,
+}
+
+/// What cancels the statement a connection is running: PostgreSQL's cancel request, sent on a
+/// new connection with the TLS the connection itself used.
+#[derive(Clone)]
+pub struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: Option<MakeTls>,
+}
+
+impl Canceller {
+    /// Asks the server to cancel the connection's running statement (nothing when it runs none).
+    pub async fn cancel(&self) {
+        let _ = match &self.tls {
+            Some(tls) => self.token.cancel_query(tls.clone()).await,
+            None => self.token.cancel_query(NoTls).await,
+        };
+    }
 }
 
 /// Starts the task that drives `conn`, forwarding its notifications (notices are dropped, as
 /// libpq's default notice processor would print them to a terminal nobody reads here).
-fn drive<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>) -> Connection
+fn drive<S, T>(client: Client, mut conn: tokio_postgres::Connection<S, T>, tls: Option<MakeTls>) -> Connection
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: TlsStream + Unpin + Send + 'static,
@@ -42,7 +61,15 @@ where
             }
         }
     });
-    Connection { client, notifications }
+    let canceller = Canceller {
+        token: client.cancel_token(),
+        tls,
+    };
+    Connection {
+        client,
+        notifications,
+        canceller,
+    }
 }
 
 /// The driver's settings for one endpoint.
@@ -169,8 +196,11 @@ async fn attempt(config: &Config, ssl: SslMode, tls: Option<MakeTls>) -> Result<
     let mut config = config.clone();
     config.ssl_mode(ssl);
     match tls {
-        None => config.connect(NoTls).await.map(|(c, conn)| drive(c, conn)),
-        Some(tls) => config.connect(tls).await.map(|(c, conn)| drive(c, conn)),
+        None => config.connect(NoTls).await.map(|(c, conn)| drive(c, conn, None)),
+        Some(tls) => config
+            .connect(tls.clone())
+            .await
+            .map(|(c, conn)| drive(c, conn, Some(tls))),
     }
 }
 

@@ -23,7 +23,7 @@ mod tests;
 mod tls;
 
 pub use blocking::Db;
-pub use connect::{connect, Connection};
+pub use connect::{connect, Canceller, Connection};
 pub use conninfo::parse_conninfo;
 pub use pgpass::pgpass_lookup;
 

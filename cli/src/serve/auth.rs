@@ -2,10 +2,10 @@
 //! headers and the access log: decided once per request, before any handler.
 
 use crate::serve::reply::{ApiError, Shape};
-use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY};
+use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY, SMALL_BODY};
 use crate::serve::state::{lock, App, LoggedRole};
 use crate::text::escape;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -71,10 +71,32 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let mut unanswered = Unanswered(Some((method.clone(), path.clone(), started)));
     // The whole body within --first-request-timeout (issue 26: a body trickled a byte at a time
     // held its connection for good). Only then does the connection count as handling a request,
     // which keeps it from being closed to make room for another (`limits`).
     let (parts, body) = req.into_parts();
+    let large = body.size_hint().upper().is_none_or(|n| n > SMALL_BODY);
+    let _large = if large {
+        match app.large_bodies.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let mut r = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many large request bodies are being received at once: try again",
+                    None,
+                )
+                .render(if is_vault_path(&path) { Shape::Vault } else { Shape::Api });
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                unanswered.0 = None;
+                access_log(&method, &path, r.status(), None, started);
+                return r;
+            }
+        }
+    } else {
+        None
+    };
     let (mut req, unreadable) = match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await
     {
         Ok(Ok(bytes)) => (Request::from_parts(parts, Body::from(bytes)), None),
@@ -180,17 +202,41 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
         let h = response.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    // Formatted first and written at once: the standard error stream is unbuffered, so
-    // eprintln! would make a write(2) of every piece (a dozen per request).
+    unanswered.0 = None;
+    access_log(&method, &path, response.status(), role.as_deref(), started);
+    response
+}
+
+/// A request still being handled when its client went away (its future is dropped): logged
+/// all the same, with nginx's 499 ("client closed request"), which a proxy's log would show.
+struct Unanswered(Option<(Method, String, Instant)>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((method, path, started)) = self.0.take() {
+            access_log(
+                &method,
+                &path,
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+                None,
+                started,
+            );
+        }
+    }
+}
+
+/// One access-log line: method, path, status, role, duration. Formatted first and written at
+/// once: the standard error stream is unbuffered, so eprintln! would make a write(2) of every
+/// piece (a dozen per request).
+fn access_log(method: &Method, path: &str, status: StatusCode, role: Option<&str>, started: Instant) {
     let line = format!(
         "pgvault serve: {method} {} {} role={} {}ms\n",
-        escape(&path),
-        response.status().as_u16(),
-        role.as_deref().map(crate::text::escape).unwrap_or_else(|| "-".into()),
+        escape(path),
+        status.as_u16(),
+        role.map(crate::text::escape).unwrap_or_else(|| "-".into()),
         started.elapsed().as_millis()
     );
     let _ = std::io::stderr().write_all(line.as_bytes());
-    response
 }
 
 /// The `Authorization` header's token: None without the header, Err when it is not

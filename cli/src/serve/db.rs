@@ -13,6 +13,8 @@ use axum::http::StatusCode;
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use std::ops::Deref;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
@@ -119,6 +121,7 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// A connection of the server's own login role, for Bearer-token requests.
 pub(crate) struct Pooled {
     client: Client,
+    canceller: conn::Canceller,
     statements: Prepared,
     /// A request began a transaction on it and did not see it end (its future was dropped
     /// half way: the client went away): rolled back before the connection is used again.
@@ -147,7 +150,7 @@ impl managed::Manager for TokenConnections {
                 None,
             )
         })?;
-        let client = connection.client;
+        let (client, canceller) = (connection.client, connection.canceller);
         let superuser: bool = client
             .query_one(
                 "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) session_user",
@@ -160,6 +163,7 @@ impl managed::Manager for TokenConnections {
         }
         Ok(Pooled {
             client,
+            canceller,
             statements: Prepared::new(),
             open: false,
         })
@@ -182,17 +186,95 @@ impl managed::Manager for TokenConnections {
 
 pub(crate) type TokenPool = managed::Pool<TokenConnections>;
 
+/// A request's hold on a pooled connection. A request dropped half way (its client went away)
+/// inside its transaction leaves it open, maybe with a statement waiting on a lock: dropping
+/// the hold then cancels that statement and rolls back at once, on a task of its own that keeps
+/// the connection until it is done, so no transaction lingers with its locks and the pool never
+/// has more connections than its size (the review of issue 27 found both).
+struct TokenHold(Option<Object<TokenConnections>>);
+
+impl Drop for TokenHold {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        if !c.open {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    c.canceller.cancel().await;
+                    if c.client.batch_execute("ROLLBACK").await.is_ok() {
+                        c.open = false;
+                    } else {
+                        drop(Object::take(c));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(c)),
+        }
+    }
+}
+
+impl TokenHold {
+    /// Closes the connection instead of returning it to the pool.
+    fn discard(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(Object::take(c));
+        }
+    }
+}
+
+/// The same for a session's connection: the lock on it is kept until the rollback is done.
+struct SessionHold(Option<OwnedMutexGuard<Conn>>);
+
+impl Drop for SessionHold {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        if !c.open {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                c.canceller.cancel().await;
+                let rolled_back = match &c.client {
+                    Some(client) => client.batch_execute("ROLLBACK").await.is_ok(),
+                    None => false,
+                };
+                if rolled_back {
+                    c.open = false;
+                } else {
+                    c.client = None;
+                }
+            });
+        }
+    }
+}
+
+/// How long a request waits for a database connection (the pool's, or its session's) before
+/// it gets 503: one whose statements wait on a lock must not hold the rest for ever.
+pub(crate) const DB_WAIT: Duration = Duration::from_secs(10);
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database connections for this request are all busy: try again",
+        None,
+    )
+}
+
 pub(crate) fn token_pool(target: &conn::Target, size: usize) -> TokenPool {
     managed::Pool::builder(TokenConnections { target: target.clone() })
         .max_size(size.max(1))
+        .wait_timeout(Some(DB_WAIT))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
-        .expect("no timeouts are set, so no runtime is needed")
+        .expect("the runtime for the wait timeout is given")
 }
 
 fn pool_error(e: PoolError<ApiError>) -> ApiError {
     match e {
         PoolError::Backend(e) => e,
+        PoolError::Timeout(_) => busy(),
         _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping", None),
     }
 }
@@ -230,35 +312,36 @@ const TOKEN_CHECK: &str =
 /// anyone, created) and the check, sent together (one round trip; the check is prepared once
 /// per connection). A pooled connection that fails here (the database restarted under it) is
 /// dropped and the next one, or a new one, is tried.
-async fn begin(
-    pool: &TokenPool,
-    token: &str,
-) -> Result<(Object<TokenConnections>, Result<Row, tokio_postgres::Error>), ApiError> {
+async fn begin(pool: &TokenPool, token: &str) -> Result<(TokenHold, Result<Row, tokio_postgres::Error>), ApiError> {
     let mut tries = pool.status().max_size + 1;
     loop {
-        let mut c = pool.get().await.map_err(pool_error)?;
-        let Pooled { client, statements, .. } = &mut *c;
+        let mut hold = TokenHold(Some(pool.get().await.map_err(pool_error)?));
+        let Pooled {
+            client,
+            statements,
+            open,
+            ..
+        } = &mut **hold.0.as_mut().expect("held");
         let prepared = Db { client, statements }.prepared(TOKEN_CHECK).await;
         let sent = match prepared {
             // The database refused the check itself (the server's role may not call it): the
             // connection is fine, and `act_as_token` says what is missing.
-            Err(e) if e.as_db_error().is_some() => return Ok((c, Err(e))),
+            Err(e) if e.as_db_error().is_some() => return Ok((hold, Err(e))),
             Err(e) => Err(e),
             Ok(check) => {
+                *open = true;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
                 let (begun, checked) = tokio::join!(
-                    c.client
-                        .batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
-                    c.client.query_one(&check, &params)
+                    client.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
+                    client.query_one(&check, &params)
                 );
                 begun.map(|()| checked)
             }
         };
-        c.open = true;
         match sent {
-            Ok(checked) => return Ok((c, checked)),
+            Ok(checked) => return Ok((hold, checked)),
             Err(e) => {
-                drop(Object::take(c));
+                hold.discard();
                 tries -= 1;
                 if tries == 0 {
                     return Err(e.into());
@@ -296,12 +379,13 @@ async fn pipelined_read(
 > {
     let mut tries = pool.status().max_size + 1;
     loop {
-        let mut c = pool.get().await.map_err(pool_error)?;
+        let mut hold = TokenHold(Some(pool.get().await.map_err(pool_error)?));
         let Pooled {
             client,
             statements,
             open,
-        } = &mut *c;
+            ..
+        } = &mut **hold.0.as_mut().expect("held");
         let mut db = Db { client, statements };
         let prepared = match db.prepared(TOKEN_CHECK).await {
             Ok(check) => db.prepared(sql).await.map(|read| (check, read)),
@@ -328,14 +412,9 @@ async fn pipelined_read(
             }
         };
         match sent {
-            Ok(answer) => {
-                if c.open {
-                    drop(Object::take(c));
-                }
-                return Ok(answer);
-            }
+            Ok(answer) => return Ok(answer),
             Err(e) => {
-                drop(Object::take(c));
+                hold.discard();
                 tries -= 1;
                 if tries == 0 {
                     return Err(e.into());
@@ -480,13 +559,16 @@ pub(crate) async fn db_as<T>(
 ) -> Result<T, ApiError> {
     match who {
         Caller::Session(s) => {
-            let conn = s.pick();
-            let mut guard = conn.lock().await;
+            let conn = tokio::time::timeout(DB_WAIT, s.pick().lock_owned())
+                .await
+                .map_err(|_| busy())?;
+            let mut hold = SessionHold(Some(conn));
             let Conn {
                 client,
                 statements,
                 open,
-            } = &mut *guard;
+                ..
+            } = &mut **hold.0.as_mut().expect("held");
             let Some(c) = client.as_ref() else {
                 return Err(ApiError::unauthorized());
             };
@@ -500,9 +582,8 @@ pub(crate) async fn db_as<T>(
             if c.is_closed() {
                 return Err(lost());
             }
-            // The last request on this connection ended half way (the client went away and
-            // its future was dropped inside its transaction): what it did must not be
-            // committed by this one.
+            // The last request on this connection ended half way and its rollback failed to
+            // be sent (`SessionHold`): what it did must not be committed by this one.
             if *open {
                 if c.batch_execute("ROLLBACK").await.is_err() {
                     *client = None;
@@ -533,12 +614,13 @@ pub(crate) async fn db_as<T>(
             result
         }
         Caller::Token { app, token, acted } => {
-            let (mut pooled, checked) = begin(&app.tokens, token).await?;
+            let (mut hold, checked) = begin(&app.tokens, token).await?;
             let Pooled {
                 client,
                 statements,
                 open,
-            } = &mut *pooled;
+                ..
+            } = &mut **hold.0.as_mut().expect("held");
             let result = match act_as_token(checked) {
                 Ok(role) => {
                     *lock(acted) = Some(role);
@@ -562,7 +644,7 @@ pub(crate) async fn db_as<T>(
             if ended {
                 *open = false;
             } else {
-                drop(Object::take(pooled));
+                hold.discard();
             }
             result
         }

@@ -61,6 +61,7 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
             opts.trusted_proxies.clone(),
         ),
         body_timeout: opts.first_request_timeout(),
+        large_bodies: Arc::new(Semaphore::new(sessions::LARGE_BODIES_AT_ONCE)),
         db_budget: Arc::new(Semaphore::new(session_budget(opts))),
         idle_timeout: opts.idle_timeout(),
         tokens: db::token_pool(target, opts.token_connections),

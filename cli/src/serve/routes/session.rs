@@ -86,9 +86,9 @@ pub(crate) async fn login(
     drop(password);
     let connect = |target: &conn::Target| {
         let target = target.clone();
-        async move { conn::connect(&target, false).await.map(|c| c.client) }
+        async move { conn::connect(&target, false).await }
     };
-    let mut result: Result<Client, Failure> = connect(&target).await;
+    let mut result: Result<conn::Connection, Failure> = connect(&target).await;
     // The role is at its CONNECTION LIMIT, partly with this server's sessions: PostgreSQL checks
     // that limit only after the password was accepted, so this login is the role's own. Its
     // oldest session here makes room (as past --max-sessions-per-role); its backends take a
@@ -163,8 +163,8 @@ pub(crate) async fn login(
     drop(attempt);
     // The console is for vault roles: a superuser (or a role that may become one) would
     // hold every secret and the server itself behind a browser cookie.
-    refuse_superuser(&client).await?;
-    let rights = rights(&client).await;
+    refuse_superuser(&client.client).await?;
+    let rights = rights(&client.client).await;
     let mut more = Vec::new();
     if rights.is_ok() {
         for _ in 0..extra {
