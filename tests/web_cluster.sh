@@ -376,6 +376,7 @@ fi
 # --- nothing secret in the server's output ---
 out=$(cat "$WORK"/main.out "$WORK"/short.out "$WORK"/burst.out "$WORK"/plain.out "$WORK"/browser.out 2>/dev/null)
 check_contains "the access log has method, path, status, role" "PUT /api/v1/secrets/stripe_key 201 role=web_admin" "$out"
+check_contains "... and a login's line names the role that logged in" "POST /api/v1/session 200 role=web_admin" "$out"
 for needle in "$V1" "$V2" "$PW" "$sid" "$(cat "$WORK/csrf.web_reader")" "stale-write-value" "csrf-value-1234"; do
   check_absent "the server's output does not contain ${needle:0:6}..." "$needle" "$out"
 done

@@ -3,7 +3,7 @@
 
 use crate::serve::reply::{ApiError, Shape};
 use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY, SMALL_BODY};
-use crate::serve::state::{lock, App, LoggedRole};
+use crate::serve::state::{App, LogRole};
 use crate::text::escape;
 use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Request, State};
@@ -15,7 +15,7 @@ use axum_extra::headers::authorization::{Authorization, Bearer};
 use axum_extra::headers::Header;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
@@ -31,9 +31,9 @@ pub(crate) enum Caller {
     Token {
         app: Arc<App>,
         token: Arc<Zeroizing<String>>,
-        /// The role the token turned out to act as, once the database said so (the access
-        /// log's; set by `db`, read by `guard`).
-        acted: Arc<Mutex<Option<String>>>,
+        /// Where the role the token turned out to act as goes, once the database said so
+        /// (the access log's; set by `db`, read by `guard`).
+        acted: LogRole,
     },
 }
 
@@ -173,8 +173,10 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     });
     let mut role = session.as_ref().map(|s| s.user.clone());
     if response.is_none() {
-        let acted = Arc::new(Mutex::new(None));
+        let acted = LogRole::default();
+        req.extensions_mut().insert(acted.clone());
         let bearer = bearer.and_then(Result::ok).or(vault_caller);
+        let by_token = bearer.is_some();
         let caller = match (bearer, session) {
             (Some(token), _) => Some(Caller::Token {
                 app: app.clone(),
@@ -188,11 +190,10 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
             req.extensions_mut().insert(caller);
         }
         let r = next.run(req).await;
-        if let Some(LoggedRole(r)) = r.extensions().get::<LoggedRole>() {
-            role = Some(r.clone());
-        }
-        if let Some(r) = lock(&acted).take() {
-            role = Some(format!("{r} (token)"));
+        match acted.get() {
+            Some(r) if by_token => role = Some(format!("{r} (token)")),
+            Some(r) => role = Some(r),
+            None => {}
         }
         response = Some(r);
     }

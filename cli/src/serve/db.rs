@@ -442,7 +442,7 @@ pub(crate) async fn token_read(
     for _ in 0..3 {
         let (checked, read) =
             pipelined_read(&app.tokens, token, if with_version { versioned } else { plain }, name).await?;
-        *lock(acted) = Some(act_as_token(checked)?);
+        acted.set(act_as_token(checked)?);
         // The privilege changed since this token's last read: read again as the role is now.
         let may_read_versions = match &read {
             Err(e) if with_version && e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => false,
@@ -623,7 +623,7 @@ pub(crate) async fn db_as<T>(
             } = &mut **hold.0.as_mut().expect("held");
             let result = match act_as_token(checked) {
                 Ok(role) => {
-                    *lock(acted) = Some(role);
+                    acted.set(role);
                     f(&mut Db { client, statements }).await
                 }
                 Err(e) => Err(e),

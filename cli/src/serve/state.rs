@@ -40,9 +40,20 @@ pub(crate) struct App {
     pub(crate) kv_mount: String,
 }
 
-/// The role a response was made for, for the access log.
-#[derive(Clone)]
-pub(crate) struct LoggedRole(pub(crate) String);
+/// The role a request acted as, once known, for its access-log line: set by the login (the
+/// role that logged in) and by the token path (`db`: the token's role). One per request, in
+/// its extensions, made by `auth::guard`; a session's role is known before.
+#[derive(Clone, Default)]
+pub(crate) struct LogRole(Arc<Mutex<Option<String>>>);
+
+impl LogRole {
+    pub(crate) fn set(&self, role: String) {
+        *lock(&self.0) = Some(role);
+    }
+    pub(crate) fn get(&self) -> Option<String> {
+        lock(&self.0).clone()
+    }
+}
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

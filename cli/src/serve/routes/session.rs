@@ -7,12 +7,13 @@ use crate::serve::reply::{json_response, ApiError, JsonBody};
 use crate::serve::sessions::{
     client_address, cookie_value, random_hex, Conn, Session, COOKIE, MAX_PASSWORD_BYTES, MAX_USER_BYTES,
 };
-use crate::serve::state::{lock, App, LoggedRole};
+use crate::serve::state::{lock, App, LogRole};
 use crate::text::escape;
 use crate::{conn, Failure};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +33,7 @@ pub(crate) struct LoginBody {
 pub(crate) async fn login(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(logged): Extension<LogRole>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -226,7 +228,7 @@ pub(crate) async fn login(
     let cookie = format!("{COOKIE}={id}; HttpOnly; Secure; SameSite=Strict; Path=/");
     r.headers_mut()
         .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex cookie"));
-    r.extensions_mut().insert(LoggedRole(user));
+    logged.set(user);
     Ok(r)
 }
 
@@ -298,7 +300,7 @@ pub(crate) async fn whoami(caller: Caller) -> Result<Response, ApiError> {
             }
         }
         Caller::Token { acted, .. } => types::Session {
-            user: lock(acted).clone().unwrap_or_default(),
+            user: acted.get().unwrap_or_default(),
             csrf_token: None,
             token: Some(true),
             rights: Some(rights),
