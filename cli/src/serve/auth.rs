@@ -1,8 +1,9 @@
 //! Who a request acts for (a session's cookie or a Bearer token), the CSRF check, the security
 //! headers and the access log: decided once per request, before any handler.
 
+use crate::serve::bodies::SMALL_BODY;
 use crate::serve::reply::{ApiError, Shape};
-use crate::serve::sessions::{cookie_value, same, Session, MAX_BODY, SMALL_BODY};
+use crate::serve::sessions::{client_address, cookie_value, same, Session, MAX_BODY};
 use crate::serve::state::{App, LogRole};
 use crate::text::escape;
 use axum::body::{Body, HttpBody};
@@ -75,12 +76,17 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     // The whole body within --first-request-timeout (issue 26: a body trickled a byte at a time
     // held its connection for good). Only then does the connection count as handling a request,
     // which keeps it from being closed to make room for another (`limits`).
+    let req_peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(p)| p.ip());
     let (parts, body) = req.into_parts();
-    let large = body.size_hint().upper().is_none_or(|n| n > SMALL_BODY);
-    let _large = if large {
-        match app.large_bodies.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
+    let bytes = body.size_hint().upper().unwrap_or(MAX_BODY as u64).min(MAX_BODY as u64);
+    let peer = req_peer.map(|p| client_address(&app.trusted_proxies, p, &parts.headers));
+    let _held = match peer {
+        Some(ip) if bytes > SMALL_BODY => match app.bodies.take(ip, bytes) {
+            Some(held) => Some(held),
+            None => {
                 let mut r = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many large request bodies are being received at once: try again",
@@ -93,9 +99,8 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
                 access_log(&method, &path, r.status(), None, started);
                 return r;
             }
-        }
-    } else {
-        None
+        },
+        _ => None,
     };
     let (mut req, unreadable) = match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await
     {

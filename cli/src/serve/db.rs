@@ -85,7 +85,7 @@ async fn session_transaction<T>(
             let _ = c.batch_execute("ROLLBACK").await;
         }
         return match begun {
-            Err(e) if e.as_db_error().is_none() => Err(e.into()),
+            Err(e) if !role_is_gone(&e) => Err(e.into()),
             _ => Err(ApiError::session_ended()),
         };
     }
@@ -108,9 +108,19 @@ async fn session_transaction<T>(
 async fn role_may_log_in(c: &Client) -> Result<(), ApiError> {
     match c.query_one(&format!("SELECT {MAY_LOG_IN}"), &[]).await {
         Ok(r) if r.get::<_, bool>(0) => Ok(()),
-        Err(e) if e.as_db_error().is_none() => Err(e.into()),
+        Err(e) if !role_is_gone(&e) => Err(e.into()),
         _ => Err(ApiError::session_ended()),
     }
+}
+
+/// Whether the check that a session's role may log in failed because the role is gone or lost
+/// its rights (a dropped role's `session_user` is 42704; 42501 and class 28 likewise), not for
+/// a passing reason (a statement timeout, a cancel, a lost connection): only those end the
+/// session.
+fn role_is_gone(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .map(|c| c.code())
+        .is_some_and(|c| c == "42704" || c == "42501" || c.starts_with("28"))
 }
 
 /// A role name as an SQL identifier.
@@ -173,12 +183,10 @@ impl managed::Manager for TokenConnections {
         if c.client.is_closed() {
             return Err(RecycleError::message("closed"));
         }
+        // A request that ended half way closes its connection (`TokenHold`); one left open
+        // anyway is not used again.
         if c.open {
-            c.client
-                .batch_execute("ROLLBACK")
-                .await
-                .map_err(|_| RecycleError::message("cannot roll back"))?;
-            c.open = false;
+            return Err(RecycleError::message("left inside a transaction"));
         }
         Ok(())
     }
@@ -188,29 +196,28 @@ pub(crate) type TokenPool = managed::Pool<TokenConnections>;
 
 /// A request's hold on a pooled connection. A request dropped half way (its client went away)
 /// inside its transaction leaves it open, maybe with a statement waiting on a lock: dropping
-/// the hold then cancels that statement and rolls back at once, on a task of its own that keeps
-/// the connection until it is done, so no transaction lingers with its locks and the pool never
-/// has more connections than its size (the review of issue 27 found both).
+/// the hold then cancels that statement, rolls back and closes the connection, on a task of its
+/// own that keeps it until then, so no transaction lingers with its locks and the pool never
+/// has more connections than its size (the review of issue 27 found both). Closed, not
+/// returned: a cancel request reaches the backend later than it is sent, and on a reused
+/// connection it hit the next request's statement (the second review).
 struct TokenHold(Option<Object<TokenConnections>>);
 
 impl Drop for TokenHold {
     fn drop(&mut self) {
-        let Some(mut c) = self.0.take() else { return };
+        let Some(c) = self.0.take() else { return };
         if !c.open {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    c.canceller.cancel().await;
-                    if c.client.batch_execute("ROLLBACK").await.is_ok() {
-                        c.open = false;
-                    } else {
-                        drop(Object::take(c));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(c)),
+        // The pool counts the connection as in use until the task is done with it.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                c.canceller.cancel().await;
+                let _ = c.client.batch_execute("ROLLBACK").await;
+                drop(Object::take(c));
+            });
+        } else {
+            drop(Object::take(c));
         }
     }
 }
@@ -224,7 +231,11 @@ impl TokenHold {
     }
 }
 
-/// The same for a session's connection: the lock on it is kept until the rollback is done.
+/// The same for a session's connection, without the cancel: the rollback is queued behind the
+/// request's statement, and the connection stays locked (its session's other requests wait, or
+/// use its other connections) until it is done. A cancel request reaches the backend later than
+/// it is sent and could hit the session's next statement instead (the second review of issue 27
+/// saw it end a session); a session's statements wait only for its own role's locks.
 struct SessionHold(Option<OwnedMutexGuard<Conn>>);
 
 impl Drop for SessionHold {
@@ -235,7 +246,6 @@ impl Drop for SessionHold {
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                c.canceller.cancel().await;
                 let rolled_back = match &c.client {
                     Some(client) => client.batch_execute("ROLLBACK").await.is_ok(),
                     None => false,
@@ -322,6 +332,9 @@ async fn begin(pool: &TokenPool, token: &str) -> Result<(TokenHold, Result<Row, 
             open,
             ..
         } = &mut **hold.0.as_mut().expect("held");
+        // From here on a dropped request cancels and closes (`TokenHold`): preparing may wait on
+        // a lock too.
+        *open = true;
         let prepared = Db { client, statements }.prepared(TOKEN_CHECK).await;
         let sent = match prepared {
             // The database refused the check itself (the server's role may not call it): the
@@ -329,7 +342,6 @@ async fn begin(pool: &TokenPool, token: &str) -> Result<(TokenHold, Result<Row, 
             Err(e) if e.as_db_error().is_some() => return Ok((hold, Err(e))),
             Err(e) => Err(e),
             Ok(check) => {
-                *open = true;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
                 let (begun, checked) = tokio::join!(
                     client.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
@@ -386,16 +398,20 @@ async fn pipelined_read(
             open,
             ..
         } = &mut **hold.0.as_mut().expect("held");
+        *open = true;
         let mut db = Db { client, statements };
         let prepared = match db.prepared(TOKEN_CHECK).await {
             Ok(check) => db.prepared(sql).await.map(|read| (check, read)),
             Err(e) => Err(e),
         };
         let sent = match prepared {
-            Err(e) if e.as_db_error().is_some() => return Ok((Err(e), Ok(None))),
+            Err(e) if e.as_db_error().is_some() => {
+                // Nothing was begun: the connection goes back as it is.
+                *open = false;
+                return Ok((Err(e), Ok(None)));
+            }
             Err(e) => Err(e),
             Ok((check, read)) => {
-                *open = true;
                 let token: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
                 let param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&param];
                 let (begun, checked, row, committed) = tokio::join!(

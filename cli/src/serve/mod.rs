@@ -26,6 +26,7 @@ macro_rules! may_log_in {
 }
 
 mod auth;
+mod bodies;
 mod db;
 mod limiter;
 mod reply;
@@ -61,7 +62,11 @@ pub(crate) fn new_app(target: &conn::Target, opts: &Serve) -> Arc<App> {
             opts.trusted_proxies.clone(),
         ),
         body_timeout: opts.first_request_timeout(),
-        large_bodies: Arc::new(Semaphore::new(sessions::LARGE_BODIES_AT_ONCE)),
+        bodies: bodies::Bodies::new(
+            bodies::ALL_BODIES,
+            bodies::BODIES_PER_ADDRESS,
+            opts.trusted_proxies.clone(),
+        ),
         db_budget: Arc::new(Semaphore::new(session_budget(opts))),
         idle_timeout: opts.idle_timeout(),
         tokens: db::token_pool(target, opts.token_connections),
@@ -125,15 +130,17 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         say_how_tokens_act(&target, opts).await;
         let config = match &tls {
             Some((cert, key)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .map_err(|e| {
-                        Failure::usage(format!(
-                            "cannot load the TLS certificate {} and key {}: {e}",
-                            cert.display(),
-                            key.display()
-                        ))
-                    })?,
+                http1_only(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .map_err(|e| {
+                            Failure::usage(format!(
+                                "cannot load the TLS certificate {} and key {}: {e}",
+                                cert.display(),
+                                key.display()
+                            ))
+                        })?,
+                ),
             ),
             None => None,
         };
@@ -178,7 +185,8 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         let mut server = axum_server::from_tcp(listener)
             .map_err(|e| Failure::failed(e.to_string()))?
             .handle(handle)
-            .first_request_timeout(opts.first_request_timeout());
+            .first_request_timeout(opts.first_request_timeout())
+            .http1_only();
         server.http_builder().http1().header_read_timeout(opts.keepalive_timeout());
         let served = match config {
             Some(config) => {
@@ -191,6 +199,16 @@ pub fn run(target: conn::Target, opts: &Serve) -> Result<(), Failure> {
         };
         served.map_err(|e| Failure::failed(format!("server stopped: {e}")))
     })
+}
+
+/// HTTP/1.1 only: TLS offers no other protocol (ALPN), and a connection that starts HTTP/2
+/// anyway is not served. The console and the APIs need nothing of HTTP/2, whose many streams
+/// per connection each held a request body: 80 connections grew the server to 1.2 GB past the
+/// bounds on bodies (the second review of issue 27).
+fn http1_only(config: axum_server::tls_rustls::RustlsConfig) -> axum_server::tls_rustls::RustlsConfig {
+    let mut inner = (*config.get_inner()).clone();
+    inner.alpn_protocols = vec![b"http/1.1".to_vec()];
+    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(inner))
 }
 
 /// Bearer tokens act through the server's own role: says at start whether they can.

@@ -1,6 +1,6 @@
 //! Console sessions (each the role's own connections, opened at login) and the login limiter.
 
-use crate::conn::{Canceller, Connection};
+use crate::conn::Connection;
 use crate::serve::reply::ApiError;
 use crate::serve::state::{lock, App};
 use axum::http::{HeaderMap, StatusCode};
@@ -26,19 +26,12 @@ pub(crate) const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 pub(crate) const COOKIE: &str = "pgvault_session";
 /// The largest request body read (a secret of 1 MiB with room for JSON escapes).
 pub(crate) const MAX_BODY: usize = 2 << 20;
-/// Bodies up to this size are read by any connection; larger ones (or of unknown length) only
-/// `LARGE_BODIES_AT_ONCE` at a time, server-wide: without a bound, 400 unauthenticated
-/// connections trickling 2 MiB bodies held 850 MB (the review of issue 27). At most 32 MiB of
-/// large bodies, and 64 KiB per open connection.
-pub(crate) const SMALL_BODY: u64 = 64 << 10;
-pub(crate) const LARGE_BODIES_AT_ONCE: usize = 16;
 
 /// A session's connection, with the statements prepared on it (see `Db::one_row`) and whether
 /// a request may have left a transaction open on it (it ended half way: the client went away
 /// and the request's future was dropped).
 pub(crate) struct Conn {
     pub(crate) client: Option<Client>,
-    pub(crate) canceller: Canceller,
     pub(crate) statements: Prepared,
     pub(crate) open: bool,
 }
@@ -50,7 +43,6 @@ impl Conn {
     pub(crate) fn new(c: Connection) -> Arc<Mutex<Conn>> {
         Arc::new(Mutex::new(Conn {
             client: Some(c.client),
-            canceller: c.canceller,
             statements: Prepared::new(),
             open: false,
         }))

@@ -20,9 +20,8 @@ pub(crate) struct App {
     pub(crate) limits: Arc<crate::limits::Limits>,
     /// Time for a request's body (`--first-request-timeout`).
     pub(crate) body_timeout: Duration,
-    /// Request bodies larger than `sessions::SMALL_BODY` (or of unknown length) being read at
-    /// once, at most `sessions::LARGE_BODIES_AT_ONCE` (see `auth::guard`).
-    pub(crate) large_bodies: Arc<Semaphore>,
+    /// The bytes of request bodies being read, against their budgets (`bodies.rs`).
+    pub(crate) bodies: Arc<crate::serve::bodies::Bodies>,
     /// Database connections the file descriptors allow for sessions (`limits`): a login takes
     /// its session's and the password check's before it connects.
     pub(crate) db_budget: Arc<Semaphore>,
