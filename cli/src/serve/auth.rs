@@ -72,61 +72,58 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut unanswered = Unanswered(Some((method.clone(), path.clone(), started)));
+    let mut log = AccessLog {
+        method: method.clone(),
+        path: path.clone(),
+        started,
+        status: None,
+        role: None,
+    };
     // The whole body within --first-request-timeout (issue 26: a body trickled a byte at a time
-    // held its connection for good). Only then does the connection count as handling a request,
-    // which keeps it from being closed to make room for another (`limits`).
-    let req_peer = req
+    // held its connection for good), a large one only within its budgets (`bodies.rs`). Only
+    // then does the connection count as handling a request, which keeps it from being closed to
+    // make room for another (`limits`).
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(p)| p.ip());
+        .map(|ConnectInfo(p)| *p);
     let (parts, body) = req.into_parts();
     let bytes = body.size_hint().upper().unwrap_or(MAX_BODY as u64).min(MAX_BODY as u64);
-    let peer = req_peer.map(|p| client_address(&app.trusted_proxies, p, &parts.headers));
-    let _held = match peer {
-        Some(ip) if bytes > SMALL_BODY => match app.bodies.take(ip, bytes) {
-            Some(held) => Some(held),
-            None => {
-                let mut r = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many large request bodies are being received at once: try again",
-                    None,
-                )
-                .render(if is_vault_path(&path) { Shape::Vault } else { Shape::Api });
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                unanswered.0 = None;
-                access_log(&method, &path, r.status(), None, started);
-                return r;
-            }
-        },
-        _ => None,
+    let held = match peer {
+        Some(p) if bytes > SMALL_BODY => app
+            .bodies
+            .take(client_address(&app.trusted_proxies, p.ip(), &parts.headers), bytes)
+            .map(Some)
+            .ok_or(()),
+        _ => Ok(None),
     };
-    let (mut req, unreadable) = match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await
-    {
-        Ok(Ok(bytes)) => (Request::from_parts(parts, Body::from(bytes)), None),
-        Ok(Err(_)) => (
-            Request::from_parts(parts, Body::empty()),
-            Some(ApiError::new(
+    let read = match &held {
+        Err(()) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many large request bodies are being received at once: try again",
+            None,
+        )),
+        Ok(_) => match tokio::time::timeout(app.body_timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(_)) => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {MAX_BODY} bytes, or was cut off"),
                 None,
             )),
-        ),
-        Err(_) => (
-            Request::from_parts(parts, Body::empty()),
-            Some(ApiError::new(
+            Err(_) => Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body did not arrive in time",
                 None,
             )),
-        ),
+        },
     };
-    let _busy = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .filter(|_| unreadable.is_none())
-        .map(|ConnectInfo(peer)| app.limits.busy(*peer));
+    let (mut req, unreadable) = match read {
+        Ok(bytes) => (Request::from_parts(parts, Body::from(bytes)), None),
+        Err(e) => (Request::from_parts(parts, Body::empty()), Some(e)),
+    };
+    // What is left of an unread body is not read: the connection cannot carry another request.
+    let close = unreadable.is_some();
+    let _busy = peer.filter(|_| !close).map(|p| app.limits.busy(p));
     // A Bearer request is the token's alone: it needs no CSRF token (a browser does not add
     // the header on its own), and one that also carries a session cookie is refused rather
     // than guessing which of the two it meant.
@@ -167,10 +164,8 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
         _ => None,
     };
     let mut response = refusal.map(|e| {
-        let close = matches!(e.status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT);
         let mut r = e.render(if vault { Shape::Vault } else { Shape::Api });
         if close {
-            // What is left of the body is not read: the connection cannot carry another request.
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -208,41 +203,37 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next)
         let h = response.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    unanswered.0 = None;
-    access_log(&method, &path, response.status(), role.as_deref(), started);
+    log.status = Some(response.status());
+    log.role = role;
     response
 }
 
-/// A request still being handled when its client went away (its future is dropped): logged
-/// all the same, with nginx's 499 ("client closed request"), which a proxy's log would show.
-struct Unanswered(Option<(Method, String, Instant)>);
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        if let Some((method, path, started)) = self.0.take() {
-            access_log(
-                &method,
-                &path,
-                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-                None,
-                started,
-            );
-        }
-    }
+/// A request's access-log line (method, path, status, role, duration), written when the
+/// request is done with, in the format and escaping the tests check. A request still being
+/// handled when its client went away (its future dropped) has no status: it is logged with
+/// nginx's 499 ("client closed request"), which a proxy's log would show.
+struct AccessLog {
+    method: Method,
+    path: String,
+    started: Instant,
+    status: Option<StatusCode>,
+    role: Option<String>,
 }
 
-/// One access-log line: method, path, status, role, duration. Formatted first and written at
-/// once: the standard error stream is unbuffered, so eprintln! would make a write(2) of every
-/// piece (a dozen per request).
-fn access_log(method: &Method, path: &str, status: StatusCode, role: Option<&str>, started: Instant) {
-    let line = format!(
-        "pgvault serve: {method} {} {} role={} {}ms\n",
-        escape(path),
-        status.as_u16(),
-        role.map(crate::text::escape).unwrap_or_else(|| "-".into()),
-        started.elapsed().as_millis()
-    );
-    let _ = std::io::stderr().write_all(line.as_bytes());
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        // Formatted first and written at once: the standard error stream is unbuffered, so
+        // eprintln! would make a write(2) of every piece (a dozen per request).
+        let line = format!(
+            "pgvault serve: {} {} {} role={} {}ms\n",
+            self.method,
+            escape(&self.path),
+            self.status.map_or(499, |s| s.as_u16()),
+            self.role.as_deref().map(escape).unwrap_or_else(|| "-".into()),
+            self.started.elapsed().as_millis()
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
 }
 
 /// The `Authorization` header's token: None without the header, Err when it is not
