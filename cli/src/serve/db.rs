@@ -317,12 +317,27 @@ const TOKEN_CHECK: &str =
                     current_user OPERATOR(pg_catalog.=) session_user AS clean \
                FROM vault.api_token_role($1) AS r OFFSET 0) t";
 
-/// A transaction for one Bearer request, its token checked: `BEGIN` with a search_path of
-/// pg_catalog only (so no name in the server's queries resolves to an object a token role, or
-/// anyone, created) and the check, sent together (one round trip; the check is prepared once
-/// per connection). A pooled connection that fails here (the database restarted under it) is
-/// dropped and the next one, or a new one, is tried.
-async fn begin(pool: &TokenPool, token: &str) -> Result<(TokenHold, Result<Row, tokio_postgres::Error>), ApiError> {
+/// A token request's transaction, its token checked, in one round trip: `BEGIN` with a
+/// search_path of pg_catalog only (so no name in the server's queries resolves to an object a
+/// token role, or anyone, created) and the check (prepared once per connection) are sent
+/// together; the route's statements and `COMMIT` follow. With `read` (a statement and its one
+/// parameter, gated by `token_gate!`: `token_read`), that read and `COMMIT` go in the same round
+/// trip, and the check decides whether its row counts (the gate kept it empty otherwise, and
+/// nothing was decrypted). A pooled connection that fails before the database answers (it
+/// restarted under it) is dropped and the next one, or a new one, is tried.
+#[allow(clippy::type_complexity)]
+async fn begin(
+    pool: &TokenPool,
+    token: &str,
+    read: Option<(&'static str, &str)>,
+) -> Result<
+    (
+        TokenHold,
+        Result<Row, tokio_postgres::Error>,
+        Result<Option<Row>, tokio_postgres::Error>,
+    ),
+    ApiError,
+> {
     let mut tries = pool.status().max_size + 1;
     loop {
         let mut hold = TokenHold(Some(pool.get().await.map_err(pool_error)?));
@@ -335,23 +350,43 @@ async fn begin(pool: &TokenPool, token: &str) -> Result<(TokenHold, Result<Row, 
         // From here on a dropped request cancels and closes (`TokenHold`): preparing may wait on
         // a lock too.
         *open = true;
-        let prepared = Db { client, statements }.prepared(TOKEN_CHECK).await;
-        let sent = match prepared {
-            // The database refused the check itself (the server's role may not call it): the
-            // connection is fine, and `act_as_token` says what is missing.
-            Err(e) if e.as_db_error().is_some() => return Ok((hold, Err(e))),
-            Err(e) => Err(e),
-            Ok(check) => {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
-                let (begun, checked) = tokio::join!(
-                    client.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
-                    client.query_one(&check, &params)
+        let mut db = Db { client, statements };
+        let prepared = match (db.prepared(TOKEN_CHECK).await, read) {
+            (Ok(check), Some((sql, _))) => db.prepared(sql).await.map(|read| (check, Some(read))),
+            (Ok(check), None) => Ok((check, None)),
+            (Err(e), _) => Err(e),
+        };
+        let token: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
+        let begin = "BEGIN; SET LOCAL search_path = pg_catalog, pg_temp";
+        let sent = match (prepared, read) {
+            // The database refused a statement itself (the server's role may not call the
+            // check): nothing was begun, and `act_as_token` says what is missing.
+            (Err(e), _) if e.as_db_error().is_some() => {
+                *open = false;
+                return Ok((hold, Err(e), Ok(None)));
+            }
+            (Err(e), _) => Err(e),
+            (Ok((check, Some(statement))), Some((_, param))) => {
+                let param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&param];
+                let (begun, checked, row, committed) = tokio::join!(
+                    client.batch_execute(begin),
+                    client.query_one(&check, &token),
+                    client.query_opt(&statement, &param),
+                    client.batch_execute("COMMIT"),
                 );
-                begun.map(|()| checked)
+                // COMMIT in a failed transaction rolls it back: either way it ended.
+                if committed.is_ok() {
+                    *open = false;
+                }
+                begun.map(|()| (checked, row))
+            }
+            (Ok((check, _)), _) => {
+                let (begun, checked) = tokio::join!(client.batch_execute(begin), client.query_one(&check, &token));
+                begun.map(|()| (checked, Ok(None)))
             }
         };
         match sent {
-            Ok(checked) => return Ok((hold, checked)),
+            Ok((checked, row)) => return Ok((hold, checked, row)),
             Err(e) => {
                 hold.discard();
                 tries -= 1;
@@ -372,76 +407,8 @@ macro_rules! token_gate {
 }
 pub(crate) use token_gate;
 
-/// One round trip for a token's read of one secret: `BEGIN` with the search_path pin, the
-/// check, `sql` (gated by `token_gate!`, one row for the name `param`) and `COMMIT`, sent
-/// together. What the check says decides the answer; the read's row counts only when the role
-/// was switched (else the gate kept it empty, and nothing was decrypted). A pooled connection
-/// that fails before the database answers is replaced, as in `begin`.
-async fn pipelined_read(
-    pool: &TokenPool,
-    token: &str,
-    sql: &'static str,
-    param: &str,
-) -> Result<
-    (
-        Result<Row, tokio_postgres::Error>,
-        Result<Option<Row>, tokio_postgres::Error>,
-    ),
-    ApiError,
-> {
-    let mut tries = pool.status().max_size + 1;
-    loop {
-        let mut hold = TokenHold(Some(pool.get().await.map_err(pool_error)?));
-        let Pooled {
-            client,
-            statements,
-            open,
-            ..
-        } = &mut **hold.0.as_mut().expect("held");
-        *open = true;
-        let mut db = Db { client, statements };
-        let prepared = match db.prepared(TOKEN_CHECK).await {
-            Ok(check) => db.prepared(sql).await.map(|read| (check, read)),
-            Err(e) => Err(e),
-        };
-        let sent = match prepared {
-            Err(e) if e.as_db_error().is_some() => {
-                // Nothing was begun: the connection goes back as it is.
-                *open = false;
-                return Ok((Err(e), Ok(None)));
-            }
-            Err(e) => Err(e),
-            Ok((check, read)) => {
-                let token: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&token];
-                let param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&param];
-                let (begun, checked, row, committed) = tokio::join!(
-                    client.batch_execute("BEGIN; SET LOCAL search_path = pg_catalog, pg_temp"),
-                    client.query_one(&check, &token),
-                    client.query_opt(&read, &param),
-                    client.batch_execute("COMMIT"),
-                );
-                // COMMIT in a failed transaction rolls it back: either way it ended.
-                if committed.is_ok() {
-                    *open = false;
-                }
-                begun.map(|()| (checked, row))
-            }
-        };
-        match sent {
-            Ok(answer) => return Ok(answer),
-            Err(e) => {
-                hold.discard();
-                tries -= 1;
-                if tries == 0 {
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-}
-
 /// A token's read of the secret `name` (`GET /api/v1/secrets/{name}`) in one round trip
-/// (`pipelined_read`): `plain`, or `versioned` (with the version, for a role that may read
+/// (`begin` with the read): `plain`, or `versioned` (with the version, for a role that may read
 /// vault.secrets) when this token's last read said it may. The first read of such a token, and
 /// one after the privilege was revoked, take a second round trip.
 pub(crate) async fn token_read(
@@ -456,8 +423,12 @@ pub(crate) async fn token_read(
     let key = openssl::sha::sha256(token.as_bytes());
     let mut with_version = lock(&app.token_versions).contains(&key);
     for _ in 0..3 {
-        let (checked, read) =
-            pipelined_read(&app.tokens, token, if with_version { versioned } else { plain }, name).await?;
+        let (_, checked, read) = begin(
+            &app.tokens,
+            token,
+            Some((if with_version { versioned } else { plain }, name)),
+        )
+        .await?;
         acted.set(act_as_token(checked)?);
         // The privilege changed since this token's last read: read again as the role is now.
         let may_read_versions = match &read {
@@ -630,7 +601,7 @@ pub(crate) async fn db_as<T>(
             result
         }
         Caller::Token { app, token, acted } => {
-            let (mut hold, checked) = begin(&app.tokens, token).await?;
+            let (mut hold, checked, _) = begin(&app.tokens, token, None).await?;
             let Pooled {
                 client,
                 statements,
