@@ -61,6 +61,54 @@ fn sql(statements: &str) -> Vec<Option<String>> {
     .expect("sql thread")
 }
 
+/// A superuser transaction that runs `statement` (a lock) and holds what it took until
+/// `release` (or a drop: a failing test lets go too), on a thread and connection of its own.
+struct Held {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    holder: Option<std::thread::JoinHandle<()>>,
+}
+
+fn hold(statement: &str) -> Held {
+    let dsn = format!(
+        "host={} port={} dbname=postgres user=postgres",
+        env("PGVAULT_TEST_HOST"),
+        env("PGVAULT_TEST_PORT")
+    );
+    let statement = format!("BEGIN; {statement}");
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("superuser connection");
+        c.batch_execute(&statement).expect("lock");
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        c.batch_execute("COMMIT").expect("commit");
+    });
+    is_locked.recv().expect("the lock is held");
+    Held {
+        release: Some(release),
+        holder: Some(holder),
+    }
+}
+
+impl Held {
+    fn release(mut self) {
+        self.let_go();
+    }
+    fn let_go(&mut self) {
+        drop(self.release.take());
+        if let Some(h) = self.holder.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.let_go();
+    }
+}
+
 /// Tests that count authenticator_logged's lines in the server log run one at a time.
 static LOGGED_ROLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -867,28 +915,11 @@ async fn a_request_dropped_half_way_is_rolled_back_at_once() {
     );
     let admin = api.login("drop_admin").await;
     let path = "/api/v1/secrets/dropped_put";
-    let dsn = format!(
-        "host={} port={} dbname=postgres user=postgres",
-        env("PGVAULT_TEST_HOST"),
-        env("PGVAULT_TEST_PORT")
-    );
     for by_token in [true, false] {
         let who = if by_token { "authenticator_drop" } else { "drop_admin" };
         // A superuser transaction holds the secret's row: the PUT waits in its FOR UPDATE,
         // after its BEGIN (and, for the token, its SET LOCAL ROLE).
-        let (locked_tx, locked) = std::sync::mpsc::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let dsn = dsn.clone();
-        let holder = std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("superuser connection");
-            let mut tx = c.transaction().unwrap();
-            tx.query("SELECT 1 FROM vault.secrets WHERE name = 'dropped_put' FOR UPDATE", &[])
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            let _ = released.recv();
-            tx.commit().unwrap();
-        });
-        locked.recv().unwrap();
+        let held = hold("SELECT 1 FROM vault.secrets WHERE name = 'dropped_put' FOR UPDATE");
         for attempt in 0..4 {
             let body = Some(json!({"value": "written-by-a-dropped-request", "description": "dropped"}));
             let put = async {
@@ -927,8 +958,7 @@ async fn a_request_dropped_half_way_is_rolled_back_at_once() {
                 "busy and all connections of {who} after 4 dropped PUTs, the lock still held: {left}"
             );
         }
-        release.send(()).unwrap();
-        holder.join().unwrap();
+        held.release();
         if !by_token {
             let mut left = String::new();
             for _ in 0..50 {
@@ -964,23 +994,7 @@ async fn a_request_waits_for_a_busy_pool_only_so_long() {
     create_secret("busy_other", "other-value-0123456789");
     let token = sql_one("SELECT vault.create_api_token('api-busy-admin', 'tok_admin')");
     let api = Api::as_role("authenticator_busy", &["--token-connections", "1"]);
-    let dsn = format!(
-        "host={} port={} dbname=postgres user=postgres",
-        env("PGVAULT_TEST_HOST"),
-        env("PGVAULT_TEST_PORT")
-    );
-    let (locked_tx, locked) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("superuser connection");
-        let mut tx = c.transaction().unwrap();
-        tx.query("SELECT 1 FROM vault.secrets WHERE name = 'busy_put' FOR UPDATE", &[])
-            .unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = released.recv();
-        tx.commit().unwrap();
-    });
-    locked.recv().unwrap();
+    let held = hold("SELECT 1 FROM vault.secrets WHERE name = 'busy_put' FOR UPDATE");
     let waiting = {
         let (api, token) = (api.again(), token.clone());
         tokio::spawn(async move {
@@ -1006,8 +1020,7 @@ async fn a_request_waits_for_a_busy_pool_only_so_long() {
         "bounded: {:?}",
         started.elapsed()
     );
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    held.release();
     assert_eq!(waiting.await.unwrap(), StatusCode::OK, "the PUT itself went through");
     let r = api
         .bearer(&token, Method::GET, "/api/v1/secrets/busy_other", None)
@@ -1802,24 +1815,9 @@ async fn a_session_answers_while_its_other_request_waits() {
         "2",
         "a session holds two connections of its role"
     );
-    // The list waits on a lock held until the checks are done (a panic drops `release`, which
-    // ends the holder's transaction); another request of the same session does not wait.
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
-    let dsn = format!(
-        "host={} port={} dbname=postgres user=postgres",
-        env("PGVAULT_TEST_HOST"),
-        env("PGVAULT_TEST_PORT")
-    );
-    let holder = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).expect("superuser connection");
-        c.batch_execute("BEGIN; LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE")
-            .expect("lock");
-        locked.send(()).unwrap();
-        let _ = released.recv();
-        c.batch_execute("COMMIT").expect("commit");
-    });
-    is_locked.recv().expect("the lock is held");
+    // The list waits on a lock held until the checks are done (a panic drops it, which ends
+    // the holder's transaction); another request of the same session does not wait.
+    let held = hold("LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE");
     let list = {
         let api = api.again();
         let who = viewer.clone();
@@ -1845,13 +1843,12 @@ async fn a_session_answers_while_its_other_request_waits() {
         "the next one is answered at once: {:?} in {took:?}",
         r.map(|r| r.status)
     );
-    release.send(()).unwrap();
+    held.release();
     assert_eq!(
         list.await.unwrap(),
         StatusCode::OK,
         "the waiting one once the lock is gone"
     );
-    holder.join().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
