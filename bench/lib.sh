@@ -36,6 +36,26 @@ serve_stop_all() {
   SERVE_PIDS=()
 }
 
+# serve_builds DSN USER PASSWORD [ARGS...]: BUILDS is (new), or (new old) with PGVAULT_OLD; for
+# each, `pgvault serve ARGS` on DSN (serve_start: PGVAULT, or PGVAULT_OLD) logged in as USER:
+# PORTOF, PIDOF and COOKIEOF by build. Fails when a login does not work.
+declare -A PORTOF PIDOF COOKIEOF
+serve_builds() {
+  local dsn=$1 user=$2 pw=$3 build bin
+  shift 3
+  BUILDS=(new)
+  [ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
+  for build in "${BUILDS[@]}"; do
+    bin=$PGVAULT
+    [ "$build" = old ] && bin=$PGVAULT_OLD
+    serve_start "$build" "$bin" "$dsn" "$@"
+    PORTOF[$build]=$SERVE_PORT
+    PIDOF[$build]=${SERVE_PIDS[-1]}
+    COOKIEOF[$build]=$(serve_login "$SERVE_PORT" "$user" "$pw")
+    [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in to pgvault serve ($build) as $user:"; cat "$WORK/serve-$build.out"; return 1; }
+  done
+}
+
 # serve_login PORT USER PASSWORD: the session cookie (pgvault_session=...), or nothing.
 serve_login() {
   curl -s -D - -o /dev/null --cacert "$WORK/cert.pem" -H 'Content-Type: application/json' \

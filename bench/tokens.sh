@@ -41,20 +41,11 @@ sql b "CREATE EXTENSION vault_ext;
 DSN="host=$WORK port=$(port b) dbname=postgres"
 TOKEN=$("$PGVAULT" --dsn "$DSN user=postgres" token create bench --role svc_reader 2>/dev/null)
 [ -n "$TOKEN" ] || { echo "cannot create a token"; exit 1; }
-declare -A PORTOF COOKIEOF PIDOF
-BUILDS=(new)
-[ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
+PGPASSWORD=$PW serve_builds "$DSN user=authenticator" web_reader "$PW" \
+  --token-connections "$CLIENTS" --session-connections "$CLIENTS" || exit 1
 for build in "${BUILDS[@]}"; do
-  bin=$PGVAULT
-  [ "$build" = old ] && bin=$PGVAULT_OLD
-  PGPASSWORD=$PW serve_start "$build" "$bin" "$DSN user=authenticator" \
-    --token-connections "$CLIENTS" --session-connections "$CLIENTS"
-  PORTOF[$build]=$SERVE_PORT
-  PIDOF[$build]=${SERVE_PIDS[-1]}
-  COOKIEOF[$build]=$(serve_login "$SERVE_PORT" web_reader "$PW")
-  [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in ($build)"; cat "$WORK/serve-$build.out"; exit 1; }
   for auth in "Authorization: Bearer $TOKEN" "Cookie: ${COOKIEOF[$build]}"; do
-    got=$(curl -s --cacert "$WORK/cert.pem" -H "$auth" "https://127.0.0.1:$SERVE_PORT/api/v1/secrets/secret_7")
+    got=$(curl -s --cacert "$WORK/cert.pem" -H "$auth" "https://127.0.0.1:${PORTOF[$build]}/api/v1/secrets/secret_7")
     [ "$(sed -nE 's/.*"value":"([^"]*)".*/\1/p' <<<"$got")" = "sk-bench-$(printf 7 | md5sum | cut -c1-32)" ] ||
       { echo "$build: ${auth%%:*} does not read the value: $got"; exit 1; }
   done

@@ -69,19 +69,10 @@ out=$(sql web "CREATE EXTENSION vault_ext;
   out=$(sql web "VACUUM ANALYZE") || { echo "setup failed: $out"; exit 1; }
 
 DSN="host=$WORK port=$(port web) dbname=postgres"
-declare -A PORTOF COOKIEOF PIDOF
-BUILDS=(new)
-[ -n "${PGVAULT_OLD:-}" ] && BUILDS=(new old)
+# shellcheck disable=SC2086
+serve_builds "$DSN" bench_reader "$PW" --session-connections "$CLIENTS" ${SERVE_ARGS:-} || exit 1
 for build in "${BUILDS[@]}"; do
-  bin=$PGVAULT
-  [ "$build" = old ] && bin=$PGVAULT_OLD
-  # shellcheck disable=SC2086
-  serve_start "$build" "$bin" "$DSN" --session-connections "$CLIENTS" ${SERVE_ARGS:-}
-  PORTOF[$build]=$SERVE_PORT
-  PIDOF[$build]=${SERVE_PIDS[-1]}
-  COOKIEOF[$build]=$(serve_login "$SERVE_PORT" bench_reader "$PW")
-  [ -n "${COOKIEOF[$build]}" ] || { echo "cannot log in to pgvault serve ($build):"; cat "$WORK/serve-$build.out"; exit 1; }
-  probe=$(curl -s --cacert "$WORK/cert.pem" -H "Cookie: ${COOKIEOF[$build]}" "https://127.0.0.1:$SERVE_PORT/api/v1/secrets/secret_1")
+  probe=$(curl -s --cacert "$WORK/cert.pem" -H "Cookie: ${COOKIEOF[$build]}" "https://127.0.0.1:${PORTOF[$build]}/api/v1/secrets/secret_1")
   [ "$(sed -nE 's/.*"value":"([^"]*)".*/\1/p' <<<"$probe")" = "$(sql web "SELECT vault.read_secret('secret_1')")" ] ||
     { echo "GET /api/v1/secrets/secret_1 ($build) does not answer the value vault.read_secret gives"; exit 1; }
 done
